@@ -1,0 +1,1 @@
+"""acgs_operator"""
