@@ -4,7 +4,7 @@
 # Rebuilt only when a binary is missing. No container engine or prebuilt download is needed.
 set -euo pipefail
 
-K8S_VERSION="${K8S_VERSION:-v1.37.2}"
+K8S_VERSION="${K8S_VERSION:-v1.37.1}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 CACHE="${ACGS_CACHE:-$HOME/.cache/acgs}"
@@ -53,20 +53,9 @@ build_kubernetes() {
     done
     echo ")"
   } > "$dir/go.mod"
-  cat > "$dir/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-)
-GO
   cd "$dir"
   log "resolving k8s.io/kubernetes $K8S_VERSION modules"
-  go mod tidy -e >/dev/null 2>&1 || true
+  go get "k8s.io/kubernetes@$K8S_VERSION" >&2
   local pkg="k8s.io/component-base/version"
   local date; date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   local ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
@@ -90,16 +79,9 @@ go 1.26.0
 
 require go.etcd.io/etcd/server/v3 $ETCD_VERSION
 MOD
-  cat > "$dir/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import _ "go.etcd.io/etcd/server/v3"
-GO
   cd "$dir"
   log "building etcd $ETCD_VERSION"
-  go mod tidy -e >/dev/null 2>&1 || true
+  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2
   go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
   mv "$BIN/etcd.tmp" "$BIN/etcd"
 }

@@ -1,0 +1,110 @@
+"""Deployment (acgs.io): blue-green serving of a ModelVersion. Strategy names follow Argo Rollouts."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import Field, model_validator
+
+from .common import HASH_PATTERN, ApiModel, ObjectName, Resources, StatusBase
+from .modelversion import Stage
+
+
+class ModelSelector(ApiModel):
+    model_name: ObjectName = Field(description="Model family to follow.")
+    stage: Stage = Field(default=Stage.PRODUCTION, description="Serve the newest version in this stage.")
+
+
+class ModelRef(ApiModel):
+    """Name one ModelVersion, or follow a stage so promotions roll out without editing Git."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [{
+        "rule": "has(self.versionRef) != has(self.selector)",
+        "message": "exactly one of model.versionRef or model.selector must be set"}]}}
+
+    version_ref: ObjectName | None = Field(default=None, description="Name of a ModelVersion to serve.")
+    selector: ModelSelector | None = Field(default=None, description="Follow the newest ModelVersion in a stage.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ModelRef:
+        if (self.version_ref is None) == (self.selector is None):
+            raise ValueError("exactly one of model.versionRef or model.selector must be set")
+        return self
+
+
+class BlueGreenStrategy(ApiModel):
+    auto_promotion_enabled: bool = Field(default=True, description="Promote the preview once its checks pass.")
+    auto_promotion_seconds: int | None = Field(
+        default=None, ge=0, description="Promote this long after the preview is ready, even when paused."
+    )
+    preview_replica_count: int | None = Field(
+        default=None, ge=1, description="Replicas of the preview color before promotion (default: replicas)."
+    )
+    scale_down_delay_seconds: int = Field(default=30, ge=0, description="Keep the old color this long after a switch.")
+    post_promotion_checks: bool = Field(default=True, description="Check the new active color after the switch.")
+
+
+class PromotionGates(ApiModel):
+    min_compliance_score: float = Field(default=0.95, ge=0, le=1, description="ModelVersion metrics must reach this.")
+    min_accuracy: float = Field(default=0.0, ge=0, le=1, description="ModelVersion metrics must reach this.")
+    smoke_requests: int = Field(default=3, ge=0, le=100, description="Predictions sent to the preview pods.")
+
+
+class PeerSelector(ApiModel):
+    pod_selector: dict[str, str] = Field(default_factory=dict, description="Labels of client pods.")
+    namespace_selector: dict[str, str] | None = Field(
+        default=None, description="Labels of client namespaces (unset: the Deployment's own namespace)."
+    )
+
+
+class NetworkSpec(ApiModel):
+    allowed_clients: list[PeerSelector] = Field(
+        default_factory=list, description="Who may call the model (everyone else is denied)."
+    )
+    metrics_namespace: str | None = Field(
+        default="monitoring", description="Namespace whose pods may scrape /metrics."
+    )
+
+
+class DeploymentSpec(ApiModel):
+    constitutional_hash: str = Field(pattern=HASH_PATTERN, description="Constitution this deployment serves under.")
+    model: ModelRef = Field(description="Which ModelVersion to serve.")
+    replicas: int = Field(default=1, ge=0, le=1000, description="Replicas of the active color.")
+    image: str | None = Field(default=None, description="Server image; defaults to the operator's configured image.")
+    port: int = Field(default=8080, ge=1024, le=65535, description="Container port of the model server.")
+    resources: Resources = Field(default_factory=Resources, description="Compute per server pod.")
+    strategy: BlueGreenStrategy = Field(default_factory=BlueGreenStrategy, description="Blue-green rollout.")
+    promotion: PromotionGates = Field(default_factory=PromotionGates, description="Pre-promotion gates.")
+    network: NetworkSpec = Field(default_factory=NetworkSpec, description="Zero-trust network policy.")
+    artifact_pvc: ObjectName | None = Field(
+        default=None, description="PVC holding artifacts (pvc:// URIs); mounted read-only."
+    )
+    interaction_log_pvc: ObjectName | None = Field(
+        default=None, description="PVC for interaction logs read by the flywheel (default: emptyDir)."
+    )
+
+
+class Color(str, Enum):
+    BLUE = "blue"
+    GREEN = "green"
+
+
+class HistoryEntry(ApiModel):
+    time: str = Field(description="When it happened (RFC 3339).")
+    action: str = Field(description="Promoted, RolledBack, Aborted or Blocked.")
+    model_version: str = Field(description="ModelVersion concerned.")
+    color: Color | None = Field(default=None, description="Color concerned.")
+    reason: str | None = Field(default=None, description="Why.")
+
+
+class DeploymentStatus(StatusBase):
+    """phase: Progressing, Healthy, Degraded or Paused."""
+
+    active_color: Color | None = Field(default=None, description="Color behind the active Service.")
+    active_model_version: str | None = Field(default=None, description="ModelVersion serving live traffic.")
+    preview_model_version: str | None = Field(default=None, description="ModelVersion in the preview color.")
+    active_service: str | None = Field(default=None, description="Address of the active Service.")
+    preview_service: str | None = Field(default=None, description="Address of the preview Service.")
+    history: list[HistoryEntry] = Field(
+        default_factory=list, max_length=20, description="Promotions and rollbacks, newest last (bounded)."
+    )

@@ -1,0 +1,20 @@
+"""Names shared by the API, the builders and the handlers."""
+
+GROUP = "acgs.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CATEGORY = "acgs"
+
+# The hash of the constitution the seeds were written against. The operator's configuration may
+# override it (ACGS_CONSTITUTIONAL_HASH), e.g. when the constitution is amended.
+DEFAULT_CONSTITUTIONAL_HASH = "cdd01ef066bc6cf2"
+
+FIELD_MANAGER = "acgs-operator"
+
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_HASH = "acgs.io/constitutional-hash"
+LABEL_OWNER_KIND = "acgs.io/owner-kind"
+LABEL_OWNER_NAME = "acgs.io/owner-name"

@@ -1,0 +1,230 @@
+"""The model behind the server: verify the artifact, load it, generate in batches.
+
+`ModelBackend` is the small seam between HTTP and ML. `ArtifactBackend` is the real one: it uses
+the trainer's own `verify_artifact` and `load_for_inference`, so the server can never disagree
+with the trainer about what a valid artifact is. Heavy imports (torch, transformers) happen inside
+`load()`, after verification, so a server told to serve a bad artifact reports why within a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What /models reports about the loaded model."""
+
+    name: str
+    version: str
+    digest: str
+    constitutional_hash: str
+    base_model: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LoadFailure(Exception):
+    """The artifact cannot be served. `reason` is a CamelCase constant; `details` names the
+    file / expected / actual values where known, so the operator can put them in status."""
+
+    def __init__(self, reason: str, message: str, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.details = dict(details or {})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reason": self.reason, "message": self.message, **self.details}
+
+
+# Reasons a server never becomes ready (also in README).
+ARTIFACT_NOT_FOUND = "ArtifactNotFound"
+ARTIFACT_INVALID = "ArtifactVerificationFailed"
+DIGEST_MISMATCH = "DigestMismatch"
+HASH_MISMATCH = "ConstitutionalHashMismatch"
+FILE_DIGEST_MISMATCH = "FileDigestMismatch"
+MODEL_LOAD_FAILED = "ModelLoadFailed"
+WARMUP_FAILED = "WarmupFailed"
+
+
+class ModelBackend(Protocol):
+    def load(self) -> ModelCard:
+        """Verify and load the model; raise LoadFailure when it must not be served."""
+
+    def generate(self, prompts: Sequence[str]) -> list[str]:
+        """Generated text (continuation only) for each prompt, in order. Runs in a worker thread."""
+
+    def format_prompt(self, record: Mapping[str, Any]) -> str: ...
+
+    def parse_decision(self, text: str) -> str | None: ...
+
+
+def default_torch_threads() -> int:
+    """CPUs this process may really use: affinity, capped by the cgroup quota a pod limit sets."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def classify_artifact_error(error: Exception) -> LoadFailure:
+    """Turn the trainer's ArtifactError into a reason + details (file, expected, actual)."""
+    message = str(error)
+    details: dict[str, Any] = {}
+    for attr in ("file", "path", "field", "expected", "actual"):
+        value = getattr(error, attr, None)
+        if value is not None:
+            details[attr] = str(value)
+    lowered = message.lower()
+    if "constitutional" in lowered or "hash" in lowered and "sha256" not in lowered:
+        reason = HASH_MISMATCH
+    elif "digest" in lowered and not details.get("file"):
+        reason = DIGEST_MISMATCH
+    elif "sha256" in lowered or details.get("file"):
+        reason = FILE_DIGEST_MISMATCH
+    else:
+        reason = ARTIFACT_INVALID
+    return LoadFailure(reason, message, details)
+
+
+class ArtifactBackend:
+    """Trainer artifact (base model + LoRA adapter) served with transformers `generate`."""
+
+    def __init__(
+        self,
+        artifact_dir: Path,
+        expected_digest: str | None,
+        constitutional_hash: str,
+        max_new_tokens: int,
+        device: str = "cpu",
+        torch_threads: int | None = None,
+        model_name: str | None = None,
+        model_version: str | None = None,
+        warmup_batch_size: int = 8,
+    ) -> None:
+        self.artifact_dir = artifact_dir
+        self.expected_digest = expected_digest
+        self.constitutional_hash = constitutional_hash
+        self.max_new_tokens = max_new_tokens
+        self.device = device
+        self.torch_threads = torch_threads or default_torch_threads()
+        self.model_name = model_name
+        self.model_version = model_version
+        self.warmup_batch_size = warmup_batch_size
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._prompting: Any = None
+
+    # --- load ----------------------------------------------------------------------------------
+
+    def load(self) -> ModelCard:
+        from acgs_trainer import artifact as trainer_artifact  # light: hashing and JSON only
+
+        if not self.artifact_dir.is_dir():
+            raise LoadFailure(ARTIFACT_NOT_FOUND, f"artifact directory {self.artifact_dir} does not exist",
+                              {"path": str(self.artifact_dir)})
+        started = time.perf_counter()
+        try:
+            manifest = trainer_artifact.verify_artifact(
+                self.artifact_dir, self.expected_digest, self.constitutional_hash
+            )
+        except trainer_artifact.ArtifactError as error:
+            raise classify_artifact_error(error) from error
+        logger.info("artifact %s verified in %.2fs", self.artifact_dir, time.perf_counter() - started)
+        card = self._card(manifest)
+        try:
+            self._load_model()
+        except Exception as error:  # noqa: BLE001 - any load error means "not servable"
+            logger.exception("loading the model failed")
+            raise LoadFailure(MODEL_LOAD_FAILED, f"loading the model failed: {error}") from error
+        try:
+            self._warm_up()
+        except Exception as error:  # noqa: BLE001
+            logger.exception("warm-up generate failed")
+            raise LoadFailure(WARMUP_FAILED, f"warm-up generate failed: {error}") from error
+        return card
+
+    def _card(self, manifest: Any) -> ModelCard:
+        data: dict[str, Any] = manifest.model_dump(mode="json") if hasattr(manifest, "model_dump") else dict(manifest)
+        digest = str(data.get("digest") or data.get("artifact_digest") or "")
+        return ModelCard(
+            name=self.model_name or str(data.get("model_name") or data.get("name") or "acgs-model"),
+            version=self.model_version or str(data.get("model_version") or data.get("version") or "0.0.0"),
+            digest=digest,
+            constitutional_hash=str(data.get("constitutional_hash")),
+            base_model=str(data.get("base_model") or ""),
+            metrics=dict(data.get("metrics") or {}),
+            extra={k: data[k] for k in ("epsilon", "delta", "lineage", "created_at", "dataset_types") if k in data},
+        )
+
+    def _load_model(self) -> None:
+        import torch
+
+        from acgs_trainer import modeling, prompting
+
+        # Inter-op parallelism buys nothing for one generate at a time and costs a thread pool.
+        torch.set_num_threads(self.torch_threads)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:
+            pass  # already set (tests that load twice in one process)
+        started = time.perf_counter()
+        model, tokenizer = modeling.load_for_inference(self.artifact_dir, device=self.device)
+        # Merging the LoRA deltas into the base weights removes the adapter's extra matmuls from
+        # every step; this copy of the weights is ours, the artifact on disk is untouched.
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        model.eval()
+        # Decoder-only batched generation needs left padding so every row ends at the prompt's end.
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._model, self._tokenizer, self._prompting = model, tokenizer, prompting
+        logger.info("model loaded in %.2fs (torch threads=%d, device=%s)",
+                    time.perf_counter() - started, self.torch_threads, self.device)
+
+    def _warm_up(self) -> None:
+        from acgs_server.schemas import warmup_records
+
+        prompts = [self.format_prompt(record) for record in warmup_records()]
+        started = time.perf_counter()
+        self.generate(prompts[:1])
+        batch = (prompts * self.warmup_batch_size)[: self.warmup_batch_size]
+        self.generate(batch)
+        logger.info("warm-up done in %.2fs", time.perf_counter() - started)
+
+    # --- serve ---------------------------------------------------------------------------------
+
+    def format_prompt(self, record: Mapping[str, Any]) -> str:
+        return str(self._prompting.format_prompt(record))
+
+    def parse_decision(self, text: str) -> str | None:
+        decision = self._prompting.parse_decision(text)
+        return None if decision is None else str(decision)
+
+    def generate(self, prompts: Sequence[str]) -> list[str]:
+        import torch
+
+        tokenizer = self._tokenizer
+        with torch.inference_mode():
+            encoded = tokenizer(list(prompts), return_tensors="pt", padding=True).to(self.device)
+            output = self._model.generate(
+                **encoded,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        continuation = output[:, encoded["input_ids"].shape[1]:]
+        return [str(text) for text in tokenizer.batch_decode(continuation, skip_special_tokens=True)]

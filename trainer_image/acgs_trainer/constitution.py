@@ -1,0 +1,155 @@
+"""The constitution as data, and a pure rule engine over structured scenarios.
+
+The rule engine is the single ground truth: dataset targets are derived from it, the constitutional
+filter revises examples against it, and the evaluation's compliance score compares the model's own
+decisions with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONSTITUTIONAL_HASH = "cdd01ef066bc6cf2"
+DECISIONS: tuple[str, ...] = ("APPROVE", "ESCALATE", "DENY")
+CONSTITUTION_ENV = "ACGS_CONSTITUTION_PATH"
+
+Op = Literal["eq", "ne", "in", "not_in", "gt", "ge", "lt", "le"]
+
+
+class Condition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: str
+    op: Op
+    value: Any
+
+    def holds(self, scenario: Mapping[str, Any]) -> bool:
+        # A rule about a field the scenario does not have cannot fire: rules of one dataset type
+        # (e.g. accuracy_drop_pct) stay silent for the others.
+        if self.field not in scenario:
+            return False
+        actual = scenario[self.field]
+        if self.op == "eq":
+            return bool(actual == self.value)
+        if self.op == "ne":
+            return bool(actual != self.value)
+        if self.op == "in":
+            return actual in self.value
+        if self.op == "not_in":
+            return actual not in self.value
+        if not isinstance(actual, (int, float)) or isinstance(actual, bool):
+            return False
+        if self.op == "gt":
+            return actual > self.value
+        if self.op == "ge":
+            return actual >= self.value
+        if self.op == "lt":
+            return actual < self.value
+        return actual <= self.value
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    principle: str
+    decision: Literal["APPROVE", "ESCALATE", "DENY"]
+    when: list[Condition] = Field(min_length=1)
+
+    def fires(self, scenario: Mapping[str, Any]) -> bool:
+        return all(c.holds(scenario) for c in self.when)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the constitution says about one scenario."""
+
+    decision: str
+    principles: tuple[str, ...]  # sorted, unique: the principles of the rules that set the decision
+    rules: tuple[str, ...]  # ids of the rules that set the decision
+
+
+class Constitution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    constitutional_hash: str
+    version: str
+    decisions: list[str] = Field(default_factory=lambda: list(DECISIONS))
+    default_decision: Literal["APPROVE", "ESCALATE", "DENY"] = "APPROVE"
+    principles: dict[str, str]
+    rules: list[Rule]
+    source_sha256: str = ""
+
+    @model_validator(mode="after")
+    def _rules_name_known_principles(self) -> "Constitution":
+        for rule in self.rules:
+            if rule.principle not in self.principles:
+                raise ValueError(
+                    f"rule {rule.id!r}: principle={rule.principle!r}: expected one of "
+                    f"{sorted(self.principles)}"
+                )
+        if sorted(self.decisions) != sorted(DECISIONS):
+            raise ValueError(f"decisions={self.decisions}: expected an ordering of {list(DECISIONS)}")
+        return self
+
+    def evaluate(self, scenario: Mapping[str, Any]) -> Verdict:
+        """Derive the decision: the strictest decision among the rules that fire, else the default."""
+        fired = [r for r in self.rules if r.fires(scenario)]
+        if not fired:
+            return Verdict(self.default_decision, (), ())
+        rank = {d: i for i, d in enumerate(self.decisions)}
+        strictest = max((r.decision for r in fired), key=rank.__getitem__)
+        setting = [r for r in fired if r.decision == strictest]
+        return Verdict(
+            strictest,
+            tuple(sorted({r.principle for r in setting})),
+            tuple(r.id for r in setting),
+        )
+
+
+class ConstitutionError(ValueError):
+    """The constitution file cannot be read or does not match the expected hash."""
+
+
+def _parse(text: str, origin: str, expected_hash: str) -> Constitution:
+    try:
+        raw = yaml.safe_load(text)
+        constitution = Constitution.model_validate(raw)
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise ConstitutionError(f"constitution {origin}: invalid: {exc}") from exc
+    if constitution.constitutional_hash != expected_hash:
+        raise ConstitutionError(
+            f"constitution {origin}: constitutional_hash={constitution.constitutional_hash!r}: "
+            f"expected {expected_hash!r}"
+        )
+    constitution.source_sha256 = hashlib.sha256(text.encode()).hexdigest()
+    return constitution
+
+
+def default_text() -> str:
+    return resources.files("acgs_trainer").joinpath("constitution.yaml").read_text(encoding="utf-8")
+
+
+def load_constitution(
+    path: str | os.PathLike[str] | None = None, expected_hash: str = CONSTITUTIONAL_HASH
+) -> Constitution:
+    """Load the constitution from ``path``, ``$ACGS_CONSTITUTION_PATH``, or the packaged default."""
+    chosen = path or os.environ.get(CONSTITUTION_ENV)
+    if chosen:
+        try:
+            text = Path(chosen).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConstitutionError(f"constitution {chosen}: cannot read: {exc}") from exc
+        return _parse(text, str(chosen), expected_hash)
+    return _cached_default(expected_hash)
+
+
+@lru_cache(maxsize=4)
+def _cached_default(expected_hash: str) -> Constitution:
+    return _parse(default_text(), "(packaged default)", expected_hash)
