@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,10 @@ ARTIFACT_INVALID = "ArtifactVerificationFailed"
 DIGEST_MISMATCH = "DigestMismatch"
 HASH_MISMATCH = "ConstitutionalHashMismatch"
 FILE_DIGEST_MISMATCH = "FileDigestMismatch"
+FILE_MISSING = "FileMissing"
+UNEXPECTED_FILES = "UnexpectedFiles"
+MANIFEST_INCONSISTENT = "ManifestInconsistent"
+MANIFEST_INVALID = "ManifestInvalid"
 MODEL_LOAD_FAILED = "ModelLoadFailed"
 WARMUP_FAILED = "WarmupFailed"
 
@@ -79,24 +84,28 @@ def default_torch_threads() -> int:
     return max(1, cpus)
 
 
+# The trainer's ArtifactError carries one message naming the file/field, expected and actual
+# value; these patterns split it into fields for /ready (the full message is always kept too).
+_ARTIFACT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (HASH_MISMATCH, re.compile(r"^(?P<file>.+): constitutionalHash=(?P<actual>.+), expected (?P<expected>.+)$")),
+    (FILE_DIGEST_MISMATCH, re.compile(r"^(?P<file>.+): sha256 (?P<actual>\S+), expected (?P<expected>\S+)")),
+    (FILE_MISSING, re.compile(r"^(?P<file>.+): missing \(listed in the manifest\)$")),
+    (UNEXPECTED_FILES, re.compile(r"^(?P<file>.+): files not in the manifest: (?P<actual>.+)$")),
+    (MANIFEST_INCONSISTENT, re.compile(r"^(?P<file>.+): digest (?P<expected>\S+), but its file list hashes to (?P<actual>\S+)$")),
+    (DIGEST_MISMATCH, re.compile(r"^(?P<file>.+): digest (?P<actual>\S+), expected (?P<expected>\S+)$")),
+    (MANIFEST_INVALID, re.compile(r"^(?P<file>.+): (cannot read|invalid) manifest")),
+)
+
+
 def classify_artifact_error(error: Exception) -> LoadFailure:
     """Turn the trainer's ArtifactError into a reason + details (file, expected, actual)."""
     message = str(error)
-    details: dict[str, Any] = {}
-    for attr in ("file", "path", "field", "expected", "actual"):
-        value = getattr(error, attr, None)
-        if value is not None:
-            details[attr] = str(value)
-    lowered = message.lower()
-    if "constitutional" in lowered or "hash" in lowered and "sha256" not in lowered:
-        reason = HASH_MISMATCH
-    elif "digest" in lowered and not details.get("file"):
-        reason = DIGEST_MISMATCH
-    elif "sha256" in lowered or details.get("file"):
-        reason = FILE_DIGEST_MISMATCH
-    else:
-        reason = ARTIFACT_INVALID
-    return LoadFailure(reason, message, details)
+    for reason, pattern in _ARTIFACT_PATTERNS:
+        match = pattern.match(message)
+        if match:
+            details = {k: v.strip("'") for k, v in match.groupdict().items() if v is not None}
+            return LoadFailure(reason, message, details)
+    return LoadFailure(ARTIFACT_INVALID, message)
 
 
 class ArtifactBackend:
@@ -157,16 +166,20 @@ class ArtifactBackend:
         return card
 
     def _card(self, manifest: Any) -> ModelCard:
-        data: dict[str, Any] = manifest.model_dump(mode="json") if hasattr(manifest, "model_dump") else dict(manifest)
-        digest = str(data.get("digest") or data.get("artifact_digest") or "")
+        data: dict[str, Any] = manifest.model_dump(mode="json")
+        base = data.get("base_model") or {}
+        base_name = str(base.get("name") or base.get("id") or base.get("path") or "") if isinstance(base, dict) else str(base)
         return ModelCard(
-            name=self.model_name or str(data.get("model_name") or data.get("name") or "acgs-model"),
-            version=self.model_version or str(data.get("model_version") or data.get("version") or "0.0.0"),
-            digest=digest,
-            constitutional_hash=str(data.get("constitutional_hash")),
-            base_model=str(data.get("base_model") or ""),
+            # The ModelVersion (via --model-name/--model-version) is the authority; the manifest
+            # may carry its own for hand-run servers.
+            name=self.model_name or str(data.get("model_name") or self.artifact_dir.name),
+            version=self.model_version or str(data.get("model_version") or data.get("version") or "unversioned"),
+            digest=str(data["digest"]),
+            constitutional_hash=str(data["constitutional_hash"]),
+            base_model=base_name,
             metrics=dict(data.get("metrics") or {}),
-            extra={k: data[k] for k in ("epsilon", "delta", "lineage", "created_at", "dataset_types") if k in data},
+            extra={k: data[k] for k in ("privacy", "data", "training", "constitution", "adapter",
+                                        "parent_version", "trainer_version", "created_at") if data.get(k)},
         )
 
     def _load_model(self) -> None:
