@@ -1,0 +1,72 @@
+"""The text contract between data, trainer evaluation and the model server.
+
+A prompt lists the scenario as ``field: value`` pairs (schema order, so equal scenarios give equal
+text) and ends with ``decision:``; the model continues with ``DECISION principle ...``, e.g.
+``DENY privacy fairness`` or ``APPROVE none``. The server and the trainer's evaluation use these
+same functions, so a model is scored on exactly what it will be asked in production.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Mapping
+
+from .constitution import DECISIONS
+from .datasets import SCHEMAS
+
+DECISION_MARKER = "decision:"
+_DECISION_RE = re.compile(r"\b(" + "|".join(DECISIONS) + r")\b", re.IGNORECASE)
+_WORD_RE = re.compile(r"[a-z_]+")
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def scenario_of(record: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """(dataset type, scenario) from a dataset record or a request body ``{type, scenario}``."""
+    dataset_type = str(record.get("type") or record.get("dataset_type") or "constitutional_ai")
+    inp = record.get("input")
+    scenario = inp.get("scenario") if isinstance(inp, Mapping) else record.get("scenario")
+    if not isinstance(scenario, Mapping):
+        raise ValueError("record has no scenario: expected input.scenario or scenario (an object)")
+    return dataset_type, scenario
+
+
+def format_prompt(record: Mapping[str, Any]) -> str:
+    dataset_type, scenario = scenario_of(record)
+    known = list(SCHEMAS.get(dataset_type, {}))
+    names = [n for n in known if n in scenario] + sorted(n for n in scenario if n not in known)
+    pairs = " ".join(f"{n}: {_value_text(scenario[n])}" for n in names)
+    return f"task: {dataset_type} {pairs} {DECISION_MARKER}"
+
+
+def format_target(decision: str, principles: Iterable[str]) -> str:
+    """The completion the model is trained to produce (without the leading space or EOS)."""
+    names = sorted(principles)
+    return f"{decision} {' '.join(names) if names else 'none'}"
+
+
+def target_of(record: Mapping[str, Any]) -> str:
+    target = record["target_output"]
+    return format_target(target["decision"], target.get("principles") or [])
+
+
+def parse_decision(generated_text: str) -> str | None:
+    """The first decision word in the model's continuation, or None if it produced none."""
+    m = _DECISION_RE.search(generated_text)
+    return m.group(1).upper() if m else None
+
+
+def parse_principles(generated_text: str, known: Iterable[str]) -> list[str]:
+    """Known principle names after the decision word (sorted, unique)."""
+    m = _DECISION_RE.search(generated_text)
+    rest = generated_text[m.end():] if m else generated_text
+    stop = _DECISION_RE.search(rest)  # a second decision word means the model rambled on
+    rest = rest[: stop.start()] if stop else rest
+    names = set(known)
+    return sorted({w for w in _WORD_RE.findall(rest.lower()) if w in names})
