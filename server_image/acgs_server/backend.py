@@ -194,11 +194,8 @@ class ArtifactBackend:
         except RuntimeError:
             pass  # already set (tests that load twice in one process)
         started = time.perf_counter()
-        model, tokenizer = modeling.load_for_inference(self.artifact_dir, device=self.device)
-        # Merging the LoRA deltas into the base weights removes the adapter's extra matmuls from
-        # every step; this copy of the weights is ours, the artifact on disk is untouched.
-        if hasattr(model, "merge_and_unload"):
-            model = model.merge_and_unload()
+        # merge=True folds the LoRA deltas into the base weights: no extra adapter matmuls per step.
+        model, tokenizer = modeling.load_for_inference(self.artifact_dir, device=self.device, merge=True)
         model.eval()
         # Decoder-only batched generation needs left padding so every row ends at the prompt's end.
         tokenizer.padding_side = "left"
@@ -231,13 +228,18 @@ class ArtifactBackend:
         import torch
 
         tokenizer = self._tokenizer
+        # Same tokenization and stopping as the trainer's evaluation (modeling.generate_continuations),
+        # so the served model answers exactly what it was scored on; inference_mode is a bit
+        # cheaper than its no_grad.
         with torch.inference_mode():
-            encoded = tokenizer(list(prompts), return_tensors="pt", padding=True).to(self.device)
+            encoded = tokenizer(list(prompts), return_tensors="pt", padding=True,
+                                add_special_tokens=False).to(self.device)
             output = self._model.generate(
                 **encoded,
                 max_new_tokens=self.max_new_tokens,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
             )
         continuation = output[:, encoded["input_ids"].shape[1]:]
         return [str(text) for text in tokenizer.batch_decode(continuation, skip_special_tokens=True)]

@@ -1,0 +1,340 @@
+"""Serving benchmark: the server under HTTP load against two references on the same model.
+
+  (a) naive floor   one request at a time: tokenize → generate → decode, in a loop
+  (b) raw limit     the same generate on full batches, no HTTP, no queueing
+  (c) server        `acgs-serve` as its own process on 127.0.0.1, driven by an aiohttp client
+                    with N concurrent connections, bounded by a request count and a time limit
+
+All three use the server's own backend code (ArtifactBackend: same tokenization, max_new_tokens,
+EOS stopping) on the same artifact and the same prompts, so the ratios compare serving overhead,
+not different work.
+
+    python bench/serving/bench_serving.py                       # builds a tiny artifact first
+    python bench/serving/bench_serving.py --artifact DIR --requests 3000 --concurrency 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import logging
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger("bench_serving")
+BIN = Path(sys.executable).parent
+HASH = "cdd01ef066bc6cf2"
+
+
+@dataclass
+class Measurement:
+    name: str
+    requests: int
+    seconds: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    errors: int = 0
+    batch_mean: float | None = None
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+
+def _tool(name: str) -> str:
+    return str(BIN / name) if (BIN / name).exists() else name
+
+
+def build_artifact(work: Path, steps: int) -> Path:
+    data, out = work / "data.jsonl", work / "train-output"
+    subprocess.run([_tool("acgs-data"), "generate", "--type", "all", "--size", "100", "--out", str(data)],
+                   check=True, capture_output=True)
+    subprocess.run([_tool("acgs-train"), "--data", str(data), "--output", str(out), "--no-dp",
+                    "--base-model", "builtin:tiny-llama", "--max-steps", str(steps)], check=True, capture_output=True)
+    return out / "artifact"
+
+
+def workload(n: int) -> list[dict[str, Any]]:
+    """n request bodies for /v1/predict: rule-labelled scenarios of all six types, mixed."""
+    from acgs_trainer.constitution import load_constitution
+    from acgs_trainer.datasets import DATASET_TYPES, generate
+
+    constitution = load_constitution()
+    per_type = n // len(DATASET_TYPES) + 1
+    by_type = [generate(t, per_type, constitution, seed=7) for t in DATASET_TYPES]
+    mixed = [records[i] for i in range(per_type) for records in by_type][:n]
+    return [{"type": r["type"], "scenario": r["input"]["scenario"], "constitutional_hash": HASH} for r in mixed]
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def measure_naive(backend: Any, prompts: Sequence[str]) -> Measurement:
+    latencies = []
+    started = time.perf_counter()
+    for prompt in prompts:
+        t0 = time.perf_counter()
+        backend.generate([prompt])
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return Measurement("naive", len(prompts), time.perf_counter() - started,
+                       _percentile(latencies, 0.5), _percentile(latencies, 0.99), batch_mean=1.0)
+
+
+def measure_batched(backend: Any, prompts: Sequence[str], batch_size: int) -> Measurement:
+    latencies = []
+    started = time.perf_counter()
+    for i in range(0, len(prompts), batch_size):
+        t0 = time.perf_counter()
+        backend.generate(prompts[i:i + batch_size])
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return Measurement("raw_batched", len(prompts), time.perf_counter() - started,
+                       _percentile(latencies, 0.5), _percentile(latencies, 0.99), batch_mean=float(batch_size))
+
+
+async def _load(url: str, bodies: Sequence[dict[str, Any]], concurrency: int, duration: float
+                ) -> tuple[list[float], int, float]:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    next_index = 0
+    deadline = time.perf_counter() + duration
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def worker() -> None:
+            nonlocal next_index, errors
+            while next_index < len(bodies) and time.perf_counter() < deadline:
+                body = bodies[next_index]
+                next_index += 1
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(url, json=body) as resp:
+                        payload = await resp.json()
+                        ok = resp.status == 200 and "decision" in payload
+                except aiohttp.ClientError:
+                    ok = False
+                if ok:
+                    latencies.append((time.perf_counter() - t0) * 1000)
+                else:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return latencies, errors, time.perf_counter() - started
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get_json(url: str) -> tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def _batch_mean(metrics_text: str) -> float | None:
+    total = count = None
+    for line in metrics_text.splitlines():
+        if line.startswith("acgs_server_batch_size_sum"):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("acgs_server_batch_size_count"):
+            count = float(line.rsplit(" ", 1)[1])
+    return total / count if total is not None and count else None
+
+
+def measure_server(artifact: Path, bodies: Sequence[dict[str, Any]], args: argparse.Namespace, work: Path
+                   ) -> tuple[Measurement, dict[str, Any]]:
+    import urllib.request
+
+    port = _free_port()
+    log_dir = work / "interactions"
+    cmd = [_tool("acgs-serve"), "--artifact", str(artifact), "--host", "127.0.0.1", "--port", str(port),
+           "--max-batch-size", str(args.max_batch_size), "--max-batch-wait-ms", str(args.max_batch_wait_ms),
+           "--max-new-tokens", str(args.max_new_tokens), "--interaction-log-dir", str(log_dir),
+           "--log-level", "WARNING"]
+    if args.server_threads:
+        cmd += ["--torch-threads", str(args.server_threads)]
+    server_log = (work / "server.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if _get_json(base + "/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(work / 'server.log').read_text()}")
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("server did not become ready")
+        # Warm the HTTP path and the batcher before timing.
+        asyncio.run(_load(base + "/v1/predict", bodies[: args.concurrency * 2], args.concurrency, 30))
+        with urllib.request.urlopen(base + "/metrics") as resp:
+            before = _batch_mean(resp.read().decode())
+        latencies, errors, seconds = asyncio.run(
+            _load(base + "/v1/predict", bodies, args.concurrency, args.duration))
+        with urllib.request.urlopen(base + "/metrics") as resp:
+            metrics_text = resp.read().decode()
+        stats = _get_json(base + "/v1/interactions/stats")[1]
+        del before
+        measurement = Measurement("server", len(latencies), seconds, _percentile(latencies, 0.5),
+                                  _percentile(latencies, 0.99), errors, _batch_mean(metrics_text))
+        return measurement, {"interactions_logged": stats.get("total"), "interactions_dropped": stats.get("dropped")}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        server_log.close()
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__,
+            "python": platform.python_version(), "gpu": None}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def render(results: dict[str, Any]) -> str:
+    a, b, c = (results[k] for k in ("naive", "raw_batched", "server"))
+    m, cfg = results["machine"], results["config"]
+    c_over_a, c_over_b = c["rps"] / a["rps"], c["rps"] / b["rps"]
+
+    def row(x: dict[str, Any]) -> str:
+        p50 = f"{x['p50_ms']:.1f}" if x.get("p50_ms") is not None else "–"
+        p99 = f"{x['p99_ms']:.1f}" if x.get("p99_ms") is not None else "–"
+        batch = f"{x['batch_mean']:.1f}" if x.get("batch_mean") else "–"
+        return f"| {x['name']} | {x['requests']} | {x['seconds']:.2f} | {x['rps']:.1f} | {p50} | {p99} | {batch} | {x['errors']} |"
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    lines = [
+        "# Serving benchmark (bench/serving/bench_serving.py)",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, Python {m['python']}"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU (CPU run)") + ".",
+        f"Model: {cfg['model']} ({cfg['parameters']:,} parameters, LoRA merged), device {cfg['device']}; "
+        f"max_new_tokens={cfg['max_new_tokens']} with EOS stopping; prompts: {cfg['prompts']} rule-labelled "
+        "scenarios mixed over the six dataset types.",
+        f"Server: max_batch_size={cfg['max_batch_size']}, max_batch_wait_ms={cfg['max_batch_wait_ms']}, "
+        f"torch threads={cfg['server_threads'] or 'default (all cores)'}, interaction logging on; "
+        f"load: {cfg['concurrency']} concurrent aiohttp connections on 127.0.0.1 (client in the same "
+        "machine, sharing its cores), bounded by "
+        f"{cfg['requests']} requests / {cfg['duration']} s. References (a)/(b): torch threads={cfg['ref_threads']}.",
+        "",
+        "| run | requests | seconds | req/s | p50 ms | p99 ms | mean batch | errors |",
+        "|---|---|---|---|---|---|---|---|",
+        row(a), row(b), row(c),
+        "",
+        "p50/p99 for (a) and (b) are per generate call (one request, or one batch); for (c) per HTTP request.",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        f"| server ≥ 5× naive loop | {c_over_a:.2f}× | {verdict(c_over_a >= 5)} |",
+        f"| server ≥ 0.85× raw batched generate | {c_over_b:.2f}× | {verdict(c_over_b >= 0.85)} |",
+        f"| server ≥ 100 req/s | {c['rps']:.1f} req/s (p99 {c['p99_ms']:.1f} ms) | {verdict(c['rps'] >= 100)} |",
+        "",
+        f"Interaction records written during the run: {results['extra'].get('interactions_logged')}, "
+        f"dropped: {results['extra'].get('interactions_dropped')}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--artifact", type=Path, help="trainer artifact dir (default: build a tiny one)")
+    p.add_argument("--train-steps", type=int, default=150, help="steps for the artifact built when none given")
+    p.add_argument("--requests", type=int, default=3000, help="HTTP requests at most")
+    p.add_argument("--duration", type=float, default=40.0, help="seconds of HTTP load at most")
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--naive-requests", type=int, default=300)
+    p.add_argument("--raw-requests", type=int, default=1920)
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--max-batch-wait-ms", type=float, default=5.0)
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--server-threads", type=int, default=None, help="torch threads in the server")
+    p.add_argument("--ref-threads", type=int, default=None, help="torch threads for (a)/(b) (default: all cores)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "RESULTS-serving.md")
+    p.add_argument("--json", type=Path, help="also write raw results as JSON here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "server_image"))
+    from acgs_server.backend import ArtifactBackend, default_torch_threads
+
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        work = Path(tmp)
+        artifact = args.artifact or build_artifact(work, args.train_steps)
+        bodies = workload(max(args.requests, args.naive_requests, args.raw_requests))
+        ref_threads = args.ref_threads or default_torch_threads()
+        backend = ArtifactBackend(artifact, None, HASH, args.max_new_tokens, device=args.device,
+                                  torch_threads=ref_threads)
+        card = backend.load()
+        prompts = [backend.format_prompt({"type": b["type"], "scenario": b["scenario"]}) for b in bodies]
+        parameters = sum(p.numel() for p in backend._model.parameters())  # noqa: SLF001 - report only
+        log.info("(a) naive loop: %d requests", args.naive_requests)
+        naive = measure_naive(backend, prompts[: args.naive_requests])
+        log.info("(a) %.1f req/s", naive.rps)
+        log.info("(b) raw batched: %d requests, batch %d", args.raw_requests, args.max_batch_size)
+        raw = measure_batched(backend, prompts[: args.raw_requests], args.max_batch_size)
+        log.info("(b) %.1f req/s", raw.rps)
+        del backend
+        gc.collect()
+        log.info("(c) server: %d concurrent, up to %d requests / %.0f s", args.concurrency, args.requests, args.duration)
+        server, extra = measure_server(artifact, bodies[: args.requests], args, work)
+        log.info("(c) %.1f req/s, p50 %.1f ms, p99 %.1f ms, errors %d", server.rps, server.p50_ms or 0,
+                 server.p99_ms or 0, server.errors)
+    results = {
+        "machine": machine(),
+        "config": {"model": card.base_model, "parameters": parameters, "device": args.device,
+                   "max_new_tokens": args.max_new_tokens, "prompts": len(bodies),
+                   "max_batch_size": args.max_batch_size, "max_batch_wait_ms": args.max_batch_wait_ms,
+                   "server_threads": args.server_threads, "ref_threads": ref_threads,
+                   "concurrency": args.concurrency, "requests": args.requests, "duration": args.duration},
+        **{m.name: {**asdict(m), "rps": m.rps} for m in (naive, raw, server)},
+        "extra": extra,
+    }
+    args.out.write_text(render(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    sys.stdout.write(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

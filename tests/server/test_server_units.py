@@ -1,0 +1,129 @@
+"""Model-server parts that need no model: configuration, interaction log, batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+
+from acgs_server.batcher import DynamicBatcher
+from acgs_server.config import load_config
+from acgs_server.interactions import InteractionLogger
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+class TestConfig:
+    def test_flags_override_environment(self) -> None:
+        cfg = load_config(["--artifact", "/a", "--port", "9001"],
+                          {"ACGS_ARTIFACT": "/env", "ACGS_PORT": "9000", "ACGS_EXPECTED_DIGEST": DIGEST,
+                           "ACGS_MODEL_VERSION": "1.2.3", "ACGS_INTERACTION_LOG_DIR": "/logs"})
+        assert (str(cfg.artifact), cfg.port) == ("/a", 9001)
+        assert (cfg.expected_digest, cfg.model_version, str(cfg.interaction_log_dir)) == (DIGEST, "1.2.3", "/logs")
+
+    def test_environment_alone_is_enough(self) -> None:
+        cfg = load_config([], {"ACGS_ARTIFACT": "/env", "ACGS_MAX_BATCH_SIZE": "8",
+                               "ACGS_CONSTITUTIONAL_HASH": "0123456789abcdef"})
+        assert (str(cfg.artifact), cfg.max_batch_size, cfg.constitutional_hash) == ("/env", 8, "0123456789abcdef")
+
+    @pytest.mark.parametrize(
+        ("args", "named"),
+        [
+            (["--artifact", "/a", "--expected-digest", "md5:abc"], "--expected-digest [ACGS_EXPECTED_DIGEST]"),
+            (["--artifact", "/a", "--port", "70000"], "--port [ACGS_PORT]"),
+            ([], "--artifact [ACGS_ARTIFACT]"),
+        ],
+    )
+    def test_bad_config_exits_2_naming_flag_and_env(self, args: list[str], named: str) -> None:
+        result = subprocess.run([sys.executable, "-m", "acgs_server", *args], capture_output=True, text=True,
+                                env={"PATH": "/usr/bin"}, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert named in result.stderr
+
+
+def _read_lines(directory: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for path in sorted(directory.glob("interactions-*.jsonl"))
+            for line in path.read_text().splitlines()]
+
+
+class TestInteractionLogger:
+    def test_rotation_keeps_every_record_until_max_files(self, tmp_path: Path) -> None:
+        log = InteractionLogger(tmp_path, max_bytes=1024, max_files=100)
+        log.start()
+        for i in range(200):
+            log.log({"request_id": str(i), "endpoint": "/v1/predict", "decision": "DENY" if i % 2 else "APPROVE",
+                     "payload": "x" * 50})
+        log.close()
+        files = sorted(tmp_path.glob("interactions-*.jsonl"))
+        assert len(files) > 5, "records past max_bytes must go to new files"
+        assert all(p.stat().st_size <= 1024 for p in files)
+        records = _read_lines(tmp_path)
+        assert [r["request_id"] for r in records] == [str(i) for i in range(200)]
+        stats = log.stats()
+        assert stats["total"] == 200 and stats["dropped"] == 0
+        assert stats["by_decision"] == {"APPROVE": 100, "DENY": 100}
+        assert len(stats["files"]) == len(files)
+
+    def test_oldest_files_removed_beyond_max_files(self, tmp_path: Path) -> None:
+        log = InteractionLogger(tmp_path, max_bytes=1024, max_files=3)
+        log.start()
+        for i in range(200):
+            log.log({"request_id": str(i), "endpoint": "/x", "decision": "DENY", "payload": "x" * 50})
+        log.close()
+        assert len(list(tmp_path.glob("interactions-*.jsonl"))) == 3
+        kept = [int(str(r["request_id"])) for r in _read_lines(tmp_path)]
+        assert kept == list(range(kept[0], 200)), "the newest records are the ones kept"
+
+    def test_full_queue_drops_and_counts_instead_of_blocking(self, tmp_path: Path) -> None:
+        dropped: list[int] = []
+        log = InteractionLogger(tmp_path, queue_size=5, on_drop=lambda: dropped.append(1))
+        # Not started: nothing drains the queue, as with a disk that has stopped answering.
+        started = time.perf_counter()
+        accepted = [log.log({"endpoint": "/x", "decision": "DENY"}) for _ in range(50)]
+        assert time.perf_counter() - started < 0.5
+        assert accepted.count(True) == 5 and accepted.count(False) == 45
+        assert log.stats()["dropped"] == 45 == len(dropped)
+
+
+class TestBatcher:
+    def test_concurrent_submissions_share_generate_calls(self) -> None:
+        calls: list[int] = []
+        lock = threading.Lock()
+
+        def generate(prompts: Sequence[str]) -> list[str]:
+            with lock:
+                calls.append(len(prompts))
+            time.sleep(0.02)  # a model call takes time; meanwhile more requests queue
+            return [p.upper() for p in prompts]
+
+        async def run() -> list[str]:
+            batcher = DynamicBatcher(generate, max_batch_size=8, max_wait_s=0.01)
+            batcher.start()
+            results = await asyncio.gather(*(batcher.submit(f"p{i}") for i in range(40)))
+            await batcher.stop()
+            return list(results)
+
+        results = asyncio.run(run())
+        assert results == [f"P{i}" for i in range(40)], "each caller gets its own prompt's result"
+        assert sum(calls) == 40 and max(calls) == 8 and len(calls) <= 6
+
+    def test_generate_failure_reaches_every_waiter(self) -> None:
+        def generate(prompts: Sequence[str]) -> list[str]:
+            raise RuntimeError("out of memory")
+
+        async def run() -> list[BaseException | str]:
+            batcher = DynamicBatcher(generate, max_batch_size=4, max_wait_s=0.01)
+            batcher.start()
+            out = await asyncio.gather(*(batcher.submit("p") for _ in range(3)), return_exceptions=True)
+            await batcher.stop()
+            return list(out)
+
+        outcomes = asyncio.run(run())
+        assert all(isinstance(o, RuntimeError) and "out of memory" in str(o) for o in outcomes)
