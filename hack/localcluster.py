@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+"""A real local Kubernetes control plane without a container engine.
+
+etcd + kube-apiserver + kube-controller-manager + kube-scheduler (built from Go modules by
+build-control-plane.sh) and kwok for fake nodes. `up` is idempotent; `down` leaves no process behind.
+
+    python hack/localcluster.py up|down|status|env
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pki import KeyPair, issue, make_ca, make_rsa_keypair  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = Path(os.environ.get("ACGS_CLUSTER_DIR", ROOT / ".cluster"))
+PKI, LOGS, PIDS = STATE / "pki", STATE / "logs", STATE / "pids"
+KUBECONFIG = STATE / "kubeconfig"
+API_PORT = int(os.environ.get("ACGS_API_PORT", "6443"))
+ETCD_PORT = int(os.environ.get("ACGS_ETCD_PORT", "2379"))
+SERVICE_CIDR = "10.96.0.0/16"
+LOCAL_NODE = "acgs-local-0"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def log(msg: str) -> None:
+    print(f"[localcluster] {msg}", file=sys.stderr, flush=True)
+
+
+def binaries() -> Path:
+    out = subprocess.run(["bash", str(ROOT / "hack/build-control-plane.sh")], check=True,
+                         stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()
+    return Path(out[-1])
+
+
+def ensure_pki() -> None:
+    if (PKI / "admin.crt").exists():
+        return
+    log("generating certificates")
+    ca = make_ca("acgs-local-kubernetes-ca")
+    ca.write(PKI / "ca.crt", PKI / "ca.key")
+    issue(ca, "kube-apiserver", server=True,
+          dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+               "kubernetes.default.svc.cluster.local"),
+          ips=("127.0.0.1", "10.96.0.1")).write(PKI / "apiserver.crt", PKI / "apiserver.key")
+    issue(ca, "kubernetes-admin", org="system:masters", client=True).write(PKI / "admin.crt", PKI / "admin.key")
+    private, public = make_rsa_keypair()
+    (PKI / "sa.key").write_bytes(private)
+    (PKI / "sa.pub").write_bytes(public)
+
+
+def write_kubeconfig() -> None:
+    b64 = lambda p: base64.b64encode((PKI / p).read_bytes()).decode()  # noqa: E731
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "acgs-local",
+        "clusters": [{"name": "acgs-local", "cluster": {
+            "server": f"https://127.0.0.1:{API_PORT}", "certificate-authority-data": b64("ca.crt")}}],
+        "users": [{"name": "admin", "user": {
+            "client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
+        "contexts": [{"name": "acgs-local", "context": {"cluster": "acgs-local", "user": "admin"}}],
+    }
+    KUBECONFIG.write_text(yaml.safe_dump(config))
+    KUBECONFIG.chmod(0o600)
+
+
+def pid_of(name: str) -> int | None:
+    try:
+        pid = int((PIDS / f"{name}.pid").read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+
+
+def start(name: str, argv: list[str]) -> None:
+    if pid_of(name):
+        return
+    LOGS.mkdir(parents=True, exist_ok=True)
+    PIDS.mkdir(parents=True, exist_ok=True)
+    with open(LOGS / f"{name}.log", "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=STATE)
+    (PIDS / f"{name}.pid").write_text(str(proc.pid))
+
+
+def api_ready(timeout: float = 2.0) -> bool:
+    ctx = ssl.create_default_context(cafile=str(PKI / "ca.crt"))
+    ctx.load_cert_chain(str(PKI / "admin.crt"), str(PKI / "admin.key"))
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{API_PORT}/readyz", context=ctx, timeout=timeout) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+def alive(name: str) -> bool:
+    if pid_of(name) is None or Path(f"/proc/{pid_of(name)}/stat").read_text().split()[2] == "Z":
+        tail = (LOGS / f"{name}.log").read_text(errors="replace").splitlines()[-5:]
+        raise SystemExit(f"[localcluster] {name} exited:\n" + "\n".join(tail))
+    return True
+
+
+def wait_for(what: str, check, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise SystemExit(f"[localcluster] timed out after {timeout:.0f}s waiting for {what}; see {LOGS}/")
+
+
+def kubectl(*args: str, input_: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    exe = ROOT / ".venv/bin/kubectl"
+    return subprocess.run([str(exe if exe.exists() else "kubectl"), f"--kubeconfig={KUBECONFIG}", *args],
+                          input=input_, text=True, capture_output=True, check=check)
+
+
+def node(name: str, *, cpu: str, memory: str, gpus: int, labels: dict, taints: list) -> dict:
+    capacity = {"cpu": cpu, "memory": memory, "pods": "110", "ephemeral-storage": "200Gi"}
+    if gpus:
+        capacity["nvidia.com/gpu"] = str(gpus)
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+                     "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                "kubernetes.io/arch": "amd64", "type": "kwok", **labels}},
+        "spec": {"taints": taints},
+        "status": {"capacity": capacity, "allocatable": capacity,
+                   "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "fake"}},
+    }
+
+
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+NODES = [
+    node("kwok-gpu-0", cpu="32", memory="256Gi", gpus=8,
+         labels={"nvidia.com/gpu.present": "true", "acgs.io/accelerator": "nvidia"}, taints=[GPU_TAINT]),
+    node("kwok-gpu-1", cpu="32", memory="256Gi", gpus=8,
+         labels={"nvidia.com/gpu.present": "true", "acgs.io/accelerator": "nvidia"}, taints=[GPU_TAINT]),
+    node("kwok-cpu-0", cpu="16", memory="64Gi", gpus=0, labels={}, taints=[]),
+    # Pods bound here are run for real, as local processes, by hack/podrunner.py; kwok only keeps
+    # the node alive. The taint makes that opt-in: only pods that tolerate it land here.
+    node(LOCAL_NODE, cpu="64", memory="256Gi", gpus=8,
+         labels={"nvidia.com/gpu.present": "true", "acgs.io/local-runner": "true"},
+         taints=[GPU_TAINT, {"key": "acgs.io/local-runner", "value": "true", "effect": "NoSchedule"}]),
+]
+
+
+def up() -> None:
+    t0 = time.monotonic()
+    bin_dir = binaries()
+    STATE.mkdir(parents=True, exist_ok=True)
+    ensure_pki()
+    write_kubeconfig()
+    p = lambda name: str(PKI / name)  # noqa: E731
+    start("etcd", [str(bin_dir / "etcd"), "--name=acgs", f"--data-dir={STATE / 'etcd'}",
+                   f"--listen-client-urls=http://127.0.0.1:{ETCD_PORT}",
+                   f"--advertise-client-urls=http://127.0.0.1:{ETCD_PORT}",
+                   f"--listen-peer-urls=http://127.0.0.1:{ETCD_PORT + 1}",
+                   f"--initial-advertise-peer-urls=http://127.0.0.1:{ETCD_PORT + 1}",
+                   f"--initial-cluster=acgs=http://127.0.0.1:{ETCD_PORT + 1}",
+                   "--unsafe-no-fsync", "--log-level=warn"])
+    start("kube-apiserver", [
+        str(bin_dir / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{ETCD_PORT}",
+        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={API_PORT}",
+        f"--tls-cert-file={p('apiserver.crt')}", f"--tls-private-key-file={p('apiserver.key')}",
+        f"--client-ca-file={p('ca.crt')}", f"--cert-dir={PKI}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={p('sa.pub')}", f"--service-account-signing-key-file={p('sa.key')}",
+        "--authorization-mode=RBAC", "--enable-admission-plugins=NodeRestriction,PodSecurity",
+        f"--service-cluster-ip-range={SERVICE_CIDR}", "--enable-priority-and-fairness=false",
+        # Loopback cannot back the `kubernetes` Service's endpoints; nothing here needs them.
+        "--endpoint-reconciler-type=none", "--profiling=false", "--v=1",
+    ])
+    wait_for("kube-apiserver /readyz", lambda: alive("kube-apiserver") and api_ready(), 90)
+    common = [f"--kubeconfig={KUBECONFIG}", f"--authentication-kubeconfig={KUBECONFIG}",
+              f"--authorization-kubeconfig={KUBECONFIG}", "--leader-elect=false", "--bind-address=127.0.0.1",
+              "--profiling=false"]
+    start("kube-controller-manager", [
+        str(bin_dir / "kube-controller-manager"), *common, "--secure-port=10257",
+        f"--service-account-private-key-file={p('sa.key')}", f"--root-ca-file={p('ca.crt')}",
+        f"--cluster-signing-cert-file={p('ca.crt')}", f"--cluster-signing-key-file={p('ca.key')}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}", "--use-service-account-credentials=false",
+        "--concurrent-job-syncs=5", "--v=1",
+    ])
+    start("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common, "--secure-port=10259", "--v=1"])
+    start("kwok", [str(bin_dir / "kwok"), f"--kubeconfig={KUBECONFIG}", "--manage-all-nodes=true",
+                   f"--config={ROOT / 'hack/kwok/stages.yaml'}", "--cidr=10.244.0.1/16", "--node-ip=10.0.0.1",
+                   "--server-address=127.0.0.1:10247"])
+    kubectl("apply", "-f", "-", input_=yaml.safe_dump_all(NODES))
+    wait_for("nodes Ready", nodes_ready, 60)
+    wait_for("the default ServiceAccount", lambda: kubectl("get", "sa", "default", check=False).returncode == 0, 60)
+    log(f"ready in {time.monotonic() - t0:.1f}s; export KUBECONFIG={KUBECONFIG}")
+
+
+def nodes_ready() -> bool:
+    out = kubectl("get", "nodes", "-o", "json", check=False)
+    if out.returncode:
+        return False
+    items = json.loads(out.stdout)["items"]
+    ready = [n for n in items for c in n.get("status", {}).get("conditions", [])
+             if c["type"] == "Ready" and c["status"] == "True"]
+    return len(ready) >= len(NODES)
+
+
+def stop_pidfile(pidfile: Path, grace: float = 10.0) -> None:
+    try:
+        pid = int(pidfile.read_text())
+    except (FileNotFoundError, ValueError):
+        pidfile.unlink(missing_ok=True)
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+                if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                    break
+            except (ProcessLookupError, FileNotFoundError):
+                break
+            time.sleep(0.1)
+        else:
+            continue
+        break
+    pidfile.unlink(missing_ok=True)
+
+
+def down(keep_data: bool = False) -> None:
+    # Everything started against this cluster (operator, pod runner) leaves a pidfile here too.
+    extra = sorted(p for p in PIDS.glob("*.pid") if p.stem not in COMPONENTS) if PIDS.exists() else []
+    for pidfile in extra + [PIDS / f"{c}.pid" for c in reversed(COMPONENTS)]:
+        stop_pidfile(pidfile)
+    if not keep_data:
+        subprocess.run(["rm", "-rf", str(STATE / "etcd")], check=True)
+    log("stopped")
+
+
+def status() -> int:
+    running = {c: pid_of(c) for c in COMPONENTS}
+    for c, pid in running.items():
+        print(f"{c:<26}{'running pid ' + str(pid) if pid else 'stopped'}")
+    print(f"{'apiserver /readyz':<26}{'ok' if (PKI / 'ca.crt').exists() and api_ready() else 'not ready'}")
+    return 0 if all(running.values()) else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "down", "status", "build"])
+    parser.add_argument("--keep-data", action="store_true", help="down: keep etcd's data for the next up")
+    args = parser.parse_args()
+    if args.command == "up":
+        up()
+    elif args.command == "down":
+        down(args.keep_data)
+    elif args.command == "build":
+        print(binaries())
+    else:
+        return status()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""What the validating webhook checks, as pure functions (no kopf, no API calls).
+
+The apiserver already enforces the CRD schema and its CEL rules before a validating webhook is
+called; these checks add what needs the operator's configuration (the expected constitutional
+hash) and re-check the whole spec with the same pydantic models, so an outdated CRD cannot let
+an invalid object through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from .api import BY_KIND
+from .api.modelversion import IMMUTABLE_FIELDS
+
+
+class Rejected(Exception):
+    """The object must not be admitted; the message is what the user sees."""
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    path = "spec"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def describe(error: ValidationError) -> str:
+    """One line per problem, each naming the field, the rule and the value given."""
+    lines = []
+    for e in error.errors(include_url=False):
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = e["msg"][0].lower() + e["msg"][1:] if e["msg"] else "invalid"
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        elif "input" in e and not isinstance(e["input"], (dict, list)) and e["type"] != "value_error":
+            msg += f" (got {e['input']!r})"
+        lines.append(f"{_loc(loc)}: {msg}")
+    return "; ".join(lines)
+
+
+def check_hash(spec: dict[str, Any], expected: str) -> None:
+    given = spec.get("constitutionalHash")
+    if given is None:
+        raise Rejected(f"spec.constitutionalHash is required: expected {expected!r}")
+    if given != expected:
+        raise Rejected(
+            f"spec.constitutionalHash {given!r} does not match the operator's constitution: expected {expected!r}")
+
+
+def check_immutable(kind: str, spec: dict[str, Any], old_spec: dict[str, Any] | None) -> None:
+    if kind != "ModelVersion" or not old_spec:
+        return
+    changed = [f for f in IMMUTABLE_FIELDS if spec.get(f) != old_spec.get(f)]
+    if changed:
+        fields = ", ".join(f"spec.{f}" for f in changed)
+        raise Rejected(f"ModelVersion spec is immutable except spec.stage; changed: {fields}")
+
+
+def validate(kind: str, spec: dict[str, Any] | None, old_spec: dict[str, Any] | None, expected_hash: str) -> None:
+    """Raise Rejected with a user-facing message when the object must not be admitted."""
+    if kind not in BY_KIND:
+        raise Rejected(f"unknown kind {kind!r}: expected one of {sorted(BY_KIND)}")
+    spec = spec or {}
+    check_hash(spec, expected_hash)
+    try:
+        BY_KIND[kind].spec.model_validate(spec)
+    except ValidationError as e:
+        raise Rejected(describe(e)) from None
+    check_immutable(kind, spec, old_spec)

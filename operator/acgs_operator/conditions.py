@@ -1,0 +1,56 @@
+"""Condition types, reasons and the metav1.Condition bookkeeping shared by all handlers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+# Condition types
+READY = "Ready"
+CREATED = "Created"
+RUNNING = "Running"
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+SUSPENDED = "Suspended"
+VERIFIED = "Verified"
+AVAILABLE = "Available"
+PROGRESSING = "Progressing"
+PROMOTION_BLOCKED = "PromotionBlocked"
+
+# Reasons (CamelCase)
+ACCEPTED = "Accepted"
+PENDING = "Pending"
+INVALID_SPEC = "InvalidSpec"
+INVALID_DATA = "InvalidData"
+PRIVACY_BUDGET_EXHAUSTED = "PrivacyBudgetExhausted"
+DEADLINE_EXCEEDED = "DeadlineExceeded"
+BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+AWAITING_RECONCILER = "AwaitingReconciler"
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(conditions: list[dict[str, Any]] | None, type_: str, status: bool | str, reason: str,
+                  message: str = "", generation: int | None = None) -> list[dict[str, Any]]:
+    """A new condition list with `type_` set; lastTransitionTime moves only when status flips."""
+    value = status if isinstance(status, str) else ("True" if status else "False")
+    current = [dict(c) for c in (conditions or [])]
+    for cond in current:
+        if cond.get("type") == type_:
+            if cond.get("status") != value:
+                cond["lastTransitionTime"] = now()
+            cond.update(status=value, reason=reason, message=message[:32768])
+            if generation is not None:
+                cond["observedGeneration"] = generation
+            return current
+    new = {"type": type_, "status": value, "reason": reason, "message": message[:32768],
+           "lastTransitionTime": now()}
+    if generation is not None:
+        new["observedGeneration"] = generation
+    return current + [new]
+
+
+def get_condition(conditions: list[dict[str, Any]] | None, type_: str) -> dict[str, Any] | None:
+    return next((c for c in conditions or [] if c.get("type") == type_), None)

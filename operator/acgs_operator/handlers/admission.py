@@ -1,0 +1,40 @@
+"""The validating webhook: every acgs.io create/update passes through `admission.validate`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import kopf
+
+from .. import admission
+from ..api import KINDS, KindInfo
+from ..config import Settings
+from ..constants import GROUP, VERSION
+from ..metrics import ADMISSION_LATENCY, ADMISSION_REQUESTS
+
+
+def webhook_path(info: KindInfo) -> str:
+    """The URL path the apiserver calls for this kind (kopf routes by handler id)."""
+    return f"validate-{info.plural}"
+
+
+def _register(info: KindInfo) -> None:
+    @kopf.on.validate(GROUP, VERSION, info.plural, id=webhook_path(info))
+    def validate(spec: kopf.Spec, old: Any, operation: str | None, memo: kopf.Memo, **_: Any) -> None:
+        settings: Settings = memo.settings
+        started = time.perf_counter()
+        result = "allowed"
+        try:
+            old_spec = dict(old.get("spec") or {}) if old else None
+            admission.validate(info.kind, dict(spec), old_spec, settings.constitutional_hash)
+        except admission.Rejected as e:
+            result = "rejected"
+            raise kopf.AdmissionError(f"{info.kind} rejected: {e}", code=422) from None
+        finally:
+            ADMISSION_LATENCY.labels(info.kind).observe(time.perf_counter() - started)
+            ADMISSION_REQUESTS.labels(info.kind, operation or "UNKNOWN", result).inc()
+
+
+for _info in KINDS:
+    _register(_info)

@@ -1,0 +1,65 @@
+"""Entry point: settings, handler registration and the kopf runtime. No business logic here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from .config import Settings
+from .handlers import admission as _admission  # noqa: F401  (registers the webhook handlers)
+from .handlers import lifecycle as _lifecycle  # noqa: F401
+
+logger = logging.getLogger("acgs_operator")
+
+
+def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
+    # kopf's own state lives in annotations only (never half in status), under our prefix.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="acgs.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="acgs.io", key="last-handled-configuration")
+    settings.posting.level = logging.INFO
+    settings.execution.max_workers = 16  # sync handlers use the blocking kubernetes client
+    settings.watching.server_timeout = 300
+    if config.webhook_cert and config.webhook_key:
+        settings.admission.server = kopf.WebhookServer(
+            addr=config.webhook_host, port=config.webhook_port,
+            certfile=str(config.webhook_cert), pkeyfile=str(config.webhook_key))
+    else:
+        logger.warning("no ACGS_WEBHOOK_CERT/ACGS_WEBHOOK_KEY: the admission webhook is not served, and "
+                       "with failurePolicy Fail the apiserver refuses acgs.io writes")
+    settings.admission.managed = None  # the ValidatingWebhookConfiguration is static (manifests/)
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: Settings = memo.settings
+    configure(settings, config)
+    if config.metrics_port:
+        start_http_server(config.metrics_port)
+    logger.info("constitutional hash %s; namespaces %s", config.constitutional_hash,
+                ",".join(config.namespaces) or "all")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the ACGS operator (configuration from ACGS_* env).")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = Settings.from_env()
+    memo = kopf.Memo(settings=config)
+    asyncio.run(kopf.operator(
+        memo=memo, standalone=True,
+        clusterwide=not config.namespaces, namespaces=config.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz",
+    ))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
