@@ -125,8 +125,11 @@ def wait_for(what: str, check, timeout: float) -> None:
 
 def kubectl(*args: str, input_: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
     exe = ROOT / ".venv/bin/kubectl"
-    return subprocess.run([str(exe if exe.exists() else "kubectl"), f"--kubeconfig={KUBECONFIG}", *args],
-                          input=input_, text=True, capture_output=True, check=check)
+    proc = subprocess.run([str(exe if exe.exists() else "kubectl"), f"--kubeconfig={KUBECONFIG}", *args],
+                          input=input_, text=True, capture_output=True)
+    if check and proc.returncode:
+        raise SystemExit(f"[localcluster] kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc
 
 
 def node(name: str, *, cpu: str, memory: str, gpus: int, labels: dict, taints: list) -> dict:

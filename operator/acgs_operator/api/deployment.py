@@ -44,6 +44,10 @@ class BlueGreenStrategy(ApiModel):
     post_promotion_checks: bool = Field(default=True, description="Check the new active color after the switch.")
 
 
+class Strategy(ApiModel):
+    blue_green: BlueGreenStrategy = Field(default_factory=BlueGreenStrategy, description="Blue-green settings.")
+
+
 class PromotionGates(ApiModel):
     min_compliance_score: float = Field(default=0.95, ge=0, le=1, description="ModelVersion metrics must reach this.")
     min_accuracy: float = Field(default=0.0, ge=0, le=1, description="ModelVersion metrics must reach this.")
@@ -73,7 +77,7 @@ class DeploymentSpec(ApiModel):
     image: str | None = Field(default=None, description="Server image; defaults to the operator's configured image.")
     port: int = Field(default=8080, ge=1024, le=65535, description="Container port of the model server.")
     resources: Resources = Field(default_factory=Resources, description="Compute per server pod.")
-    strategy: BlueGreenStrategy = Field(default_factory=BlueGreenStrategy, description="Blue-green rollout.")
+    strategy: Strategy = Field(default_factory=Strategy, description="Rollout strategy (blue-green).")
     promotion: PromotionGates = Field(default_factory=PromotionGates, description="Pre-promotion gates.")
     network: NetworkSpec = Field(default_factory=NetworkSpec, description="Zero-trust network policy.")
     artifact_pvc: ObjectName | None = Field(

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Install the acgs.io API into the local control plane and run the operator against it.
+
+    python hack/install.py crds        # apply crds/ and wait until Established
+    python hack/install.py webhook     # certs + ValidatingWebhookConfiguration -> https://127.0.0.1:PORT
+    python hack/install.py operator    # start the operator in the background (pidfile, log, healthz)
+    python hack/install.py all
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import localcluster  # noqa: E402
+from localcluster import LOGS, PIDS, ROOT, STATE, kubectl, log, pid_of, stop_pidfile  # noqa: E402
+from pki import webhook_certs  # noqa: E402
+
+WEBHOOK_DIR = STATE / "webhook"
+WEBHOOK_PORT = int(os.environ.get("ACGS_WEBHOOK_PORT", "9443"))
+HEALTH_PORT = int(os.environ.get("ACGS_HEALTH_PORT", "8081"))
+METRICS_PORT = int(os.environ.get("ACGS_METRICS_PORT", "8082"))
+
+
+def install_crds() -> None:
+    kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"))
+    names = [f"crd/{p.name.split('_', 1)[1].removesuffix('.yaml')}.acgs.io" for p in (ROOT / "crds").glob("acgs.io_*.yaml")]
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+
+
+def install_webhook(port: int = WEBHOOK_PORT) -> None:
+    from acgs_operator.webhookconfig import build_webhook_configuration
+
+    certs = webhook_certs(WEBHOOK_DIR)
+    config = build_webhook_configuration(ca_bundle=(certs / "ca.crt").read_bytes(),
+                                         url_base=f"https://127.0.0.1:{port}")
+    kubectl("apply", "-f", "-", input_=yaml.safe_dump(config))
+
+
+def operator_env(port: int = WEBHOOK_PORT) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KUBECONFIG": str(localcluster.KUBECONFIG),
+        "ACGS_WEBHOOK_HOST": "127.0.0.1",
+        "ACGS_WEBHOOK_PORT": str(port),
+        "ACGS_WEBHOOK_CERT": str(WEBHOOK_DIR / "tls.crt"),
+        "ACGS_WEBHOOK_KEY": str(WEBHOOK_DIR / "tls.key"),
+        "ACGS_HEALTH_PORT": str(HEALTH_PORT),
+        "ACGS_METRICS_PORT": str(METRICS_PORT),
+    }
+
+
+def healthy(port: int = HEALTH_PORT) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+def start_operator(restart: bool = False) -> None:
+    if restart:
+        stop_pidfile(PIDS / "operator.pid")
+    if pid_of("operator") and healthy():
+        return
+    LOGS.mkdir(parents=True, exist_ok=True)
+    PIDS.mkdir(parents=True, exist_ok=True)
+    with open(LOGS / "operator.log", "ab") as out:
+        proc = subprocess.Popen([str(ROOT / ".venv/bin/acgs-operator")], env=operator_env(), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    (PIDS / "operator.pid").write_text(str(proc.pid))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"operator exited with {proc.returncode}; see {LOGS / 'operator.log'}")
+        if healthy():
+            log(f"operator running (pid {proc.pid}); log: {LOGS / 'operator.log'}")
+            return
+        time.sleep(0.25)
+    raise SystemExit(f"operator not healthy after 60s; see {LOGS / 'operator.log'}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["crds", "webhook", "operator", "all"])
+    parser.add_argument("--restart", action="store_true", help="operator: restart if running")
+    args = parser.parse_args()
+    if args.what in ("crds", "all"):
+        install_crds()
+    if args.what in ("webhook", "all"):
+        install_webhook()
+    if args.what in ("operator", "all"):
+        start_operator(args.restart)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

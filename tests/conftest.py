@@ -1,0 +1,62 @@
+"""Shared fixtures. Tests marked `cluster` run against the real local control plane
+(hack/localcluster.py), started once per session, or reused when one is already up."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "hack"))
+
+import localcluster  # noqa: E402
+
+KUBECTL = str(ROOT / ".venv/bin/kubectl") if (ROOT / ".venv/bin/kubectl").exists() else "kubectl"
+
+
+class Cluster:
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = False,
+                timeout: float = 60) -> subprocess.CompletedProcess:
+        proc = subprocess.run([KUBECTL, f"--kubeconfig={self.kubeconfig}", *args], input=input,
+                              text=True, capture_output=True, timeout=timeout)
+        if check and proc.returncode:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+        return proc
+
+    def get_json(self, *args: str) -> dict:
+        return json.loads(self.kubectl("get", *args, "-o", "json", check=True).stdout)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    started = False
+    if not (localcluster.PKI / "ca.crt").exists() or not localcluster.api_ready():
+        localcluster.up()
+        started = True
+    yield Cluster(localcluster.KUBECONFIG)
+    if started and not os.environ.get("ACGS_KEEP_CLUSTER"):
+        localcluster.down()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace per test (restricted Pod Security), deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name, check=True)
+    cluster.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted", check=True)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false")
