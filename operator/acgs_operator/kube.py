@@ -1,0 +1,79 @@
+"""The only module that talks to the Kubernetes API for handlers (blocking client: sync handlers only)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError
+
+from .constants import FIELD_MANAGER
+
+
+@functools.lru_cache(maxsize=1)
+def api_client() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+@functools.lru_cache(maxsize=1)
+def dynamic() -> DynamicClient:
+    return DynamicClient(api_client())
+
+
+def resource(api_version: str, kind: str) -> Any:
+    return dynamic().resources.get(api_version=api_version, kind=kind)
+
+
+def apply(obj: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
+    """Server-side apply with one field manager: create or converge, idempotently."""
+    meta = obj["metadata"]
+    res = resource(obj["apiVersion"], obj["kind"])
+    out = res.server_side_apply(body=obj, name=meta["name"], namespace=meta.get("namespace"),
+                                field_manager=field_manager, force_conflicts=True)
+    return out.to_dict()
+
+
+def get(api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    try:
+        return resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+    except NotFoundError:
+        return None
+
+
+def list_(api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None,
+          ) -> list[dict[str, Any]]:
+    out = resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
+    return [item.to_dict() for item in out.items]
+
+
+def delete(api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+    try:
+        resource(api_version, kind).delete(name=name, namespace=namespace,
+                                           body={"propagationPolicy": "Background"})
+        return True
+    except NotFoundError:
+        return False
+
+
+def patch_status(api_version: str, kind: str, namespace: str | None, name: str,
+                 status: dict[str, Any]) -> dict[str, Any]:
+    """Merge-patch the status subresource (for writes outside a kopf handler's own patch)."""
+    res = resource(api_version, kind)
+    out = res.status.patch(body={"status": status}, name=name, namespace=namespace,
+                           content_type="application/merge-patch+json")
+    return out.to_dict()
+
+
+def error_message(e: ApiException) -> str:
+    try:
+        return json.loads(e.body).get("message", str(e))
+    except (TypeError, ValueError):
+        return str(e)
