@@ -126,12 +126,17 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def dedupe(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    """Drop records whose (type, scenario) was already seen; returns (kept, removed)."""
+def dedupe(records: list[Any]) -> tuple[list[Any], int]:
+    """Drop records whose (type, scenario) was already seen; returns (kept, removed).
+
+    Malformed records are compared whole; the constitutional filter drops them later by name.
+    """
     seen: set[str] = set()
     kept = []
     for r in records:
-        key = canonical([r.get("type"), (r.get("input") or {}).get("scenario")])
+        inp = r.get("input") if isinstance(r, dict) else None
+        key = canonical([r.get("type"), inp.get("scenario")] if isinstance(inp, dict)
+                        else ["record", r])
         if key not in seen:
             seen.add(key)
             kept.append(r)

@@ -29,6 +29,11 @@ class TrainerError(Exception):
 
     exit_code = UNEXPECTED_ERROR
 
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        #: extra fields for the result JSON (e.g. epsilon spent when the budget halts a run)
+        self.details: dict[str, object] = dict(details)
+
     @property
     def reason(self) -> str:
         return REASONS[self.exit_code]

@@ -1,0 +1,72 @@
+"""``acgs-train``: parse the config, run ``pipeline.main``, map the outcome to an exit code and a
+result JSON (``<output>/result.json`` and the termination-message path). See README.md."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+from .exitcodes import REASONS, SUCCESS, UNEXPECTED_ERROR, TrainerError
+
+log = logging.getLogger("acgs_trainer")
+
+
+def _quiet_libraries() -> None:
+    # Progress bars and advisory warnings from transformers/peft drown the training log.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    warnings.filterwarnings("ignore", module="peft")
+    warnings.filterwarnings("ignore", module="opacus")
+    warnings.filterwarnings("ignore", module="transformers")
+    # Opacus' hooks on a frozen-input model trigger this torch notice on every backward.
+    warnings.filterwarnings("ignore", message="Full backward hook is firing")
+
+
+def _result(phase: str, code: int, **fields: Any) -> dict[str, Any]:
+    return {"phase": phase, "reason": REASONS.get(code, "UnexpectedError"), "exitCode": code,
+            "digest": None, "artifactPath": None, "metrics": None, "epsilon": None,
+            "message": "", **fields}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("ACGS_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _quiet_libraries()
+    from .config import parse_config
+    from .reporting import write_result
+
+    output: Path | None = None
+    termination_log = os.environ.get("ACGS_TERMINATION_LOG")
+    try:
+        cfg = parse_config(sys.argv[1:] if argv is None else argv)
+        output, termination_log = cfg.output_dir, cfg.termination_log
+        from .pipeline import main as run
+
+        result = _result("Succeeded", SUCCESS, **run(cfg))
+        code = SUCCESS
+    except TrainerError as exc:
+        code = exc.exit_code
+        log.error("%s: %s", exc.reason, exc)
+        result = _result("Failed", code, **exc.details, message=str(exc))
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - last resort: still report a result
+        code = UNEXPECTED_ERROR
+        log.error("unexpected error: %s\n%s", exc, traceback.format_exc())
+        result = _result("Failed", code, message=f"{type(exc).__name__}: {exc}")
+    write_result(result, output, termination_log)
+    if code == SUCCESS:
+        log.info("succeeded: artifact %s digest %s", result["artifactPath"], result["digest"])
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Progress and result reporting to the operator, and Prometheus metrics.
+
+Progress: POST JSON to ``--progress-url`` (or $ACGS_PROGRESS_URL) with ``Authorization: Bearer
+$ACGS_PROGRESS_TOKEN``, at every log interval and at the end. Best effort: a background thread
+sends the newest report with a short timeout; failures are logged, never raised, because the
+operator being unreachable must not cost a training run.
+
+Result: a compact JSON (< 4 KiB) written to the pod's termination-message path and to
+``<output>/result.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "ACGS_PROGRESS_TOKEN"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+MAX_RESULT_BYTES = 4096  # kubelet keeps at most 4096 bytes of a termination message
+POST_TIMEOUT_S = 2.0
+
+
+class ProgressReporter:
+    def __init__(self, url: str | None, total_steps: int = 0) -> None:
+        self.url = url
+        self.total_steps = total_steps
+        self.sent = 0
+        self.failed = 0
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=1)
+        self._thread: threading.Thread | None = None
+        if url:
+            self._thread = threading.Thread(target=self._worker, name="progress", daemon=True)
+            self._thread.start()
+
+    def report(self, phase: str, step: int, loss: float | None = None,
+               epsilon: float | None = None, message: str = "", final: bool = False) -> None:
+        if not self.url:
+            return
+        total = max(self.total_steps, 1)
+        body = {"phase": phase, "step": step, "totalSteps": self.total_steps,
+                "percent": round(min(100.0, 100.0 * step / total), 2),
+                "loss": None if loss is None else round(float(loss), 6),
+                "epsilon": None if epsilon is None else round(float(epsilon), 6),
+                "message": message[:512]}
+        if final:
+            self.close()
+            self._post(body)  # synchronous: the pod may exit right after
+            return
+        try:
+            self._queue.get_nowait()  # drop a report not yet sent: only the newest matters
+        except queue.Empty:
+            pass
+        try:
+            self._queue.put_nowait(body)
+        except queue.Full:
+            pass
+
+    def _worker(self) -> None:
+        while True:
+            body = self._queue.get()
+            if body is None:
+                return
+            self._post(body)
+
+    def _post(self, body: dict[str, Any]) -> None:
+        assert self.url
+        headers = {"Content-Type": "application/json"}
+        token = os.environ.get(TOKEN_ENV)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers,
+                                     method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=POST_TIMEOUT_S) as resp:
+                resp.read()
+            self.sent += 1
+        except Exception as exc:  # noqa: BLE001 - progress is best effort by design
+            self.failed += 1
+            log.warning("progress POST to %s failed: %s", self.url, exc)
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=POST_TIMEOUT_S)
+            except queue.Full:
+                pass
+            self._thread.join(timeout=POST_TIMEOUT_S * 2)
+        self._thread = None
+
+
+def compact_result(result: dict[str, Any]) -> str:
+    """JSON of ``result`` under 4 KiB: drop detail first, then shorten the message."""
+    text = json.dumps(result, sort_keys=True, separators=(",", ":"))
+    if len(text.encode()) <= MAX_RESULT_BYTES:
+        return text
+    slim = {k: v for k, v in result.items() if k not in ("metrics", "filter")}
+    slim["metrics"] = {k: v for k, v in (result.get("metrics") or {}).items()
+                       if k in ("accuracy", "complianceScore", "evalLoss")}
+    text = json.dumps(slim, sort_keys=True, separators=(",", ":"))
+    while len(text.encode()) > MAX_RESULT_BYTES and slim.get("message"):
+        slim["message"] = slim["message"][: len(slim["message"]) // 2] + "…"
+        text = json.dumps(slim, sort_keys=True, separators=(",", ":"))
+    return text
+
+
+def write_result(result: dict[str, Any], output_dir: Path | None,
+                 termination_log: str | None) -> None:
+    text = compact_result(result)
+    targets: list[Path] = []
+    if output_dir is not None:
+        targets.append(output_dir / "result.json")
+    path = termination_log or DEFAULT_TERMINATION_LOG
+    if termination_log or os.access(DEFAULT_TERMINATION_LOG, os.W_OK):
+        targets.append(Path(path))
+    for target in targets:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            log.error("cannot write result to %s: %s", target, exc)
+
+
+class TrainerMetrics:
+    """Prometheus metrics of one run (own registry: several runs in one test process are fine)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.step = Gauge("acgs_trainer_step", "optimizer steps done", registry=r)
+        self.total_steps = Gauge("acgs_trainer_total_steps", "planned optimizer steps", registry=r)
+        self.loss = Gauge("acgs_trainer_loss", "training loss (mean over the log interval)",
+                          registry=r)
+        self.epsilon = Gauge("acgs_trainer_epsilon_spent", "privacy budget spent (ε)", registry=r)
+        self.epsilon_target = Gauge("acgs_trainer_epsilon_target", "target ε", registry=r)
+        self.examples = Counter("acgs_trainer_examples", "training examples processed",
+                                registry=r)
+        self.step_seconds = Histogram("acgs_trainer_step_seconds", "wall time per optimizer step",
+                                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+                                               5, 10), registry=r)
+        self.eval_score = Gauge("acgs_trainer_eval", "evaluation metrics", ["metric"], registry=r)
+        self.filter_records = Gauge("acgs_trainer_filter_records", "constitutional filter counts",
+                                    ["outcome"], registry=r)
+        if port is not None:
+            start_http_server(port, registry=r)
+            log.info("metrics on :%d/metrics", port)
