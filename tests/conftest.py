@@ -60,3 +60,16 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted", check=True)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster) -> Iterator[Cluster]:
+    """CRDs, the webhook registration and the operator from this checkout, as a real process."""
+    import install
+
+    install.install_crds()
+    install.install_webhook()
+    # Reuses a healthy operator (restart it with `hack/install.py operator --restart` after changing
+    # operator code); in CI the cluster is new, so the operator is always this checkout's.
+    install.start_operator(restart=bool(os.environ.get("ACGS_RESTART_OPERATOR")))
+    yield cluster

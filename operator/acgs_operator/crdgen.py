@@ -133,14 +133,34 @@ def render_all() -> dict[str, str]:
     return files
 
 
+OPERATOR_NAMESPACE = "acgs-system"
+WEBHOOK_SERVICE = "acgs-operator-webhook"
+WEBHOOK_CERT = "acgs-webhook"
+
+
+def render_webhook() -> str:
+    """The production ValidatingWebhookConfiguration: via the operator's Service, CA from cert-manager."""
+    from .webhookconfig import build_webhook_configuration
+
+    config = build_webhook_configuration(
+        service=(OPERATOR_NAMESPACE, WEBHOOK_SERVICE, 443),
+        annotations={"cert-manager.io/inject-ca-from": f"{OPERATOR_NAMESPACE}/{WEBHOOK_CERT}"})
+    return HEADER + yaml.safe_dump(config, sort_keys=False, width=120)
+
+
+def outputs(root: Path) -> dict[Path, str]:
+    files = {root / "crds" / name: text for name, text in render_all().items()}
+    files[root / "manifests/base/validatingwebhookconfiguration.yaml"] = render_webhook()
+    return files
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate (or --check) the acgs.io CRDs.")
-    parser.add_argument("--out", type=Path, default=Path("crds"))
+    parser.add_argument("--root", type=Path, default=Path("."), help="repository root")
     parser.add_argument("--check", action="store_true", help="fail if the committed CRDs differ")
     args = parser.parse_args(argv)
     stale = []
-    for name, text in render_all().items():
-        path = args.out / name
+    for path, text in outputs(args.root).items():
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(str(path))

@@ -1,0 +1,142 @@
+"""The acgs.io API on a real kube-apiserver: CRDs, kubectl UX, and admission as a user meets it."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ..conftest import ROOT
+
+pytestmark = pytest.mark.cluster
+DATA = Path(__file__).parent / "data"
+HASH = "cdd01ef066bc6cf2"
+
+
+def wait_until(predicate, timeout: float = 20, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+class TestCrds:
+    @pytest.mark.parametrize("crd", ["trainingjobs", "modelversions", "deployments", "flywheelpolicies"])
+    def test_established(self, operator, crd):
+        out = operator.kubectl("get", f"crd/{crd}.acgs.io", "-o",
+                               "jsonpath={.status.conditions[?(@.type=='Established')].status}", check=True)
+        assert out.stdout == "True"
+
+    @pytest.mark.parametrize("field, text", [
+        ("trainingjob.spec.privacy.targetEpsilon", "Privacy budget"),
+        ("modelversion.spec.stage", "candidate, staging, production or archived"),
+        ("deployments.acgs.io.spec.strategy.blueGreen.autoPromotionEnabled", "Promote the preview"),
+        ("flywheelpolicy.spec.thresholds.minRecords", "Logged interactions needed"),
+    ])
+    def test_kubectl_explain_shows_descriptions(self, operator, field, text):
+        out = operator.kubectl("explain", field, check=True)
+        assert text in out.stdout
+
+    def test_short_names_resolve(self, operator, namespace):
+        for short in ("tj", "mv", "mdeploy", "fwp"):
+            operator.kubectl("get", short, "-n", namespace, check=True)
+
+    def test_get_acgs_lists_all_four_kinds_with_phases(self, operator, namespace):
+        operator.kubectl("apply", "-n", namespace, "-f", str(ROOT / "manifests/samples"), check=True)
+        kinds = ("trainingjob", "modelversion", "deployment", "flywheelpolicy")
+
+        def all_have_phase():
+            out = operator.get_json("acgs", "-n", namespace)
+            phased = {i["kind"].lower() for i in out["items"] if i.get("status", {}).get("phase")}
+            return phased >= set(kinds)
+
+        wait_until(all_have_phase)
+        table = operator.kubectl("get", "acgs", "-n", namespace, check=True).stdout
+        for kind in kinds:
+            assert f"{kind}.acgs.io/" in table
+        assert "PHASE" in table and "AGE" in table
+
+    def test_initial_status_is_metav1_shaped(self, operator, namespace):
+        operator.kubectl("apply", "-n", namespace, "-f", str(DATA / "good-trainingjob.yaml"), check=True)
+        tj = wait_until(lambda: (o := operator.get_json("tj/good", "-n", namespace)).get("status") and o)
+        status = tj["status"]
+        assert status["observedGeneration"] == tj["metadata"]["generation"]
+        assert {"type", "status", "reason", "message", "lastTransitionTime"} <= set(status["conditions"][0])
+
+
+class TestAdmission:
+    """Real `kubectl apply` of good and bad YAML: the exit code and the message a user sees."""
+
+    @pytest.mark.parametrize("file, expected", [
+        ("wrong-hash.yaml", ["denied the request", "'0123456789abcdef'", f"expected '{HASH}'"]),
+        ("missing-hash.yaml", ["spec.constitutionalHash", "Required value"]),
+        ("bad-semver.yaml", ["spec.version", "semantic version"]),
+        ("epsilon-50.yaml", ["spec.privacy.targetEpsilon", "at most 8"]),
+        ("negative-replicas.yaml", ["spec.replicas", "greater than or equal to 0"]),
+        ("unknown-field.yaml", ["unknown field", "spec.learningRate"]),
+        ("malformed.yaml", ["error converting YAML to JSON", "line 8"]),
+    ])
+    def test_bad_input_is_refused_with_a_clear_message(self, operator, namespace, file, expected):
+        out = operator.kubectl("apply", "-n", namespace, "-f", str(DATA / file))
+        assert out.returncode != 0
+        for text in expected:
+            assert text in out.stderr, out.stderr
+        assert operator.get_json("acgs", "-n", namespace)["items"] == []  # nothing half-made
+
+    def test_good_object_is_admitted(self, operator, namespace):
+        out = operator.kubectl("apply", "-n", namespace, "-f", str(DATA / "good-trainingjob.yaml"))
+        assert out.returncode == 0, out.stderr
+        assert "trainingjob.acgs.io/good created" in out.stdout
+
+    def test_model_version_immutable_except_stage(self, operator, namespace):
+        operator.kubectl("apply", "-n", namespace, "-f", str(ROOT / "manifests/samples/modelversion.yaml"), check=True)
+        name = "mv/constitutional-ai-1-0-0"
+        out = operator.kubectl("patch", name, "-n", namespace, "--type=merge", "-p", '{"spec":{"version":"2.0.0"}}')
+        assert out.returncode != 0 and "immutable except stage" in out.stderr
+        out = operator.kubectl("patch", name, "-n", namespace, "--type=merge", "-p", '{"spec":{"stage":"staging"}}')
+        assert out.returncode == 0, out.stderr
+        assert operator.get_json(name, "-n", namespace)["spec"]["stage"] == "staging"
+
+    def test_dry_run_is_validated_too(self, operator, namespace):
+        out = operator.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(DATA / "wrong-hash.yaml"))
+        assert out.returncode != 0 and "denied the request" in out.stderr
+
+    def test_writes_are_refused_while_the_operator_is_down(self, operator, namespace):
+        import install
+
+        install.stop_pidfile(install.PIDS / "operator.pid")
+        try:
+            out = operator.kubectl("apply", "-n", namespace, "-f", str(DATA / "good-trainingjob.yaml"))
+            assert out.returncode != 0
+            assert "failed calling webhook" in out.stderr
+            assert operator.get_json("acgs", "-n", namespace)["items"] == []
+        finally:
+            install.start_operator()
+
+
+class TestOperatorEndpoints:
+    def test_liveness(self, operator):
+        with urllib.request.urlopen("http://127.0.0.1:8081/healthz", timeout=5) as r:
+            assert r.status == 200
+
+    def test_admission_metrics(self, operator, namespace):
+        operator.kubectl("apply", "-n", namespace, "-f", str(DATA / "wrong-hash.yaml"))
+        with urllib.request.urlopen("http://127.0.0.1:8082/metrics", timeout=5) as r:
+            text = r.read().decode()
+        assert 'acgs_admission_requests_total{kind="TrainingJob",operation="CREATE",result="rejected"}' in text
+        assert 'acgs_admission_duration_seconds_bucket{kind="TrainingJob"' in text
+
+
+class TestManifests:
+    def test_kustomize_base_applies_with_server_dry_run(self, operator):
+        # A server dry run cannot create the namespace its namespaced objects go into; create it for real.
+        operator.kubectl("apply", "-f", str(ROOT / "manifests/base/namespace.yaml"), check=True)
+        out = operator.kubectl("apply", "-k", str(ROOT / "manifests"), "--dry-run=server")
+        assert out.returncode == 0, out.stderr
+        for obj in ("customresourcedefinition.apiextensions.k8s.io/trainingjobs.acgs.io",
+                    "deployment.apps/acgs-operator", "validatingwebhookconfiguration.admissionregistration.k8s.io/"):
+            assert obj in out.stdout

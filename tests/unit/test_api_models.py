@@ -1,0 +1,97 @@
+"""The API models: defaults, bounds and cross-field rules users rely on."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from acgs_operator.api import BY_KIND
+from acgs_operator.api.common import SEMVER_PATTERN
+from acgs_operator.api.deployment import DeploymentSpec
+from acgs_operator.api.flywheel import FlywheelPolicySpec
+from acgs_operator.api.modelversion import ModelVersionSpec, model_version_name
+from acgs_operator.api.trainingjob import TrainingJobSpec
+
+from ..conftest import ROOT
+
+HASH = "cdd01ef066bc6cf2"
+
+
+def tj(**overrides: object) -> dict:
+    spec = {"constitutionalHash": HASH, "modelName": "constitutional-ai",
+            "data": {"generate": {"type": "constitutional_ai"}}}
+    spec.update(overrides)
+    return spec
+
+
+class TestSamples:
+    @pytest.mark.parametrize("path", sorted((ROOT / "manifests/samples").glob("*.yaml")), ids=lambda p: p.name)
+    def test_every_sample_is_valid(self, path):
+        for doc in yaml.safe_load_all(path.read_text()):
+            BY_KIND[doc["kind"]].spec.model_validate(doc["spec"])
+
+
+class TestTrainingJob:
+    def test_defaults_are_safe(self):
+        spec = TrainingJobSpec.model_validate(tj())
+        assert spec.privacy.enabled and spec.privacy.target_epsilon == 8.0 and spec.privacy.target_delta == 1e-5
+        assert spec.resources.gpus == 1 and spec.lora.r == 8 and spec.version_policy == "minor"
+
+    @pytest.mark.parametrize("privacy, field", [
+        ({"targetEpsilon": 50}, "targetEpsilon"), ({"targetEpsilon": 0}, "targetEpsilon"),
+        ({"targetDelta": 1e-3}, "targetDelta"),
+    ])
+    def test_privacy_budget_bounds(self, privacy, field):
+        with pytest.raises(ValidationError) as err:
+            TrainingJobSpec.model_validate(tj(privacy=privacy))
+        assert field in str(err.value)
+
+    @pytest.mark.parametrize("data", [{}, {"path": "/data/x.jsonl", "generate": {"type": "constitutional_ai"}}])
+    def test_exactly_one_data_source(self, data):
+        with pytest.raises(ValidationError, match="exactly one of data.path or data.generate"):
+            TrainingJobSpec.model_validate(tj(data=data))
+
+    def test_unknown_fields_are_errors(self):
+        with pytest.raises(ValidationError, match="extra"):
+            TrainingJobSpec.model_validate(tj(learningRate=0.1))
+
+    def test_wire_format_is_camel_case(self):
+        dumped = TrainingJobSpec.model_validate(tj()).to_api()
+        assert "constitutionalHash" in dumped and "targetEpsilon" in dumped["privacy"]
+
+
+class TestModelVersion:
+    @pytest.mark.parametrize("version, ok", [
+        ("1.0.0", True), ("0.1.0-rc.1+build.5", True), ("1.0", False), ("01.0.0", False), ("v1.0.0", False),
+    ])
+    def test_semver(self, version, ok):
+        spec = {"constitutionalHash": HASH, "modelName": "m", "version": version, "baseModel": "b",
+                "artifact": {"uri": "pvc://a/b", "digest": "sha256:" + "0" * 64}}
+        if ok:
+            assert ModelVersionSpec.model_validate(spec).stage == "candidate"
+        else:
+            with pytest.raises(ValidationError, match="version"):
+                ModelVersionSpec.model_validate(spec)
+
+    def test_name_is_deterministic_and_dns_safe(self):
+        assert model_version_name("constitutional-ai", "1.2.0") == "constitutional-ai-1-2-0"
+
+    def test_semver_pattern_is_anchored(self):
+        assert SEMVER_PATTERN.startswith("^") and SEMVER_PATTERN.endswith("$")
+
+
+class TestDeployment:
+    def test_model_ref_needs_exactly_one(self):
+        with pytest.raises(ValidationError, match="exactly one of model.versionRef or model.selector"):
+            DeploymentSpec.model_validate({"constitutionalHash": HASH, "model": {}})
+
+    def test_negative_replicas_rejected(self):
+        with pytest.raises(ValidationError, match="replicas"):
+            DeploymentSpec.model_validate({"constitutionalHash": HASH, "model": {"versionRef": "x"}, "replicas": -1})
+
+
+class TestFlywheel:
+    def test_threshold_defaults_from_the_seeds(self):
+        spec = FlywheelPolicySpec.model_validate({"constitutionalHash": HASH, "deploymentRef": "d"})
+        assert (spec.thresholds.min_records, spec.thresholds.eval_size, spec.thresholds.val_ratio) == (50, 20, 0.1)
