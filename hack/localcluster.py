@@ -206,7 +206,15 @@ def up() -> None:
     kubectl("apply", "-f", "-", input_=yaml.safe_dump_all(NODES))
     wait_for("nodes Ready", nodes_ready, 60)
     wait_for("the default ServiceAccount", lambda: kubectl("get", "sa", "default", check=False).returncode == 0, 60)
+    start_podrunner()
     log(f"ready in {time.monotonic() - t0:.1f}s; export KUBECONFIG={KUBECONFIG}")
+
+
+def start_podrunner() -> None:
+    """Pods bound to LOCAL_NODE run for real, as local processes; `down` stops it by its pidfile."""
+    python = ROOT / ".venv/bin/python"
+    start("podrunner", [str(python if python.exists() else sys.executable), str(ROOT / "hack/podrunner.py"),
+                        f"--kubeconfig={KUBECONFIG}", f"--node={LOCAL_NODE}", f"--state-dir={STATE}"])
 
 
 def nodes_ready() -> bool:
