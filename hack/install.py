@@ -5,6 +5,7 @@
     python hack/install.py webhook     # certs + ValidatingWebhookConfiguration -> https://127.0.0.1:PORT
     python hack/install.py operator    # start the operator in the background (pidfile, log, healthz)
     python hack/install.py all
+    python hack/install.py run         # crds + webhook, then the operator in the foreground
 """
 
 from __future__ import annotations
@@ -90,15 +91,19 @@ def start_operator(restart: bool = False) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["crds", "webhook", "operator", "all"])
+    parser.add_argument("what", choices=["crds", "webhook", "operator", "all", "run"])
     parser.add_argument("--restart", action="store_true", help="operator: restart if running")
     args = parser.parse_args()
-    if args.what in ("crds", "all"):
+    if args.what in ("crds", "all", "run"):
         install_crds()
-    if args.what in ("webhook", "all"):
+    if args.what in ("webhook", "all", "run"):
         install_webhook()
     if args.what in ("operator", "all"):
         start_operator(args.restart)
+    if args.what == "run":
+        stop_pidfile(PIDS / "operator.pid")  # one operator per cluster: the webhook port is fixed
+        exe = str(ROOT / ".venv/bin/acgs-operator")
+        os.execve(exe, [exe], operator_env())
     return 0
 
 
