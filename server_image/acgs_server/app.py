@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import itertools
+import os
 import time
-import uuid
 from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
@@ -25,6 +26,7 @@ from acgs_server.batcher import BatcherStopped, DynamicBatcher
 from acgs_server.config import ServerConfig
 from acgs_server.interactions import RECORD_SCHEMA_VERSION, InteractionLogger
 from acgs_server.metrics import CONTENT_TYPE, ServerMetrics
+from acgs_server.worker import WORKER_EXITED, WorkerDied
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ class ServerState:
 
 
 STATE_KEY = web.AppKey("acgs_state", ServerState)
+# Request ids: unique per process start and cheap (uuid4 reads the OS RNG on every request, which
+# showed up in the profile under load).
+_ID_PREFIX = f"{os.getpid():x}{int(time.time() * 1000):x}"
+_ID_COUNTER = itertools.count(1)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -141,6 +147,9 @@ async def _on_cleanup(app: web.Application) -> None:
         await state.batcher.stop()
     if state.load_task is not None and not state.load_task.done():
         state.load_task.cancel()
+    close = getattr(state.backend, "close", None)
+    if close is not None:
+        await asyncio.get_running_loop().run_in_executor(None, close)
     if state.interactions is not None:
         await asyncio.get_running_loop().run_in_executor(None, state.interactions.close)
         logger.info("interaction log flushed: %s", json.dumps(
@@ -160,8 +169,15 @@ def _status_body(state: ServerState) -> dict[str, Any]:
 
 
 async def health(request: web.Request) -> web.Response:
+    """Liveness: 200 while this process can still become or stay useful. A failed artifact is
+    not a liveness failure (restarting cannot fix it; /ready says why); a dead model process is."""
     state = request.app[STATE_KEY]
-    return _json({"status": "alive", "phase": state.phase, "uptime_seconds": round(time.time() - state.started_at, 3)})
+    dead = state.failure is not None and state.failure.reason == WORKER_EXITED
+    body = {"status": "dead" if dead else "alive", "phase": state.phase,
+            "uptime_seconds": round(time.time() - state.started_at, 3)}
+    if dead and state.failure is not None:
+        body["reason"] = state.failure.to_json()
+    return _json(body, status=503 if dead else 200)
 
 
 async def ready(request: web.Request) -> web.Response:
@@ -216,7 +232,7 @@ async def _predict(
     request_model: type[schemas.PredictRequest],
     started: float,
 ) -> web.Response:
-    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    request_id = request.headers.get("X-Request-ID") or f"{_ID_PREFIX}-{next(_ID_COUNTER)}"
     headers = {"X-Request-ID": request_id}
     if not state.ready:
         body = _status_body(state)
@@ -238,6 +254,13 @@ async def _predict(
         text = await state.batcher.submit(prompt)
     except BatcherStopped:
         return _error(503, "ShuttingDown", "server is shutting down")
+    except WorkerDied as error:
+        # Without its model process this server can never answer again: stop being ready and fail
+        # /health so the kubelet restarts the container.
+        logger.error("model process died: %s", error)
+        state.failure, state.phase = LoadFailure(WORKER_EXITED, str(error)), FAILED
+        state.metrics.ready.set(0)
+        return _error(503, "ModelUnavailable", str(error))
     except Exception as error:  # noqa: BLE001 - a model failure is a 500 with a reason, never a hang
         logger.exception("request %s failed", request_id)
         return _error(500, "GenerationFailed", str(error))
@@ -246,7 +269,7 @@ async def _predict(
     latency_ms = (time.perf_counter() - started) * 1000.0
     result = schemas.PredictResponse(
         request_id=request_id,
-        task=parsed.task_name(),
+        type=parsed.task_name(),
         decision=decision,
         generated_text=text,
         model_name=card.name,
@@ -261,12 +284,13 @@ async def _predict(
             "request_id": request_id,
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "endpoint": path,
-            "task": result.task,
+            "type": result.type,
             "constitutional_hash": card.constitutional_hash,
             "model_name": card.name,
             "model_version": card.version,
             "digest": card.digest,
-            "input": record,
+            # The trainer's dataset-record "input" shape, so a flywheel can replay or relabel it as is.
+            "input": record["input"],
             "generated_text": text,
             "decision": decision,
             "latency_ms": result.latency_ms,

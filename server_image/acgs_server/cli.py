@@ -24,17 +24,18 @@ from pydantic import ValidationError
 from acgs_server.config import ServerConfig, describe_validation_error, load_config
 
 if TYPE_CHECKING:
-    from acgs_server.backend import ArtifactBackend
+    from acgs_server.backend import ModelBackend
 
 logger = logging.getLogger("acgs_server")
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_CONFIG, EXIT_LISTEN = 0, 1, 2, 3
 
 
-def build_backend(cfg: ServerConfig) -> ArtifactBackend:
+def build_backend(cfg: ServerConfig) -> ModelBackend:
     from acgs_server.backend import ArtifactBackend
+    from acgs_server.worker import ProcessBackend
 
-    return ArtifactBackend(
+    kwargs = dict(
         artifact_dir=cfg.artifact,
         expected_digest=cfg.expected_digest,
         constitutional_hash=cfg.constitutional_hash,
@@ -45,6 +46,9 @@ def build_backend(cfg: ServerConfig) -> ArtifactBackend:
         model_version=cfg.model_version,
         warmup_batch_size=min(cfg.max_batch_size, 8),
     )
+    if cfg.model_process:
+        return ProcessBackend(log_level=cfg.log_level, **kwargs)
+    return ArtifactBackend(**kwargs)  # type: ignore[arg-type]
 
 
 async def serve(cfg: ServerConfig) -> int:

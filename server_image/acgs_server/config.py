@@ -44,6 +44,8 @@ class ServerConfig(BaseModel):
     max_batch_wait_ms: float = Field(5.0, ge=0, le=10000, description="Longest a request waits for batch-mates.")
     max_new_tokens: int = Field(16, ge=1, le=2048, description="Tokens generated per request.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = CPU count.")
+    model_process: bool = Field(
+        True, description="Run the model in its own process (HTTP and generate then do not share the GIL).")
     device: str = Field("cpu", description="torch device for the model ('cpu', 'cuda', 'cuda:0').")
     log_level: str = Field("INFO", description="Python logging level.")
 

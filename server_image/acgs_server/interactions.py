@@ -161,7 +161,8 @@ class InteractionLogger:
             self._stats.written += len(batch)
             for record in batch:
                 self._stats.by_endpoint[str(record.get("endpoint"))] += 1
-                self._stats.by_decision[str(record.get("decision"))] += 1
+                decision = record.get("decision")
+                self._stats.by_decision["null" if decision is None else str(decision)] += 1
         if self._on_write is not None:
             self._on_write(len(batch))
 

@@ -141,7 +141,7 @@ ENDPOINTS: dict[str, type[PredictRequest]] = {
 
 class PredictResponse(BaseModel):
     request_id: str
-    task: str = Field(description="Dataset type the scenario was judged as.")
+    type: str = Field(description="Dataset type the scenario was judged as.")
     decision: str | None = Field(description="APPROVE, ESCALATE or DENY; null if the model produced none.")
     generated_text: str
     model_name: str
