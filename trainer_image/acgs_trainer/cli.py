@@ -3,6 +3,7 @@ result JSON (``<output>/result.json`` and the termination-message path). See REA
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -30,6 +31,24 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message="Full backward hook is firing")
 
 
+def _guess_output(argv: Sequence[str]) -> Path | None:
+    """The --output of a config that failed validation, so result.json still lands there."""
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg == "--output" and i + 1 < len(args):
+            return Path(args[i + 1])
+        if arg.startswith("--output="):
+            return Path(arg.split("=", 1)[1])
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            try:
+                value = json.loads(Path(args[i + 1]).read_text()).get("output")
+                return Path(value) if isinstance(value, str) else None
+            except (OSError, ValueError, AttributeError):
+                return None
+    return None
+
+
 def _result(phase: str, code: int, **fields: Any) -> dict[str, Any]:
     return {"phase": phase, "reason": REASONS.get(code, "UnexpectedError"), "exitCode": code,
             "digest": None, "artifactPath": None, "metrics": None, "epsilon": None,
@@ -45,8 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     output: Path | None = None
     termination_log = os.environ.get("ACGS_TERMINATION_LOG")
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        cfg = parse_config(sys.argv[1:] if argv is None else argv)
+        output = _guess_output(args)
+        cfg = parse_config(args)
         output, termination_log = cfg.output_dir, cfg.termination_log
         from .pipeline import main as run
 

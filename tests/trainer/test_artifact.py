@@ -1,0 +1,89 @@
+"""Artifact manifest: digest of every file, atomic write, and verification failures that name
+what is wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from acgs_trainer.artifact import (MANIFEST_NAME, ArtifactError, compute_digest, verify_artifact,
+                                   write_artifact)
+
+H = "cdd01ef066bc6cf2"
+
+
+def _make(dest: Path, payload: bytes = b"weights") -> str:
+    def populate(tmp: Path) -> None:
+        (tmp / "adapter").mkdir()
+        (tmp / "adapter" / "adapter_model.safetensors").write_bytes(payload)
+        (tmp / "adapter" / "adapter_config.json").write_text('{"r": 8}')
+
+    return write_artifact(dest, populate, {"constitutional_hash": H}).digest
+
+
+def test_digest_covers_every_file_and_verifies(tmp_path: Path) -> None:
+    digest = _make(tmp_path / "a")
+    manifest = verify_artifact(tmp_path / "a", digest, H)
+    assert [f.path for f in manifest.files] == ["adapter/adapter_config.json",
+                                                "adapter/adapter_model.safetensors"]
+    assert compute_digest(tmp_path / "a") == digest
+    assert _make(tmp_path / "b") == digest  # same content, same digest
+    assert _make(tmp_path / "c", b"other weights") != digest
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left
+
+
+def test_rewrite_replaces_the_artifact_in_one_step(tmp_path: Path) -> None:
+    _make(tmp_path / "a")
+    new = _make(tmp_path / "a", b"v2")
+    assert verify_artifact(tmp_path / "a", new, H).digest == new
+
+
+def test_failed_write_leaves_the_previous_artifact(tmp_path: Path) -> None:
+    old = _make(tmp_path / "a")
+
+    def broken(tmp: Path) -> None:
+        (tmp / "partial").write_text("x")
+        raise OSError("disk full")
+
+    with pytest.raises(ArtifactError, match="disk full"):
+        write_artifact(tmp_path / "a", broken, {"constitutional_hash": H})
+    assert verify_artifact(tmp_path / "a", old, H).digest == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def test_corrupted_file_is_named(tmp_path: Path) -> None:
+    digest = _make(tmp_path / "a")
+    (tmp_path / "a" / "adapter" / "adapter_model.safetensors").write_bytes(b"tampered")
+    with pytest.raises(ArtifactError, match=r"adapter_model\.safetensors: sha256 [0-9a-f]{64}, "
+                                            r"expected [0-9a-f]{64}"):
+        verify_artifact(tmp_path / "a", digest, H)
+
+
+def test_wrong_hash_wrong_digest_missing_and_extra_files(tmp_path: Path) -> None:
+    digest = _make(tmp_path / "a")
+    with pytest.raises(ArtifactError, match="constitutionalHash='cdd01ef066bc6cf2', expected "
+                                            "'0000000000000000'"):
+        verify_artifact(tmp_path / "a", digest, "0000000000000000")
+    with pytest.raises(ArtifactError, match=f"digest {digest}, expected sha256:00"):
+        verify_artifact(tmp_path / "a", "sha256:00", H)
+    (tmp_path / "a" / "extra.bin").write_bytes(b"x")
+    with pytest.raises(ArtifactError, match=r"files not in the manifest: \['extra.bin'\]"):
+        verify_artifact(tmp_path / "a", digest, H)
+    (tmp_path / "a" / "extra.bin").unlink()
+    (tmp_path / "a" / "adapter" / "adapter_config.json").unlink()
+    with pytest.raises(ArtifactError, match="adapter_config.json: missing"):
+        verify_artifact(tmp_path / "a", digest, H)
+
+
+def test_edited_manifest_is_caught(tmp_path: Path) -> None:
+    _make(tmp_path / "a")
+    path = tmp_path / "a" / MANIFEST_NAME
+    manifest = json.loads(path.read_text())
+    manifest["files"][0]["sha256"] = "0" * 64  # a forger rewrites one entry, not the digest
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="adapter_config.json: sha256"):
+        verify_artifact(tmp_path / "a", None, H)
+    with pytest.raises(ArtifactError, match="cannot read manifest"):
+        verify_artifact(tmp_path / "missing", None, H)
