@@ -13,8 +13,26 @@ from prometheus_client import start_http_server
 from .config import Settings
 from .handlers import admission as _admission  # noqa: F401  (registers the webhook handlers)
 from .handlers import lifecycle as _lifecycle  # noqa: F401
+from .handlers import modelversion as _modelversion  # noqa: F401
+from .handlers import progress as _progress  # noqa: F401
+from .handlers import trainingjob as _trainingjob  # noqa: F401
 
 logger = logging.getLogger("acgs_operator")
+
+
+class _QuietAdmissions(logging.Filter):
+    """Admission reviews arrive hundreds per second: log rejections, not every success."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (record.levelno <= logging.INFO and msg.startswith("Webhook '") and msg.endswith("succeeded."))
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").addFilter(_QuietAdmissions())
 
 
 def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
@@ -49,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the ACGS operator (configuration from ACGS_* env).")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     config = Settings.from_env()
     memo = kopf.Memo(settings=config)
     asyncio.run(kopf.operator(

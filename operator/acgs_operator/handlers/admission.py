@@ -21,7 +21,9 @@ def webhook_path(info: KindInfo) -> str:
 
 def _register(info: KindInfo) -> None:
     @kopf.on.validate(GROUP, VERSION, info.plural, id=webhook_path(info))
-    def validate(spec: kopf.Spec, old: Any, operation: str | None, memo: kopf.Memo, **_: Any) -> None:
+    async def validate(spec: kopf.Spec, old: Any, operation: str | None, memo: kopf.Memo, **_: Any) -> None:
+        # async on purpose: the check is ~0.1 ms of pure CPU, so a hop to kopf's thread pool would
+        # cost more than the work and add tail latency under load.
         settings: Settings = memo.settings
         started = time.perf_counter()
         result = "allowed"
