@@ -4,7 +4,7 @@
 No container engine exists on these machines, so pods that must really run (the trainer Job's pod,
 the model server's Deployment pods) are bound to the kwok node `acgs-local-0`, which kwok keeps
 alive but whose pods it leaves alone. This runner watches those pods and, like a kubelet, gives each
-a pod IP (127.0.0.N), runs its init containers then containers (`command` + `args`, env, volumes
+a pod IP (from 198.18.0.0/24, routed to lo), runs its init containers then containers (`command` + `args`, env, volumes
 bind-mounted in a private mount namespace), probes them, restarts them per restartPolicy, and
 reports it all in the pod's status, so the Job, Deployment and EndpointSlice controllers do the rest.
 
@@ -17,10 +17,12 @@ spec; nothing here enforces it). Logs: <state-dir>/logs/pods/<namespace>_<pod>_<
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -39,6 +41,7 @@ from podrunner_volumes import remove_pod_dir  # noqa: E402
 log = logging.getLogger("podrunner")
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = ("Succeeded", "Failed")
+DEFAULT_POD_CIDR = "198.18.0.0/24"  # RFC 2544 benchmarking: on no real network, unlike 10/8
 SHUTDOWN_GRACE = 3.0  # localcluster's `down` waits 10 s before SIGKILL: stay well inside it
 
 
@@ -47,10 +50,13 @@ class Shutdown(BaseException):
 
 
 class IPPool:
-    """127.0.0.N per live pod: all of 127/8 reaches loopback on Linux, so each pod's server can bind
-    its own address and the same port, as pods on a real node do."""
+    """One address per live pod from `network`, which must be local to this host. EndpointSlices
+    refuse loopback addresses, so pods get addresses from a benchmarking range (RFC 2544) routed
+    to `lo` as a whole (`ip route add local`): each pod's server binds its own address and the same
+    port, as pods on a real node do, and the cluster's Services list them."""
 
-    def __init__(self) -> None:
+    def __init__(self, network: ipaddress.IPv4Network) -> None:
+        self.network = network
         self._by_uid: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -59,10 +65,9 @@ class IPPool:
             if uid in self._by_uid:
                 return self._by_uid[uid]
             used = set(self._by_uid.values())
-            if prefer and prefer.startswith("127.0.0.") and prefer not in used and prefer != "127.0.0.1":
-                ip = prefer  # a pod the runner saw before it restarted keeps its address
-            else:
-                ip = next(f"127.0.0.{n}" for n in range(2, 255) if f"127.0.0.{n}" not in used)
+            free = [str(ip) for ip in self.network.hosts() if str(ip) not in used and ip.packed[-1] != 1]
+            # A pod the runner saw before it restarted keeps its address (a pod IP never changes).
+            ip = prefer if prefer in free else free[0]
             self._by_uid[uid] = ip
             return ip
 
@@ -71,11 +76,31 @@ class IPPool:
             self._by_uid.pop(uid, None)
 
 
+def route_pod_network(cidr: str) -> ipaddress.IPv4Network:
+    """Make `cidr` local (every address answers on lo, like 127/8); without CAP_NET_ADMIN fall back
+    to loopback addresses, which work for direct connections but not for EndpointSlices."""
+    network = ipaddress.IPv4Network(cidr)
+    if network.is_loopback:
+        return network
+    proc = subprocess.run(["ip", "route", "replace", "local", str(network), "dev", "lo"],
+                          capture_output=True, text=True)
+    if proc.returncode == 0:
+        return network
+    log.warning("cannot route %s to lo (%s); using 127.0.0.0/24: EndpointSlices will reject pod IPs",
+                network, proc.stderr.strip())
+    return ipaddress.IPv4Network("127.0.0.0/24")
+
+
+def unroute_pod_network(network: ipaddress.IPv4Network) -> None:
+    if not network.is_loopback:
+        subprocess.run(["ip", "route", "del", "local", str(network), "dev", "lo"], capture_output=True)
+
+
 class Runner:
-    def __init__(self, api: client.CoreV1Api, node: str, state_dir: Path) -> None:
+    def __init__(self, api: client.CoreV1Api, node: str, state_dir: Path, network: ipaddress.IPv4Network) -> None:
         self.api, self.node, self.state_dir = api, node, state_dir
         self.workers: dict[str, PodWorker] = {}
-        self.ips = IPPool()
+        self.ips = IPPool(network)
         self._lock = threading.Lock()
         self.allocatable = self._node_allocatable()
 
@@ -204,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", default=str(ROOT / ".cluster/kubeconfig"))
     parser.add_argument("--node", default="acgs-local-0")
     parser.add_argument("--state-dir", default=str(ROOT / ".cluster"))
+    parser.add_argument("--pod-cidr", default=DEFAULT_POD_CIDR,
+                        help="pod addresses, routed to lo while the runner runs (default %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     state_dir = Path(args.state_dir).resolve()
@@ -217,8 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     api = client.CoreV1Api(config.new_client_from_config(config_file=args.kubeconfig))
-    runner = Runner(api, args.node, state_dir)
-    log.info("running pods bound to %s (state in %s)", args.node, state_dir)
+    network = route_pod_network(args.pod_cidr)
+    runner = Runner(api, args.node, state_dir, network)
+    log.info("running pods bound to %s on %s (state in %s)", args.node, network, state_dir)
     try:
         runner.watch_forever()
     except Shutdown as why:
@@ -227,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         runner.shutdown()
     finally:
+        unroute_pod_network(network)
         if pidfile.exists() and pidfile.read_text().strip() == str(os.getpid()):
             pidfile.unlink()
     return 0

@@ -29,6 +29,9 @@ class PodWorker(threading.Thread):
         self.api, self.pod, self.state_dir, self.pod_ip = api, pod, state_dir, pod_ip
         self.allocatable, self._lookup = allocatable, lookup
         self.key = f"{meta['namespace']}/{meta['name']}"
+        # fieldRef status.podIP/hostIP must see the addresses given here, before any status is written.
+        pod.setdefault("status", {}).update({"podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "hostIP": HOST_IP,
+                                             "hostIPs": [{"ip": HOST_IP}]})
         self.volumes: dict[str, tuple[Path, bool]] = {}
         self.grace = min(float(pod["spec"].get("terminationGracePeriodSeconds", 30)), MAX_GRACE)
         self.stop = threading.Event()  # set on deletion or runner shutdown: containers are killed
@@ -132,11 +135,9 @@ class PodWorker(threading.Thread):
         previous = self._conditions.get(kind)
         if previous is None or previous[0] != status:
             self._conditions[kind] = (status, now())
-        cond = {"type": kind, "status": status, "lastProbeTime": None,
-                "lastTransitionTime": self._conditions[kind][1]}
-        if reason and not ok:
-            cond["reason"] = reason
-        return cond
+        # The patch merges conditions by type: an explicit null clears a reason that no longer holds.
+        return {"type": kind, "status": status, "lastProbeTime": None,
+                "lastTransitionTime": self._conditions[kind][1], "reason": None if ok else (reason or None)}
 
     def status(self) -> dict[str, Any]:
         ready = self.phase == "Running" and all(c.ready for c in self.containers)

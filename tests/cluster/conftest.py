@@ -1,0 +1,63 @@
+"""Fixtures for tests whose pods run for real: the local pod runner (hack/podrunner.py) and pod
+specs that land on its node, acgs-local-0."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import pytest
+
+from ..conftest import Cluster, localcluster
+
+T = TypeVar("T")
+LOCAL_NODE = localcluster.LOCAL_NODE
+
+# Namespaces from the `namespace` fixture enforce restricted Pod Security, so specs carry the fields
+# it asks for. The runner runs every process as root anyway: nothing here enforces them.
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+ON_LOCAL_NODE = {
+    "nodeSelector": {"acgs.io/local-runner": "true"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                    {"key": "acgs.io/local-runner", "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
+def local_pod_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` scheduled onto the pod runner's node, with restricted Pod Security fields."""
+    out = {**copy.deepcopy(spec), **copy.deepcopy(ON_LOCAL_NODE), "securityContext": POD_SECURITY}
+    for container in out.get("initContainers", []) + out["containers"]:
+        container.setdefault("image", "python:3.11-slim")
+        container["securityContext"] = CONTAINER_SECURITY
+    return out
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.5) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def apply(cluster: Cluster, *objects: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                          "items": list(objects)}), check=True)
+
+
+@pytest.fixture(scope="session")
+def podrunner(cluster: Cluster) -> Iterator[Path]:
+    """The pod runner of this cluster: `localcluster.up()` starts it; a cluster brought up before the
+    runner existed gets one here (and `localcluster down` stops it by its pidfile)."""
+    if localcluster.pid_of("podrunner") is None:
+        localcluster.start_podrunner()
+    log = localcluster.LOGS / "podrunner.log"
+    wait_until(lambda: log.exists() and "running pods bound to" in log.read_text(errors="replace"), 30,
+               "the pod runner to start")
+    yield localcluster.STATE
+    assert localcluster.pid_of("podrunner") is not None, "the pod runner died during the tests; see its log"
