@@ -148,9 +148,30 @@ def render_webhook() -> str:
     return HEADER + yaml.safe_dump(config, sort_keys=False, width=120)
 
 
+def render_argocd(root: Path) -> str:
+    """argocd-cm entries with a Lua health check per kind (Argo CD has none for custom resources)."""
+    data = {f"resource.customizations.health.{GROUP}_{info.kind}": (root / f"manifests/argocd/health/{info.kind}.lua").read_text()
+            for info in KINDS}
+    cm = {"apiVersion": "v1", "kind": "ConfigMap",
+          "metadata": {"name": "argocd-cm", "namespace": "argocd",
+                       "labels": {"app.kubernetes.io/name": "argocd-cm", "app.kubernetes.io/part-of": "argocd"}},
+          "data": data}
+    note = "# Merge into Argo CD's argocd-cm (e.g. kubectl -n argocd patch cm argocd-cm --patch-file ...).\n"
+    return HEADER + note + yaml.dump(cm, Dumper=_BlockDumper, sort_keys=False, width=120)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (the Lua scripts) as readable `|` blocks."""
+
+
+_BlockDumper.add_representer(str, lambda d, v: d.represent_scalar(
+    "tag:yaml.org,2002:str", v, style="|" if "\n" in v else None))
+
+
 def outputs(root: Path) -> dict[Path, str]:
     files = {root / "crds" / name: text for name, text in render_all().items()}
     files[root / "manifests/base/validatingwebhookconfiguration.yaml"] = render_webhook()
+    files[root / "manifests/argocd/argocd-cm.yaml"] = render_argocd(root)
     return files
 
 

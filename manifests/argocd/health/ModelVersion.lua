@@ -1,0 +1,11 @@
+-- Argo CD health for acgs.io/ModelVersion
+local hs = {status = "Progressing", message = "Waiting for artifact verification"}
+if obj.status == nil or obj.status.phase == nil then return hs end
+local phase = obj.status.phase
+if phase == "Ready" then
+  hs.status = "Healthy"
+elseif phase == "Invalid" then
+  hs.status = "Degraded"
+end
+hs.message = obj.status.message or phase
+return hs
