@@ -26,6 +26,20 @@ PRIVACY_BUDGET_EXHAUSTED = "PrivacyBudgetExhausted"
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
 AWAITING_RECONCILER = "AwaitingReconciler"
+# TrainingJob / ModelVersion reasons
+INVALID_CONFIG = "InvalidConfig"
+UNEXPECTED_ERROR = "UnexpectedError"
+ARTIFACT_ERROR = "ArtifactError"
+JOB_FAILED = "JobFailed"
+JOB_CREATED = "JobCreated"
+JOB_SUSPENDED = "JobSuspended"
+POD_RUNNING = "PodRunning"
+PARENT_NOT_FOUND = "ParentNotFound"
+MODEL_VERSION_CREATED = "ModelVersionCreated"
+RESULT_MISSING = "ResultMissing"
+VERIFYING = "Verifying"
+DIGEST_VERIFIED = "DigestVerified"
+UNSUPPORTED_ARTIFACT_URI = "UnsupportedArtifactUri"
 
 
 def now() -> str:

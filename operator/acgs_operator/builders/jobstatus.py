@@ -1,0 +1,115 @@
+"""Read a batch/v1 Job and its pods into one observation: phase, reason, times and the program's
+result (its JSON termination message). Pure: the handlers fetch, this interprets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import conditions as cond
+
+PENDING, RUNNING, SUSPENDED, SUCCEEDED, FAILED = "Pending", "Running", "Suspended", "Succeeded", "Failed"
+
+# Trainer exit codes (trainer_image/acgs_trainer/exitcodes.py) → condition reasons.
+EXIT_REASONS = {
+    1: cond.UNEXPECTED_ERROR,
+    2: cond.INVALID_CONFIG,
+    3: cond.INVALID_DATA,
+    4: cond.PRIVACY_BUDGET_EXHAUSTED,
+    5: cond.ARTIFACT_ERROR,
+}
+JOB_REASONS = {"DeadlineExceeded": cond.DEADLINE_EXCEEDED, "BackoffLimitExceeded": cond.BACKOFF_LIMIT_EXCEEDED}
+
+
+@dataclass
+class Observation:
+    phase: str
+    reason: str
+    message: str
+    start_time: str | None = None
+    completion_time: str | None = None
+    exit_code: int | None = None
+    result: dict[str, Any] | None = None
+    pods: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in (job.get("status") or {}).get("conditions") or []
+                 if c.get("type") == type_ and c.get("status") == "True"), None)
+
+
+def _terminated(pod: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    status = pod.get("status") or {}
+    out = []
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+        if term:
+            out.append((cs.get("name", ""), term))
+    return out
+
+
+def parse_message(text: str | None) -> dict[str, Any] | None:
+    """The JSON result a container wrote to its termination-message path, if it is one."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text.strip())
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def last_termination(pods: list[dict[str, Any]], container: str | None = None,
+                     failed_only: bool = False) -> tuple[int, str, dict[str, Any] | None] | None:
+    """(exit code, raw message, parsed result) of the newest terminated container: a failing one
+    first when `failed_only`, else the named container (or any)."""
+    newest = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
+    for pod in newest:
+        for name, term in _terminated(pod):
+            code = int(term.get("exitCode", 0))
+            if failed_only and code == 0:
+                continue
+            if container and not failed_only and name != container:
+                continue
+            message = term.get("message") or ""
+            return code, message, parse_message(message)
+    return None
+
+
+def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]], container: str) -> Observation:
+    if job is None:
+        return Observation(PENDING, cond.PENDING, "waiting for the Job to be created")
+    status = job.get("status") or {}
+    times = {"start_time": status.get("startTime"), "completion_time": status.get("completionTime"),
+             "pods": len(pods)}
+    if _job_condition(job, "Complete"):
+        term = last_termination(pods, container)
+        code, raw, result = term if term else (0, "", None)
+        return Observation(SUCCEEDED, cond.SUCCEEDED, (result or {}).get("message") or "the Job completed",
+                           exit_code=code, result=result, **times)
+    failed = _job_condition(job, "Failed")
+    if failed:
+        term = last_termination(pods, failed_only=True)
+        code, raw, result = term if term else (None, "", None)
+        job_reason = failed.get("reason", "")
+        if job_reason == "PodFailurePolicy" and code in EXIT_REASONS:
+            reason = EXIT_REASONS[code]
+        else:
+            reason = JOB_REASONS.get(job_reason) or (EXIT_REASONS.get(code, cond.JOB_FAILED) if code
+                                                     else cond.JOB_FAILED)
+        detail = (result or {}).get("message") or raw.strip()[-800:] or failed.get("message", "")
+        prefix = f"exit code {code}: " if code is not None else ""
+        times["completion_time"] = times["completion_time"] or failed.get("lastTransitionTime")
+        return Observation(FAILED, reason, f"{prefix}{detail}".strip(), exit_code=code, result=result, **times)
+    if (job.get("spec") or {}).get("suspend"):
+        return Observation(SUSPENDED, cond.JOB_SUSPENDED, "the Job is suspended (queued or preempted)", **times)
+    running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"
+               and not p["metadata"].get("deletionTimestamp")]
+    if running:
+        retries = int(status.get("failed") or 0)
+        note = f" (retry {retries} of {job['spec'].get('backoffLimit', 0)})" if retries else ""
+        return Observation(RUNNING, cond.POD_RUNNING, f"pod {running[0]['metadata']['name']} is running{note}",
+                           **times)
+    return Observation(PENDING, cond.PENDING, "waiting for a pod to start", **times)

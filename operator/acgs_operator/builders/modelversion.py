@@ -1,0 +1,159 @@
+"""ModelVersion records and their verification Job. Pure functions: no API calls.
+
+Semver policy (docs/training.md): the new version is the parent's version bumped by the
+TrainingJob's versionPolicy (pre-release and build parts dropped); without a parent the base is
+0.0.0, so the first version is 0.1.0 (minor, the default), 1.0.0 (major) or 0.0.1 (patch). When
+that version is taken in the namespace by a model another TrainingJob produced, the same part is
+bumped again until a free one is found.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ..api.common import SEMVER_PATTERN
+from ..api.modelversion import Artifact, Lineage, Metrics, ModelVersionSpec, Stage, model_version_name
+from ..api.trainingjob import TrainingJobSpec, VersionPolicy
+from ..constants import API_VERSION
+from .common import child_labels, child_name, container_security_context, pod_security_context
+
+ANNOTATION_VERIFY_SCHEDULING = "acgs.io/verify-scheduling"
+LABEL_MODEL = "acgs.io/model-name"
+VERIFY_COMPONENT = "verifier"
+VERIFY_CONTAINER = "verify"
+VOLUME_MOUNT = "/artifact-volume"
+EXIT_ARTIFACT_ERROR = 5  # trainer_image/acgs_trainer/exitcodes.py ARTIFACT_ERROR
+
+# Until the trainer ships a `verify` subcommand, the Job runs its library function directly.
+VERIFY_SCRIPT = """\
+import json, sys
+from acgs_trainer.artifact import ArtifactError, verify_artifact
+directory, digest, expected_hash = sys.argv[1:4]
+try:
+    m = verify_artifact(directory, digest, expected_hash)
+    result, code = {"valid": True, "digest": m.digest, "files": len(m.files)}, 0
+except ArtifactError as exc:
+    result, code = {"valid": False, "message": str(exc)[:3000]}, 5
+text = json.dumps(result, sort_keys=True)
+print(text)
+try:
+    open("/dev/termination-log", "w").write(text)
+except OSError:
+    pass
+sys.exit(code)
+"""
+
+
+def parse_semver(version: str) -> tuple[int, int, int]:
+    if not re.match(SEMVER_PATTERN, version):
+        raise ValueError(f"{version!r} is not a semantic version MAJOR.MINOR.PATCH")
+    major, minor, patch = re.match(r"^(\d+)\.(\d+)\.(\d+)", version).groups()  # type: ignore[union-attr]
+    return int(major), int(minor), int(patch)
+
+
+def bump(version: str | None, policy: str) -> str:
+    major, minor, patch = parse_semver(version) if version else (0, 0, 0)
+    if policy == VersionPolicy.MAJOR.value:
+        return f"{major + 1}.0.0"
+    if policy == VersionPolicy.MINOR.value:
+        return f"{major}.{minor + 1}.0"
+    return f"{major}.{minor}.{patch + 1}"
+
+
+def candidate_versions(parent_version: str | None, policy: str, limit: int = 100) -> list[str]:
+    """The version to take, then the ones to try when it is taken."""
+    out, version = [], bump(parent_version, policy)
+    for _ in range(limit):
+        out.append(version)
+        version = bump(version, policy)
+    return out
+
+
+def _metrics(result: dict[str, Any]) -> Metrics:
+    measured = result.get("metrics") or {}
+    return Metrics(accuracy=measured.get("accuracy"), compliance_score=measured.get("complianceScore"),
+                   eval_loss=measured.get("evalLoss"), epsilon=result.get("epsilon"),
+                   delta=result.get("delta"))
+
+
+def build_model_version(spec: TrainingJobSpec, tj_name: str, namespace: str, version: str,
+                        parent: str | None, artifact_uri: str, result: dict[str, Any],
+                        scheduling: dict[str, Any]) -> dict[str, Any]:
+    """The ModelVersion for a successful run, from the trainer's result (never invented figures)."""
+    mv_spec = ModelVersionSpec(
+        constitutional_hash=spec.constitutional_hash, model_name=spec.model_name, version=version,
+        artifact=Artifact(uri=artifact_uri, digest=result["digest"]), base_model=spec.base_model,
+        lineage=Lineage(parent_version=parent, training_job=tj_name, data_digest=result.get("dataDigest")),
+        metrics=_metrics(result), stage=Stage.CANDIDATE,
+    )
+    labels = child_labels("TrainingJob", tj_name, spec.constitutional_hash, "model-version",
+                          {LABEL_MODEL: spec.model_name})
+    return {
+        "apiVersion": API_VERSION, "kind": "ModelVersion",
+        "metadata": {"name": model_version_name(spec.model_name, version), "namespace": namespace,
+                     "labels": labels,
+                     "annotations": {ANNOTATION_VERIFY_SCHEDULING: json.dumps(scheduling, sort_keys=True)}},
+        "spec": mv_spec.to_api(),
+    }
+
+
+def artifact_location(uri: str) -> tuple[str, str] | None:
+    """pvc://<claim>/<path> → (claim, path); None for URIs a verify Job cannot mount."""
+    match = re.match(r"^pvc://([a-z0-9]([-a-z0-9.]*[a-z0-9])?)/(.+)$", uri)
+    if not match or ".." in match.group(3).split("/"):
+        return None
+    return match.group(1), match.group(3).strip("/")
+
+
+def verify_job_name(mv_name: str) -> str:
+    return child_name(mv_name, "verify")
+
+
+def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image: str,
+                     scheduling: dict[str, Any]) -> dict[str, Any]:
+    """A short Job that checks the manifest, every file's sha256 and the overall digest on the
+    artifact volume (read-only) and reports the outcome in its termination message."""
+    location = artifact_location(spec.artifact.uri)
+    assert location is not None
+    claim, path = location
+    labels = child_labels("ModelVersion", mv_name, spec.constitutional_hash, VERIFY_COMPONENT)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(),
+        "containers": [{
+            "name": VERIFY_CONTAINER, "image": image,
+            "command": ["python", "-c", VERIFY_SCRIPT, f"{VOLUME_MOUNT}/{path}", spec.artifact.digest,
+                        spec.constitutional_hash],
+            "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                          "limits": {"cpu": "1", "memory": "1Gi"}},
+            "securityContext": container_security_context(),
+            "volumeMounts": [{"name": "artifact", "mountPath": VOLUME_MOUNT, "readOnly": True},
+                             {"name": "tmp", "mountPath": "/tmp"}],
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }],
+        "volumes": [{"name": "artifact", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
+                    {"name": "tmp", "emptyDir": {}}],
+    }
+    if scheduling.get("nodeSelector"):
+        pod_spec["nodeSelector"] = scheduling["nodeSelector"]
+    if scheduling.get("tolerations"):
+        pod_spec["tolerations"] = scheduling["tolerations"]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": verify_job_name(mv_name), "namespace": namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": 900,
+            "ttlSecondsAfterFinished": 3600,
+            "podFailurePolicy": {"rules": [
+                {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [EXIT_ARTIFACT_ERROR]}},
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            ]},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }

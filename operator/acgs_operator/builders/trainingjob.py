@@ -1,0 +1,289 @@
+"""TrainingJob → its children: trainer config (ConfigMap), progress token (Secret), batch/v1 Job and
+NetworkPolicy. Pure functions: no API calls; the handler applies what these return."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.trainingjob import TrainingJobSpec
+from ..config import Settings
+from .common import child_labels, child_name, container_security_context, pod_security_context
+
+KIND = "TrainingJob"
+COMPONENT = "trainer"
+CONTAINER = "trainer"
+INIT_CONTAINER = "generate-data"
+
+LABEL_TRAINING_JOB = "acgs.io/training-job"
+LABEL_SPEC_HASH = "acgs.io/spec-hash"
+LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
+
+CONFIG_DIR = "/etc/acgs/trainer"
+CONFIG_KEY = "config.json"
+DATA_DIR = "/data"
+GENERATED_DATA = f"{DATA_DIR}/generated.jsonl"
+TOKEN_ENV = "ACGS_PROGRESS_TOKEN"
+TOKEN_KEY = "token"
+OUTPUT_ROOT = "trainingjobs"  # per-job directory on the output volume: trainingjobs/<name>-<uid8>
+ARTIFACT_DIR = "artifact"
+
+# trainer_image/acgs_trainer/exitcodes.py: a new pod cannot change these outcomes, so the Job fails
+# at once instead of retrying (tests/unit/test_trainingjob_builder.py checks they still match).
+EXIT_INVALID_CONFIG = 2
+EXIT_INVALID_DATA = 3
+EXIT_PRIVACY_BUDGET_EXHAUSTED = 4
+NON_RETRIABLE_EXIT_CODES = (EXIT_INVALID_CONFIG, EXIT_INVALID_DATA, EXIT_PRIVACY_BUDGET_EXHAUSTED)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The TrainingJob's identity as the builders need it."""
+
+    name: str
+    namespace: str
+    uid: str
+    labels: dict[str, str]
+
+
+def job_name(owner_name: str) -> str:
+    return child_name(owner_name, "train")
+
+
+def config_map_name(owner_name: str) -> str:
+    return child_name(owner_name, "trainer-config")
+
+
+def secret_name(owner_name: str) -> str:
+    return child_name(owner_name, "progress")
+
+
+def output_subdir(owner: Owner) -> str:
+    """Directory of this job on the output volume: stable across pod retries (checkpoints resume),
+    distinct for a re-created TrainingJob of the same name (uid), never shared by two jobs."""
+    return f"{OUTPUT_ROOT}/{owner.name}-{owner.uid[:8]}"
+
+
+def artifact_uri(spec: TrainingJobSpec, owner: Owner) -> str:
+    return f"pvc://{spec.output.pvc}/{output_subdir(owner)}/{ARTIFACT_DIR}"
+
+
+def progress_url(settings: Settings, owner: Owner) -> str:
+    return f"{settings.progress_base_url}/v1/progress/{owner.namespace}/{owner.name}/{owner.uid}"
+
+
+def spec_hash(spec: TrainingJobSpec) -> str:
+    return hashlib.sha256(json.dumps(spec.to_api(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _labels(spec: TrainingJobSpec, owner: Owner) -> dict[str, str]:
+    return child_labels(KIND, owner.name, spec.constitutional_hash, COMPONENT,
+                        {**owner.labels, LABEL_TRAINING_JOB: owner.name[:63]})
+
+
+def data_path(spec: TrainingJobSpec) -> str:
+    if spec.data.generate is not None:
+        return GENERATED_DATA
+    assert spec.data.path is not None
+    return f"{DATA_DIR}{spec.data.path}" if spec.data.pvc else spec.data.path
+
+
+def build_trainer_config(spec: TrainingJobSpec, owner: Owner, settings: Settings,
+                         parent_version: str | None = None) -> dict[str, Any]:
+    """The trainer's JSON config (acgs_trainer.config.TrainConfig, camelCase keys)."""
+    t, p, lora = spec.training, spec.privacy, spec.lora
+    config: dict[str, Any] = {
+        "data": data_path(spec),
+        "output": f"{spec.output.path.rstrip('/')}/{output_subdir(owner)}",
+        "baseModel": spec.base_model,
+        "constitutionalHash": spec.constitutional_hash,
+        "maxSteps": t.max_steps,
+        "epochs": None if t.max_steps else t.epochs,
+        "batchSize": t.batch_size,
+        "gradAccum": t.gradient_accumulation,
+        "lr": t.learning_rate,
+        "maxGradNorm": t.max_grad_norm,
+        "seed": t.seed,
+        "checkpointEvery": t.checkpoint_every,
+        "dp": p.enabled,
+        "targetEpsilon": p.target_epsilon,
+        "targetDelta": p.target_delta,
+        "loraR": lora.r,
+        "loraAlpha": lora.alpha,
+        "loraDropout": lora.dropout,
+        "loraTargetModules": lora.target_modules,
+        "valRatio": spec.data.val_ratio,
+        "evalRatio": spec.data.eval_ratio,
+        "parentVersion": parent_version,
+        "progressUrl": progress_url(settings, owner) if settings.progress_port else None,
+        "resume": True,
+    }
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def build_config_map(spec: TrainingJobSpec, owner: Owner, settings: Settings,
+                     parent_version: str | None = None) -> dict[str, Any]:
+    config = build_trainer_config(spec, owner, settings, parent_version)
+    return {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": config_map_name(owner.name), "namespace": owner.namespace,
+                     "labels": _labels(spec, owner)},
+        "data": {CONFIG_KEY: json.dumps(config, indent=1, sort_keys=True) + "\n"},
+    }
+
+
+def build_progress_secret(spec: TrainingJobSpec, owner: Owner, token: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": secret_name(owner.name), "namespace": owner.namespace,
+                     "labels": _labels(spec, owner)},
+        "stringData": {TOKEN_KEY: token},
+    }
+
+
+def _scheduling(spec: TrainingJobSpec, settings: Settings) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """GPU placement first, the spec's own choices on top (they win on the same key)."""
+    res = spec.resources
+    selector: dict[str, str] = dict(settings.gpu_node_selector) if res.gpus else {}
+    selector.update(res.node_selector)
+    tolerations = [t.to_api() for t in res.tolerations]
+    if res.gpus and not any(t.get("key") == res.gpu_resource_name for t in tolerations):
+        tolerations.append({"key": res.gpu_resource_name, "operator": "Exists", "effect": "NoSchedule"})
+    return selector, tolerations
+
+
+def _resources(spec: TrainingJobSpec) -> dict[str, Any]:
+    res = spec.resources
+    requests = {"cpu": res.cpu, "memory": res.memory}
+    limits: dict[str, Any] = {"cpu": res.cpu, "memory": res.memory}
+    if res.gpus:
+        limits[res.gpu_resource_name] = str(res.gpus)  # extended resources: limit implies request
+    return {"requests": requests, "limits": limits}
+
+
+def _volumes(spec: TrainingJobSpec, owner: Owner) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": config_map_name(owner.name)}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if spec.output.pvc:
+        volumes.append({"name": "output", "persistentVolumeClaim": {"claimName": spec.output.pvc}})
+        mounts.append({"name": "output", "mountPath": spec.output.path})
+    if spec.data.generate is not None:
+        volumes.append({"name": "data", "emptyDir": {}})
+        mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True})
+    elif spec.data.pvc:
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": spec.data.pvc,
+                                                                  "readOnly": True}})
+        mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True})
+    return volumes, mounts
+
+
+def _env() -> list[dict[str, Any]]:
+    return [
+        {"name": "HOME", "value": "/tmp"},  # read-only root: caches go to the emptyDir
+        {"name": "HF_HUB_OFFLINE", "value": "1"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+
+
+def _generate_container(spec: TrainingJobSpec, image: str) -> dict[str, Any]:
+    gen = spec.data.generate
+    assert gen is not None
+    return {
+        "name": INIT_CONTAINER, "image": image,
+        "command": ["acgs-data", "--constitutional-hash", spec.constitutional_hash, "generate",
+                    "--type", str(gen.type), "--size", str(gen.size), "--seed", str(gen.seed),
+                    "--out", GENERATED_DATA],
+        "env": _env(),
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                      "limits": {"cpu": spec.resources.cpu, "memory": spec.resources.memory}},
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[str, Any]:
+    image = spec.image or settings.trainer_image
+    labels = _labels(spec, owner)
+    job_labels = {**labels, LABEL_SPEC_HASH: spec_hash(spec)}
+    if spec.queue_name:
+        job_labels[LABEL_QUEUE] = spec.queue_name
+    selector, tolerations = _scheduling(spec, settings)
+    volumes, mounts = _volumes(spec, owner)
+    trainer = {
+        "name": CONTAINER, "image": image,
+        "command": ["acgs-train", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
+        "env": [*_env(), {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
+            "name": secret_name(owner.name), "key": TOKEN_KEY}}}],
+        "resources": _resources(spec),
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",  # required by podFailurePolicy; retries are new pods
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(),
+        "containers": [trainer],
+        "volumes": volumes,
+    }
+    if spec.data.generate is not None:
+        pod_spec["initContainers"] = [_generate_container(spec, image)]
+    if selector:
+        pod_spec["nodeSelector"] = selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": job_name(owner.name), "namespace": owner.namespace, "labels": job_labels},
+        "spec": {
+            "completions": 1,
+            "parallelism": 1,
+            "backoffLimit": spec.backoff_limit,
+            "activeDeadlineSeconds": spec.active_deadline_seconds,
+            "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
+            # Queued jobs start suspended; Kueue (or the user) unsuspends. Created once, never patched.
+            "suspend": bool(spec.suspend or spec.queue_name),
+            "podFailurePolicy": {"rules": [
+                {"action": "FailJob",
+                 "onExitCodes": {"operator": "In", "values": list(NON_RETRIABLE_EXIT_CODES)}},
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            ]},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def build_network_policy(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[str, Any]:
+    """No ingress at all; egress only to DNS and the operator's progress endpoint."""
+    egress: list[dict[str, Any]] = [{
+        "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }]
+    if settings.progress_port:
+        egress.append({
+            "to": [{"namespaceSelector": {"matchLabels": {
+                        "kubernetes.io/metadata.name": settings.operator_namespace}},
+                    "podSelector": {"matchLabels": dict(settings.operator_pod_labels)}}],
+            "ports": [{"protocol": "TCP", "port": settings.progress_port}],
+        })
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": job_name(owner.name), "namespace": owner.namespace,
+                     "labels": _labels(spec, owner)},
+        "spec": {
+            "podSelector": {"matchLabels": {LABEL_TRAINING_JOB: owner.name[:63]}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": egress,
+        },
+    }

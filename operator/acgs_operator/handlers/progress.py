@@ -1,0 +1,166 @@
+"""The progress endpoint: trainers POST their progress here, the operator writes status.progress.
+
+    POST /v1/progress/<namespace>/<name>/<uid>
+    Authorization: Bearer <HMAC-SHA256(progress key, "<namespace>/<name>/<uid>")>
+    {"phase": "Running", "step": 12, "totalSteps": 40, "percent": 30.0, "loss": 2.1, "epsilon": 1.3}
+
+The token reaches the pod through a per-job Secret (env ACGS_PROGRESS_TOKEN via secretKeyRef), so it
+never appears in the Job spec. Writes are throttled per job (Settings.progress_min_interval; the
+newest report wins) and skipped when nothing changed. See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from .. import kube
+from ..api.trainingjob import TrainingProgress
+from ..config import Settings
+from ..constants import API_VERSION
+
+logger = logging.getLogger("acgs_operator.progress")
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+def progress_token(key: bytes, namespace: str, name: str, uid: str) -> str:
+    return hmac.new(key, f"{namespace}/{name}/{uid}".encode(), hashlib.sha256).hexdigest()
+
+
+def progress_key(settings: Settings) -> bytes:
+    if settings.progress_key:
+        return settings.progress_key.encode()
+    logger.warning("ACGS_PROGRESS_KEY is unset: using a random key; running trainers' tokens stop "
+                   "working when this operator restarts")
+    return secrets.token_bytes(32)
+
+
+class ProgressReport(BaseModel):
+    """What acgs_trainer.reporting.ProgressReporter sends."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    phase: str = "Running"
+    step: int = Field(ge=0)
+    total_steps: int | None = Field(default=None, ge=0)
+    percent: float | None = Field(default=None, ge=0, le=100)
+    loss: float | None = None
+    epsilon: float | None = Field(default=None, ge=0)
+    message: str = ""
+
+    def progress(self) -> dict[str, Any]:
+        return TrainingProgress(percent=self.percent, step=self.step, total_steps=self.total_steps,
+                                loss=self.loss, epsilon=self.epsilon).to_api()
+
+
+@dataclass
+class _JobState:
+    written: dict[str, Any] | None = None
+    written_at: float = 0.0
+    pending: dict[str, Any] | None = None
+    flush: asyncio.Task[None] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class ProgressServer:
+    def __init__(self, settings: Settings, key: bytes) -> None:
+        self.settings = settings
+        self.key = key
+        self.jobs: dict[tuple[str, str, str], _JobState] = {}
+        self.runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024)
+        app.router.add_post("/v1/progress/{namespace}/{name}/{uid}", self.post)
+        return app
+
+    async def start(self) -> None:
+        self.runner = web.AppRunner(self.app(), access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, self.settings.progress_host, self.settings.progress_port).start()
+        logger.info("progress endpoint on %s:%d (pods use %s)", self.settings.progress_host,
+                    self.settings.progress_port, self.settings.progress_base_url)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def post(self, request: web.Request) -> web.Response:
+        ns, name, uid = (request.match_info[k] for k in ("namespace", "name", "uid"))
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given, progress_token(self.key, ns, name, uid)):
+            return web.json_response({"error": "invalid or missing bearer token"}, status=401)
+        try:
+            report = ProgressReport.model_validate(await request.json())
+        except (ValueError, ValidationError) as exc:
+            return web.json_response({"error": f"invalid progress report: {exc}"}, status=400)
+        state = self.jobs.setdefault((ns, name, uid), _JobState())
+        state.pending = report.progress()
+        final = report.phase in TERMINAL_PHASES
+        wait = self.settings.progress_min_interval - (time.monotonic() - state.written_at)
+        if final or wait <= 0:
+            status = await self._flush(ns, name, uid, state)
+            if final:
+                self.jobs.pop((ns, name, uid), None)
+            return web.json_response({"written": status}, status=202 if status != "gone" else 410)
+        if state.flush is None or state.flush.done():
+            state.flush = asyncio.create_task(self._flush_later(ns, name, uid, state, wait))
+        return web.json_response({"written": "deferred"}, status=202)
+
+    async def _flush_later(self, ns: str, name: str, uid: str, state: _JobState, wait: float) -> None:
+        await asyncio.sleep(wait)
+        await self._flush(ns, name, uid, state)
+
+    async def _flush(self, ns: str, name: str, uid: str, state: _JobState) -> str:
+        async with state.lock:
+            progress, state.pending = state.pending, None
+            if progress is None or progress == state.written:
+                return "unchanged"
+            loop = asyncio.get_running_loop()
+            try:
+                # The blocking client runs in a thread, never on the event loop.
+                await loop.run_in_executor(None, _patch_progress, ns, name, uid, progress)
+            except kube.ApiException as exc:
+                if exc.status in (404, 409, 422):  # deleted, or re-created under a new uid
+                    self.jobs.pop((ns, name, uid), None)
+                    return "gone"
+                logger.warning("progress of %s/%s not written: %s", ns, name, kube.error_message(exc))
+                return "error"
+            state.written, state.written_at = progress, time.monotonic()
+            return "written"
+
+
+def _patch_progress(namespace: str, name: str, uid: str, progress: dict[str, Any]) -> None:
+    current = kube.get(API_VERSION, "TrainingJob", namespace, name)
+    if current is None or current["metadata"]["uid"] != uid:
+        raise kube.ApiException(status=404, reason=f"TrainingJob {namespace}/{name} uid {uid} not found")
+    if (current.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        return  # the Job's outcome is final; a late report must not move progress backwards
+    kube.patch_status(API_VERSION, "TrainingJob", namespace, name, {"progress": progress})
+
+
+@kopf.on.startup(id="progress-endpoint")
+async def start_progress_server(memo: kopf.Memo, **_: Any) -> None:
+    settings: Settings = memo.settings
+    memo.progress_key = progress_key(settings)
+    if settings.progress_port:
+        memo.progress_server = ProgressServer(settings, memo.progress_key)
+        await memo.progress_server.start()
+
+
+@kopf.on.cleanup(id="progress-endpoint")
+async def stop_progress_server(memo: kopf.Memo, **_: Any) -> None:
+    server = getattr(memo, "progress_server", None)
+    if server is not None:
+        await server.stop()
