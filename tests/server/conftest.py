@@ -113,33 +113,38 @@ class ServerProcess:
         return int(self.proc.returncode)
 
 
+def launch(artifact: Path, log_dir: Path, *flags: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """Start `acgs-serve` on a free loopback port and wait until /health answers."""
+    port = free_port()
+    log_path = log_dir / f"acgs-serve-{port}.log"
+    args = [_tool("acgs-serve"), "--artifact", str(artifact), "--host", "127.0.0.1", "--port", str(port), *flags]
+    # One torch thread: these machines have 2 shared cores and several test processes.
+    full_env = {**os.environ, "ACGS_TORCH_THREADS": "1", **(env or {})}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+    server = ServerProcess(proc, port, log_path, args)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if server.get("/health").status == 200:
+                return server
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise AssertionError(f"server did not answer /health:\n{server.logs()}")
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Factory: start_server(artifact, *flags, env=...) -> ServerProcess (stopped at teardown)."""
     started: list[ServerProcess] = []
+    log_dir = tmp_path_factory.mktemp("serve-logs")
 
-    def start(artifact: Path, *flags: str, env: dict[str, str] | None = None,
-              wait_health: bool = True) -> ServerProcess:
-        port = free_port()
-        log_path = tmp_path_factory.mktemp("serve-log") / "stderr.log"
-        args = [_tool("acgs-serve"), "--artifact", str(artifact), "--host", "127.0.0.1",
-                "--port", str(port), *flags]
-        full_env = {**os.environ, "ACGS_TORCH_THREADS": "1", **(env or {})}
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env)
-        server = ServerProcess(proc, port, log_path, args)
+    def start(artifact: Path, *flags: str, env: dict[str, str] | None = None) -> ServerProcess:
+        server = launch(artifact, log_dir, *flags, env=env)
         started.append(server)
-        if wait_health:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if server.get("/health").status == 200:
-                        break
-                except (urllib.error.URLError, ConnectionError):
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"server did not answer /health:\n{server.logs()}")
-                time.sleep(0.05)
         return server
 
     yield start
