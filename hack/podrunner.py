@@ -169,6 +169,12 @@ class Runner:
             missing = [w for uid, w in self.workers.items() if uid not in seen]
         for worker in missing:
             self.handle("DELETED", worker.pod)
+        # Pods deleted while no runner was running leave their emptyDir/configMap copies behind.
+        with self._lock:
+            known = seen | set(self.workers)
+        for stale in (self.state_dir / "volumes" / "pods").glob("*"):
+            if stale.name not in known:
+                remove_pod_dir(self.state_dir, stale.name)
         for pod in pods:
             self.handle("SYNC", pod)
 

@@ -84,8 +84,23 @@ class Container:
             status["containerID"] = f"podrunner://{self.pid}"
         return status
 
+    def adopt(self, previous: dict[str, Any] | None, restart_policy: str) -> None:
+        """Carry over what a previous runner reported for this pod: the apiserver forbids moving a
+        container that may not restart back out of `terminated`, and restartCount only grows."""
+        if not previous:
+            return
+        self.restart_count = int(previous.get("restartCount") or 0)
+        terminated = (previous.get("state") or {}).get("terminated")
+        finished = restart_policy == "Never" or (terminated or {}).get("exitCode") == 0 and restart_policy != "Always"
+        if terminated and finished:
+            self.state, self.exit_code = {"terminated": terminated}, int(terminated.get("exitCode", 0))
+            self.last_state = previous.get("lastState") or {}
+            self.done.set()
+
     def run(self, stop: threading.Event, restart_policy: str) -> None:
         """Run until the container will not run again: exit under restartPolicy, or `stop`."""
+        if self.done.is_set():  # adopted as finished from a previous runner
+            return
         backoff = BACKOFF_START
         try:
             while not stop.is_set():

@@ -41,6 +41,14 @@ class PodWorker(threading.Thread):
         self.initialized = False
         self.init_containers = [Container(self, c, True) for c in pod["spec"].get("initContainers") or []]
         self.containers = [Container(self, c, False) for c in pod["spec"].get("containers") or []]
+        policy = pod["spec"].get("restartPolicy", "Always")
+        previous = pod.get("status") or {}
+        init_policy = "Never" if policy == "Never" else "OnFailure"
+        for group, key, own_policy in ((self.init_containers, "initContainerStatuses", init_policy),
+                                       (self.containers, "containerStatuses", policy)):
+            reported = {s["name"]: s for s in previous.get(key) or []}
+            for container in group:
+                container.adopt(reported.get(container.name), own_policy)
         self._conditions: dict[str, tuple[str, str]] = {}
         self._lock = threading.RLock()
         self._patched: dict[str, Any] | None = None

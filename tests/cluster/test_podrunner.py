@@ -124,3 +124,51 @@ def test_deployment_serves_through_its_endpointslice_and_stops_when_deleted(clus
     cluster.kubectl("delete", "deployment", "web", "-n", namespace, "--wait=false", check=True)
     wait_until(lambda: not answers(address, 8080), 20, "the server process to stop")
     wait_until(lambda: not pods_of(cluster, namespace, "app=web"), 20, "the pod to go away")
+
+
+def bare_pod(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+            "spec": local_pod_spec(spec)}
+
+
+def pod_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return cluster.get_json("-n", namespace, "pod", name).get("status", {})
+
+
+def test_init_container_output_deadline_and_missing_command(cluster, namespace, podrunner):
+    apply(cluster,
+          bare_pod(namespace, "init-then-main", {
+              "restartPolicy": "Never", "volumes": [{"name": "scratch", "emptyDir": {}}],
+              "initContainers": [{"name": "fetch", "command": ["sh", "-c", "echo fetched > /scratch/data"],
+                                  "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}],
+              "containers": [{"name": "main", "command": ["sh", "-c", "test \"$(cat data)\" = fetched"],
+                              "workingDir": "/scratch",
+                              "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}]}),
+          bare_pod(namespace, "too-slow", {"restartPolicy": "Never", "activeDeadlineSeconds": 2,
+                                           "containers": [{"name": "main", "command": ["sleep", "600"]}]}),
+          bare_pod(namespace, "no-command", {"restartPolicy": "Never",
+                                             "containers": [{"name": "main", "image": "acgs/trainer:dev"}]}))
+    phase = lambda name: pod_status(cluster, namespace, name).get("phase")  # noqa: E731
+    wait_until(lambda: phase("init-then-main") == "Succeeded", 20, "the init container's output to be read")
+    wait_until(lambda: phase("too-slow") == "Failed", 20, "activeDeadlineSeconds to end the pod")
+    assert pod_status(cluster, namespace, "too-slow")["reason"] == "DeadlineExceeded"
+    wait_until(lambda: phase("no-command") == "Failed", 20, "the pod without a command to fail")
+    terminated = pod_status(cluster, namespace, "no-command")["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["reason"] == "StartError" and "set command explicitly" in terminated["message"]
+
+
+def test_failing_liveness_probe_restarts_the_container(cluster, namespace, podrunner):
+    apply(cluster, bare_pod(namespace, "flaky", {"containers": [{
+        "name": "main",
+        "command": ["sh", "-c", "touch /tmp/alive-$(POD_UID); sleep 1; rm /tmp/alive-$(POD_UID); sleep 600"],
+        "env": [{"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}],
+        "livenessProbe": {"exec": {"command": ["sh", "-c", "test -f /tmp/alive-$POD_UID"]},
+                          "initialDelaySeconds": 2, "periodSeconds": 1, "failureThreshold": 1}}]}))
+
+    def restarted() -> dict[str, Any] | None:
+        statuses = pod_status(cluster, namespace, "flaky").get("containerStatuses") or [{}]
+        return statuses[0] if statuses[0].get("restartCount", 0) >= 1 and "running" in statuses[0]["state"] else None
+
+    status = wait_until(restarted, 30, "the container to be restarted")  # 10 s CrashLoopBackOff first
+    assert status["lastState"]["terminated"]["exitCode"] == 128 + 15  # SIGTERM, then restarted
+    assert "liveness" in status["lastState"]["terminated"]["message"]
