@@ -31,7 +31,6 @@ class Settings(BaseModel):
     # Serve only ModelVersions whose artifact the ModelVersion reconciler verified (status.phase Ready);
     # false also accepts Pending ones (never Invalid) - for clusters without that reconciler.
     require_verified_model_versions: bool = True
-    deployment_resync_seconds: float = Field(default=10.0, gt=0, description="Re-check serving this often.")
     check_timeout_seconds: float = Field(default=10.0, gt=0, description="HTTP timeout of one promotion check.")
     # Training: the progress endpoint trainers POST to, and where GPU pods go.
     progress_host: str = "0.0.0.0"

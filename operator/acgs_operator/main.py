@@ -13,6 +13,7 @@ from prometheus_client import start_http_server
 from .config import Settings
 from .handlers import admission as _admission  # noqa: F401  (registers the webhook handlers)
 from .handlers import lifecycle as _lifecycle  # noqa: F401
+from .handlers import deployment as _deployment  # noqa: F401
 from .handlers import modelversion as _modelversion  # noqa: F401
 from .handlers import progress as _progress  # noqa: F401
 from .handlers import trainingjob as _trainingjob  # noqa: F401

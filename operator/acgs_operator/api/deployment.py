@@ -42,6 +42,14 @@ class BlueGreenStrategy(ApiModel):
     )
     scale_down_delay_seconds: int = Field(default=30, ge=0, description="Keep the old color this long after a switch.")
     post_promotion_checks: bool = Field(default=True, description="Check the new active color after the switch.")
+    post_promotion_window_seconds: int = Field(
+        default=15, ge=0, le=3600,
+        description="After a switch, keep checking the new active color this long; a failure rolls back.",
+    )
+    progress_deadline_seconds: int = Field(
+        default=600, ge=10, le=86400,
+        description="The preview must be ready and checked within this many seconds, or promotion is blocked.",
+    )
 
 
 class Strategy(ApiModel):
@@ -95,10 +103,34 @@ class Color(str, Enum):
 
 class HistoryEntry(ApiModel):
     time: str = Field(description="When it happened (RFC 3339).")
-    action: str = Field(description="Promoted, RolledBack, Aborted or Blocked.")
+    action: str = Field(description="Promoted, RolledBack, Aborted, Blocked or Undone.")
     model_version: str = Field(description="ModelVersion concerned.")
     color: Color | None = Field(default=None, description="Color concerned.")
     reason: str | None = Field(default=None, description="Why.")
+
+
+class HeldBack(ApiModel):
+    model_version: str = Field(description="ModelVersion the operator will not roll out (until retry or a new version).")
+    reason: str = Field(description="CamelCase reason: a failed check, Aborted, Undone or RolledBack.")
+    message: str = Field(default="", max_length=4096, description="What failed, for people.")
+    time: str = Field(description="When it was held back (RFC 3339).")
+
+
+class RolloutState(ApiModel):
+    """The operator's bookkeeping of a blue-green rollout (read-only for users)."""
+
+    target: str | None = Field(default=None, description="ModelVersion being rolled out into the preview color.")
+    preview_since: str | None = Field(default=None, description="When the preview of `target` was started.")
+    checks_passed_at: str | None = Field(default=None, description="When the preview passed its pre-promotion checks.")
+    promote_approved: str | None = Field(default=None, description="ModelVersion a person approved (acgs.io/promote).")
+    promoted_at: str | None = Field(default=None, description="When the active Service last switched colors.")
+    post_checks_done: bool = Field(default=True, description="Post-promotion checks of the last switch finished.")
+    previous_color: Color | None = Field(default=None, description="Color that served before the last switch.")
+    previous_model_version: str | None = Field(default=None, description="ModelVersion served before the last switch.")
+    scale_down_at: str | None = Field(default=None, description="When the previous color is scaled to zero.")
+    held_back: HeldBack | None = Field(default=None, description="A version promotion is blocked for.")
+    pinned_model_version: str | None = Field(
+        default=None, description="Served instead of a held-back desired version (set by acgs.io/undo).")
 
 
 class DeploymentStatus(StatusBase):
@@ -109,6 +141,10 @@ class DeploymentStatus(StatusBase):
     preview_model_version: str | None = Field(default=None, description="ModelVersion in the preview color.")
     active_service: str | None = Field(default=None, description="Address of the active Service.")
     preview_service: str | None = Field(default=None, description="Address of the preview Service.")
+    desired_model_version: str | None = Field(default=None, description="ModelVersion the spec asks for now.")
+    preview_color: Color | None = Field(default=None, description="Color running the preview, if any.")
+    ready_replicas: int | None = Field(default=None, ge=0, description="Ready pods of the active color.")
     history: list[HistoryEntry] = Field(
         default_factory=list, max_length=20, description="Promotions and rollbacks, newest last (bounded)."
     )
+    rollout: RolloutState = Field(default_factory=RolloutState, description="Rollout bookkeeping.")

@@ -1,0 +1,259 @@
+"""Children of a Deployment (acgs.io): two apps/v1 Deployments (blue, green) running the model
+server, the active and preview Services, and the server pods' NetworkPolicy. Pure: no API calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.deployment import Color, DeploymentSpec, PeerSelector
+from ..api.modelversion import ModelVersionSpec
+from ..constants import API_VERSION, LABEL_COMPONENT, LABEL_OWNER_KIND, LABEL_OWNER_NAME
+from .common import child_labels, child_name, container_security_context, pod_security_context
+
+KIND = "Deployment"
+COMPONENT = "model-server"
+LABEL_COLOR = "acgs.io/color"
+LABEL_MODEL_VERSION = "acgs.io/model-version"
+ANNOTATION_MODEL_VERSION = "acgs.io/model-version"
+ANNOTATION_DIGEST = "acgs.io/artifact-digest"
+NO_COLOR = "none"  # selector value of the active Service before anything was promoted: no endpoints
+
+ARTIFACT_MOUNT = "/artifacts"
+INTERACTION_LOG_MOUNT = "/var/log/acgs"
+SERVICE_PORT = 80
+DNS_PORT = 53
+
+
+class UnsupportedArtifact(ValueError):
+    """The artifact cannot be mounted into a server pod (the message names the URI and why)."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        return {"apiVersion": API_VERSION, "kind": KIND, "name": self.name, "uid": self.uid,
+                "controller": True, "blockOwnerDeletion": True}
+
+
+def artifact_location(uri: str, artifact_pvc: str | None) -> tuple[str, str]:
+    """(claim, path inside the claim) of a pvc://<claim>/<path> URI."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme != "pvc":
+        raise UnsupportedArtifact(f"artifact.uri {uri!r}: the server mounts artifacts from a PVC; "
+                                  "expected pvc://<claim>/<path>")
+    claim, _, path = rest.partition("/")
+    path = path.strip("/")
+    if not claim or not path or ".." in path.split("/"):
+        raise UnsupportedArtifact(f"artifact.uri {uri!r}: expected pvc://<claim>/<path> without '..'")
+    if artifact_pvc and claim != artifact_pvc:
+        raise UnsupportedArtifact(f"artifact.uri {uri!r} is on PVC {claim!r}, but spec.artifactPvc "
+                                  f"allows only {artifact_pvc!r}")
+    return claim, path
+
+
+def deployment_name(owner: str, color: Color | str) -> str:
+    return child_name(owner, str(getattr(color, "value", color)))
+
+
+def active_service_name(owner: str) -> str:
+    return owner[:63]
+
+
+def preview_service_name(owner: str) -> str:
+    return child_name(owner, "preview")
+
+
+def network_policy_name(owner: str) -> str:
+    return child_name(owner, "server")
+
+
+def server_selector(owner: str) -> dict[str, str]:
+    """Every server pod of this Deployment, both colors."""
+    return {LABEL_OWNER_KIND: KIND.lower(), LABEL_OWNER_NAME: owner[:63], LABEL_COMPONENT: COMPONENT}
+
+
+def color_selector(owner: str, color: Color | str) -> dict[str, str]:
+    return {**server_selector(owner), LABEL_COLOR: str(getattr(color, "value", color))}
+
+
+def _labels(owner: Owner, spec: DeploymentSpec, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return child_labels(KIND, owner.name, spec.constitutional_hash, COMPONENT, extra)
+
+
+def _meta(owner: Owner, name: str, labels: dict[str, str], annotations: dict[str, str] | None = None,
+          ) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": owner.namespace, "labels": labels,
+                            "ownerReferences": [owner.reference()]}
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def _resources(spec: DeploymentSpec) -> dict[str, Any]:
+    amounts: dict[str, str] = {"cpu": spec.resources.cpu, "memory": spec.resources.memory}
+    if spec.resources.gpus:
+        amounts[spec.resources.gpu_resource_name] = str(spec.resources.gpus)
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _env(spec: DeploymentSpec, mv: ModelVersionSpec, artifact_dir: str) -> list[dict[str, Any]]:
+    return [
+        # The pod's own IP: listening there (not 0.0.0.0) works in a cluster and on the local runner,
+        # where every pod is a process on a loopback address.
+        {"name": "ACGS_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "ACGS_PORT", "value": str(spec.port)},
+        {"name": "ACGS_ARTIFACT", "value": artifact_dir},
+        {"name": "ACGS_EXPECTED_DIGEST", "value": mv.artifact.digest},
+        {"name": "ACGS_CONSTITUTIONAL_HASH", "value": spec.constitutional_hash},
+        {"name": "ACGS_MODEL_NAME", "value": mv.model_name},
+        {"name": "ACGS_MODEL_VERSION", "value": mv.version},
+        {"name": "ACGS_INTERACTION_LOG_DIR", "value": f"{INTERACTION_LOG_MOUNT}/interactions"},
+        {"name": "ACGS_TORCH_THREADS", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+        {"name": "ACGS_DEVICE", "value": "cuda" if spec.resources.gpus else "cpu"},
+        # Read-only root filesystem: anything a library caches goes to the /tmp emptyDir.
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "HF_HOME", "value": "/tmp/hf"},
+    ]
+
+
+def _http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "timeoutSeconds": 2,
+            "failureThreshold": failures}
+
+
+def server_deployment(owner: Owner, spec: DeploymentSpec, color: Color | str, mv_name: str,
+                      mv: ModelVersionSpec, replicas: int, image: str) -> dict[str, Any]:
+    """apps/v1 Deployment of one color serving one ModelVersion (raises UnsupportedArtifact)."""
+    color = str(getattr(color, "value", color))
+    claim, path = artifact_location(mv.artifact.uri, spec.artifact_pvc)
+    artifact_dir = f"{ARTIFACT_MOUNT}/{path}"
+    version_labels = {LABEL_COLOR: color, LABEL_MODEL_VERSION: mv_name[:63]}
+    labels = _labels(owner, spec, version_labels)
+    annotations = {ANNOTATION_MODEL_VERSION: mv_name, ANNOTATION_DIGEST: mv.artifact.digest}
+    interaction_volume: dict[str, Any] = (
+        {"persistentVolumeClaim": {"claimName": spec.interaction_log_pvc}} if spec.interaction_log_pvc
+        else {"emptyDir": {"sizeLimit": "1Gi"}})
+    container = {
+        "name": "server",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["acgs-serve"],
+        "args": ["--artifact", artifact_dir, "--port", str(spec.port)],
+        "env": _env(spec, mv, artifact_dir),
+        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        # /ready turns 200 only after the artifact's digest and hash were verified and the model loaded.
+        "readinessProbe": _http_probe("/ready", 2, 2),
+        "livenessProbe": {**_http_probe("/health", 10, 3), "initialDelaySeconds": 10},
+        "resources": _resources(spec),
+        "securityContext": container_security_context(),
+        "volumeMounts": [
+            {"name": "artifacts", "mountPath": ARTIFACT_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "interactions", "mountPath": INTERACTION_LOG_MOUNT},
+        ],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec: dict[str, Any] = {
+        "securityContext": pod_security_context(),
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        # The server drains in-flight requests for up to 30 s after SIGTERM.
+        "terminationGracePeriodSeconds": 35,
+        "containers": [container],
+        "volumes": [
+            {"name": "artifacts", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+            {"name": "interactions", **interaction_volume},
+        ],
+    }
+    if spec.resources.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.resources.node_selector)
+    if spec.resources.tolerations:
+        pod_spec["tolerations"] = [t.to_api() for t in spec.resources.tolerations]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(owner, deployment_name(owner.name, color), labels, annotations),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": color_selector(owner.name, color)},
+            # A color changes its ModelVersion only while it is not active; within the active color
+            # (image or resources edited) no pod goes before its replacement is ready.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "revisionHistoryLimit": 2,
+            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+        },
+    }
+
+
+def _service(owner: Owner, spec: DeploymentSpec, name: str, color: str, role: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(owner, name, _labels(owner, spec, {"acgs.io/service-role": role})),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": color_selector(owner.name, color),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def active_service(owner: Owner, spec: DeploymentSpec, active: Color | str | None) -> dict[str, Any]:
+    """The stable address clients call; its selector names the active color (none before the first
+    promotion, so no client reaches an unchecked model)."""
+    color = str(getattr(active, "value", active)) if active else NO_COLOR
+    return _service(owner, spec, active_service_name(owner.name), color, "active")
+
+
+def preview_service(owner: Owner, spec: DeploymentSpec, preview: Color | str | None) -> dict[str, Any]:
+    color = str(getattr(preview, "value", preview)) if preview else NO_COLOR
+    return _service(owner, spec, preview_service_name(owner.name), color, "preview")
+
+
+def service_address(name: str, namespace: str) -> str:
+    return f"{name}.{namespace}.svc:{SERVICE_PORT}"
+
+
+def _peer(peer: PeerSelector) -> dict[str, Any]:
+    out: dict[str, Any] = {"podSelector": {"matchLabels": dict(peer.pod_selector)}}
+    if peer.namespace_selector is not None:  # unset: the Deployment's own namespace
+        out["namespaceSelector"] = {"matchLabels": dict(peer.namespace_selector)}
+    return out
+
+
+def _namespace(name: str) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+
+def network_policy(owner: Owner, spec: DeploymentSpec, operator_namespace: str,
+                   operator_pod_labels: dict[str, str]) -> dict[str, Any]:
+    """Deny by default: ingress only from the listed clients, the metrics scraper's namespace and the
+    operator (promotion checks); egress to cluster DNS only (the server needs no network)."""
+    http = [{"protocol": "TCP", "port": spec.port}]
+    ingress: list[dict[str, Any]] = []
+    if spec.network.allowed_clients:
+        ingress.append({"from": [_peer(p) for p in spec.network.allowed_clients], "ports": http})
+    if spec.network.metrics_namespace:
+        # The server answers /metrics on its one port; a NetworkPolicy cannot narrow it to a path.
+        ingress.append({"from": [_namespace(spec.network.metrics_namespace)], "ports": http})
+    ingress.append({"from": [{**_namespace(operator_namespace),
+                              "podSelector": {"matchLabels": dict(operator_pod_labels)}}], "ports": http})
+    dns = {"to": [{**_namespace("kube-system"), "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+           "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}]}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(owner, network_policy_name(owner.name), _labels(owner, spec)),
+        "spec": {
+            "podSelector": {"matchLabels": server_selector(owner.name)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": ingress,
+            "egress": [dns],
+        },
+    }

@@ -1,0 +1,237 @@
+"""Deployment (acgs.io) reconciler: observe, let `rollout.step` decide, carry the decision out.
+
+Triggers: create/update/resume (an update is also a person's acgs.io/promote|abort|undo|retry
+annotation), a 2 s timer that acts only when something is due (a requeue, the periodic resync, or a
+ModelVersion event - so a promotion by stage rolls out without anyone editing the Git-owned spec).
+One reconcile per object at a time (a lock), and each re-reads the object: the timer and the
+change handlers run concurrently in kopf, and a decision taken on a stale status could switch twice.
+The user's object gets status writes only, plus the removal of the command annotations it consumed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from .. import conditions as cond
+from .. import kube, probes, rollout, selection
+from ..api.deployment import Color, DeploymentSpec, RolloutState
+from ..api.modelversion import ModelVersionSpec
+from ..builders import deployment as build
+from ..config import Settings
+from ..constants import API_VERSION, GROUP, VERSION
+from ..metrics import RECONCILES
+from . import lifecycle
+
+PLURAL = "deployments"
+KIND = "Deployment"
+COMMAND_ANNOTATIONS = {f"acgs.io/{command}": command for command in rollout.COMMANDS}
+RESYNC_SECONDS = 10.0
+TICK_SECONDS = 2.0
+HISTORY_LIMIT = 20
+
+lifecycle.RECONCILED.add(KIND)
+
+_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+_due: dict[tuple[str, str], float] = {}  # when each Deployment should be looked at next
+
+
+def _selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _observe_colors(name: str, namespace: str, active: str | None, port: int, pods: list[probes.PodView],
+                    timeout: float) -> tuple[dict[str, rollout.ColorObs], dict[str, Any]]:
+    colors, children = {}, {}
+    for color in Color:
+        child = kube.get("apps/v1", "Deployment", namespace, build.deployment_name(name, color))
+        children[color.value] = child
+        version = ((child or {}).get("metadata", {}).get("annotations") or {}).get(build.ANNOTATION_MODEL_VERSION)
+        mine = [p for p in pods if p.color == color.value and version and p.model_version == version[:63]
+                and not p.terminating]
+        failure = None
+        if color.value != active:  # only a preview is probed for "will never be ready"
+            failure = next((f for f in (probes.load_failure(p, port, timeout) for p in mine if not p.ready) if f), None)
+        colors[color.value] = rollout.ColorObs(version, sum(p.ready for p in mine), failure)
+    return colors, children
+
+
+def _run_checks(decision: rollout.Decision, obs: rollout.Observation, spec: DeploymentSpec,
+                pods: list[probes.PodView], targets: dict[str, rollout.Target], timeout: float) -> None:
+    if decision.needs == rollout.PRE_CHECKS:
+        color, version = decision.preview_color, decision.preview_model_version
+    else:
+        color, version = decision.active_color, decision.active_model_version
+    target = targets.get(version or "")
+    chosen = [p for p in pods if color and p.color == color.value and version
+              and p.model_version == version[:63] and p.ready and not p.terminating and p.ip]
+    if target is None:
+        result = rollout.CheckResult(False, cond.MODEL_VERSION_NOT_FOUND, f"ModelVersion {version} is gone")
+    elif decision.needs == rollout.PRE_CHECKS:
+        result = probes.pre_promotion(chosen, spec.port, target.digest, spec.constitutional_hash,
+                                      spec.promotion.smoke_requests, timeout)
+    else:
+        result = probes.post_promotion(chosen, spec.port, target.digest, spec.constitutional_hash,
+                                       spec.replicas, timeout)
+    if decision.needs == rollout.PRE_CHECKS:
+        obs.pre_checks = result
+    else:
+        obs.post_checks = result
+
+
+def _scale(namespace: str, name: str, replicas: int) -> None:
+    kube.resource("apps/v1", "Deployment").patch(
+        name=name, namespace=namespace, body={"spec": {"replicas": replicas}},
+        content_type="application/merge-patch+json")
+
+
+def _apply_children(owner: build.Owner, spec: DeploymentSpec, decision: rollout.Decision,
+                    mvs: dict[str, dict[str, Any]], children: dict[str, Any], settings: Settings,
+                    logger: kopf.Logger) -> None:
+    image = spec.image or settings.server_image
+    for color, plan in decision.plans.items():
+        mv = mvs.get(plan.model_version)
+        try:
+            if mv is None:
+                raise ValueError(f"ModelVersion {plan.model_version} no longer exists")
+            manifest = build.server_deployment(owner, spec, color, plan.model_version,
+                                               ModelVersionSpec.model_validate(mv["spec"]), plan.replicas, image)
+        except (ValueError, ValidationError) as error:
+            # Cannot rebuild this color's template: leave its pods alone, but honour a scale-down.
+            child = children.get(color)
+            if child and plan.replicas == 0 and (child.get("spec") or {}).get("replicas"):
+                _scale(owner.namespace, child["metadata"]["name"], 0)
+            logger.warning("color %s keeps its current template: %s", color, error)
+            continue
+        kube.apply(manifest)
+    kube.apply(build.active_service(owner, spec, decision.active_color))
+    kube.apply(build.preview_service(owner, spec, decision.preview_color))
+    key, _, value = settings.operator_pod_label.partition("=")
+    kube.apply(build.network_policy(owner, spec, settings.operator_namespace, {key: value}))
+
+
+def _status(obj: dict[str, Any], decision: rollout.Decision, generation: int | None) -> dict[str, Any]:
+    meta, current = obj["metadata"], obj.get("status") or {}
+    conditions = current.get("conditions") or []
+    conditions = [c for c in conditions if c.get("type") != cond.READY or c.get("reason") != cond.AWAITING_RECONCILER]
+    for type_, status, reason, message in decision.conditions:
+        conditions = cond.set_condition(conditions, type_, status, reason, message, generation)
+    name, namespace = meta["name"], meta["namespace"]
+    return {
+        "phase": decision.phase,
+        "message": decision.message[:32768],
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "activeColor": decision.active_color.value if decision.active_color else None,
+        "activeModelVersion": decision.active_model_version,
+        "previewColor": decision.preview_color.value if decision.preview_color else None,
+        "previewModelVersion": decision.preview_model_version,
+        "desiredModelVersion": decision.desired_model_version,
+        "readyReplicas": decision.ready_replicas,
+        "activeService": build.service_address(build.active_service_name(name), namespace),
+        "previewService": build.service_address(build.preview_service_name(name), namespace),
+        "history": ((current.get("history") or []) + decision.history)[-HISTORY_LIMIT:],
+        # Cleared fields are sent as null: in a merge patch that deletes them.
+        "rollout": decision.state.model_dump(by_alias=True, mode="json"),
+    }
+
+
+def _changed(current: dict[str, Any], new: dict[str, Any]) -> bool:
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+    return strip({k: current.get(k) for k in new}) != strip(new)
+
+
+def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger) -> float | None:
+    """One look at a Deployment; returns seconds until it needs another look (None: steady)."""
+    with _locks[(namespace, name)]:
+        obj = kube.get(API_VERSION, KIND, namespace, name)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            _due.pop((namespace, name), None)
+            return None
+        generation = obj["metadata"].get("generation")
+        try:
+            spec = DeploymentSpec.model_validate(obj.get("spec") or {})
+        except ValidationError as error:
+            message = f"invalid spec: {error}"[:4000]
+            kube.patch_status(API_VERSION, KIND, namespace, name, {
+                "phase": "Degraded", "message": message, "observedGeneration": generation,
+                "conditions": cond.set_condition((obj.get("status") or {}).get("conditions"), cond.AVAILABLE,
+                                                 False, cond.INVALID_SPEC, message, generation)})
+            raise kopf.PermanentError(message) from None
+        status = obj.get("status") or {}
+        state = RolloutState.model_validate(status.get("rollout") or {})
+        annotations = obj["metadata"].get("annotations") or {}
+        commands = frozenset(c for key, c in COMMAND_ANNOTATIONS.items() if key in annotations)
+        mv_list = kube.list_(API_VERSION, "ModelVersion", namespace)
+        mvs = {m["metadata"]["name"]: m for m in mv_list}
+        verified = settings.require_verified_model_versions
+        desired = selection.resolve_desired(spec, mv_list, verified)
+        known = {n: selection.to_target(mvs[n], spec, verified)
+                 for n in (state.pinned_model_version, state.previous_model_version, state.target,
+                           status.get("activeModelVersion")) if n and n in mvs}
+        pods = [probes.pod_view(p) for p in kube.list_("v1", "Pod", namespace,
+                                                        label_selector=_selector(build.server_selector(name)))]
+        active = status.get("activeColor")
+        colors, children = _observe_colors(name, namespace, active, spec.port, pods, settings.check_timeout_seconds)
+        obs = rollout.Observation(
+            now=time.time(), replicas=spec.replicas, strategy=spec.strategy.blue_green, gates=spec.promotion,
+            state=state, active_color=Color(active) if active else None,
+            active_model_version=status.get("activeModelVersion"), desired=desired, known=known,
+            colors=colors, commands=commands)
+        decision = rollout.step(obs)
+        targets = {**known, **({desired.target.name: desired.target} if desired.target else {})}
+        for _ in range(2):  # pre-checks, then possibly post-checks on the same pass
+            if decision.needs is None:
+                break
+            _run_checks(decision, obs, spec, pods, targets, settings.check_timeout_seconds)
+            decision = rollout.step(obs)
+        owner = build.Owner(name, namespace, obj["metadata"]["uid"])
+        _apply_children(owner, spec, decision, mvs, children, settings, logger)
+        new_status = _status(obj, decision, generation)
+        if _changed(status, new_status):
+            kube.patch_status(API_VERSION, KIND, namespace, name, new_status)
+        for type_, reason, message in decision.events:
+            kopf.event(obj, type=type_, reason=reason, message=message[:1000])
+            (logger.warning if type_ == rollout.WARNING else logger.info)("%s: %s", reason, message)
+        if commands:
+            kube.resource(API_VERSION, KIND).patch(
+                name=name, namespace=namespace, content_type="application/merge-patch+json",
+                body={"metadata": {"annotations": {key: None for key in COMMAND_ANNOTATIONS if key in annotations}}})
+        delay = decision.requeue
+        _due[(namespace, name)] = time.time() + (delay if delay is not None else RESYNC_SECONDS)
+        RECONCILES.labels(KIND, decision.phase).inc()
+        return delay
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def deployment_changed(namespace: str, name: str, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    delay = reconcile(namespace, name, memo.settings, logger)
+    if delay is not None:
+        raise kopf.TemporaryError(f"rollout in progress; next look in {delay:.1f}s", delay=max(delay, 1.0))
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, sharp=False)
+def deployment_tick(namespace: str, name: str, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    if time.time() >= _due.get((namespace, name), 0.0):
+        reconcile(namespace, name, memo.settings, logger)
+
+
+@kopf.on.event(GROUP, VERSION, "modelversions")
+def model_version_event(namespace: str, body: kopf.Body, **_: Any) -> None:
+    """A ModelVersion appeared, changed stage or got verified: look at this namespace's Deployments
+    soon (the timer does the work; an event handler cannot retry)."""
+    for key in list(_due):
+        if key[0] == namespace:
+            _due[key] = 0.0
