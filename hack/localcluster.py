@@ -207,6 +207,7 @@ def up() -> None:
     wait_for("nodes Ready", nodes_ready, 60)
     wait_for("the default ServiceAccount", lambda: kubectl("get", "sa", "default", check=False).returncode == 0, 60)
     start_podrunner()
+    start_provisioner()
     log(f"ready in {time.monotonic() - t0:.1f}s; export KUBECONFIG={KUBECONFIG}")
 
 
@@ -215,6 +216,13 @@ def start_podrunner() -> None:
     python = ROOT / ".venv/bin/python"
     start("podrunner", [str(python if python.exists() else sys.executable), str(ROOT / "hack/podrunner.py"),
                         f"--kubeconfig={KUBECONFIG}", f"--node={LOCAL_NODE}", f"--state-dir={STATE}"])
+
+
+def start_provisioner() -> None:
+    """PVCs of the default StorageClass get a hostPath PV, as a real provisioner would give them one."""
+    python = ROOT / ".venv/bin/python"
+    start("provisioner", [str(python if python.exists() else sys.executable), str(ROOT / "hack/provisioner.py"),
+                          f"--kubeconfig={KUBECONFIG}", f"--state-dir={STATE}"])
 
 
 def nodes_ready() -> bool:
