@@ -157,13 +157,15 @@ def server_deployment(owner: Owner, spec: DeploymentSpec, color: Color | str, mv
             {"name": "interactions", "mountPath": INTERACTION_LOG_MOUNT},
         ],
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        # Endpoints take a moment to drop a terminating pod: keep serving until clients have moved.
+        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
     }
     pod_spec: dict[str, Any] = {
         "securityContext": pod_security_context(),
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        # The server drains in-flight requests for up to 30 s after SIGTERM.
-        "terminationGracePeriodSeconds": 35,
+        # preStop (5 s) + the server's drain of in-flight requests (up to 30 s) after SIGTERM.
+        "terminationGracePeriodSeconds": 40,
         "containers": [container],
         "volumes": [
             {"name": "artifacts", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},

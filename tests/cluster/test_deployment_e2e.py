@@ -1,0 +1,322 @@
+"""Deployment (acgs.io) end to end on the local control plane: the operator runs as a real process,
+the model servers run for real on acgs-local-0 (hack/podrunner.py) from artifacts the trainer just
+built, the ModelVersions are verified by the operator's own verification Jobs, and the checks and
+the client traffic go to the pods' IPs taken from the Services' EndpointSlices (no kube-proxy here).
+
+One module, one namespace, one Deployment that follows `stage: production`; the tests run in order
+and each moves it one step (2 shared cores: every server start costs ~10 s).
+
+    .venv/bin/python -m pytest -m cluster tests/cluster/test_deployment_e2e.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from ..conftest import ROOT, Cluster, localcluster
+from .conftest import ON_LOCAL_NODE, apply, wait_until
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.ml]
+
+sys.path.insert(0, str(ROOT / "hack"))
+import install  # noqa: E402
+
+HASH = "cdd01ef066bc6cf2"
+MODEL = "e2e-cai"
+NAME = "cai"
+PORT = 18080
+VENV_BIN = ROOT / ".venv" / "bin"
+SCENARIO = {"action": "model_deployment", "actor_role": "admin", "data_sensitivity": "internal", "consent": True,
+            "risk_level": "low", "audit_logging": True, "human_oversight": True, "explanation_provided": True,
+            "affects_protected_group": False, "bias_tested": True}
+
+
+def _operator_is_current() -> bool:
+    """The running operator was started after the last change to the operator's code."""
+    pidfile = localcluster.PIDS / "operator.pid"
+    if localcluster.pid_of("operator") is None or not install.healthy() or not pidfile.exists():
+        return False
+    newest = max(p.stat().st_mtime for p in (ROOT / "operator/acgs_operator").rglob("*.py"))
+    return pidfile.stat().st_mtime > newest
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, podrunner: Path) -> Iterator[None]:
+    install.install_crds()
+    install.install_webhook()
+    os.environ.setdefault("ACGS_PROGRESS_KEY", "e2e-progress-key")  # as tests/cluster/test_trainingjob_e2e.py
+    if not _operator_is_current():
+        install.start_operator(restart=True)
+    yield
+
+
+def _pvc(cluster: Cluster, namespace: str, claim: str) -> Path:
+    pv = f"{namespace}-{claim}"
+    apply(cluster,
+          {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv, "labels": {"e2e": namespace}},
+           "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                    "persistentVolumeReclaimPolicy": "Delete", "hostPath": {"path": f"/tmp/{pv}"},
+                    "claimRef": {"namespace": namespace, "name": claim}}},
+          {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": namespace},
+           "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
+                    "resources": {"requests": {"storage": "1Gi"}}}})
+    return localcluster.STATE / "volumes" / "pvc" / namespace / claim
+
+
+def _train(out: Path, seed: int) -> dict[str, Any]:
+    """A real, tiny artifact from the trainer's CLI; returns its manifest."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "data.jsonl"
+    for args in ([str(VENV_BIN / "acgs-data"), "generate", "--type", "all", "--size", "30", "--seed", str(seed),
+                  "--out", str(data)],
+                 [str(VENV_BIN / "acgs-train"), "--data", str(data), "--output", str(out / "run"), "--no-dp",
+                  "--base-model", "builtin:tiny-llama", "--max-steps", "2", "--seed", str(seed)]):
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{args[0]} failed: {proc.stderr[-2000:]}"
+    return json.loads((out / "run/artifact/manifest.json").read_text())
+
+
+class Env:
+    def __init__(self, cluster: Cluster, namespace: str, volume: Path) -> None:
+        self.cluster, self.namespace, self.volume = cluster, namespace, volume
+        self.manifests: dict[str, dict[str, Any]] = {}
+
+    def model_version(self, version: str, run: str, stage: str) -> str:
+        """A ModelVersion for the artifact under runs/<run>, verified by the operator's Job."""
+        manifest = json.loads((self.volume / "runs" / run / "run/artifact/manifest.json").read_text())
+        metrics = manifest["metrics"]
+        name = f"{MODEL}-{version.replace('.', '-')}"
+        apply(self.cluster, {
+            "apiVersion": "acgs.io/v1alpha1", "kind": "ModelVersion",
+            "metadata": {"name": name, "namespace": self.namespace,
+                         "annotations": {"acgs.io/verify-scheduling": json.dumps(ON_LOCAL_NODE)}},
+            "spec": {"constitutionalHash": HASH, "modelName": MODEL, "version": version, "stage": stage,
+                     "baseModel": "builtin:tiny-llama",
+                     "artifact": {"uri": f"pvc://artifacts/runs/{run}/run/artifact", "digest": manifest["digest"]},
+                     "metrics": {"accuracy": metrics["accuracy"], "complianceScore": metrics["complianceScore"],
+                                 "evalLoss": metrics["evalLoss"]}}})
+        wait_until(lambda: self.get("mv", name).get("status", {}).get("phase") == "Ready", 120,
+                   f"ModelVersion {name} to be verified")
+        self.manifests[name] = manifest
+        return name
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        return self.cluster.get_json(kind, name, "-n", self.namespace)
+
+    def status(self, name: str = NAME) -> dict[str, Any]:
+        return self.get("deployments.acgs.io", name).get("status") or {}
+
+    def wait_status(self, what: str, predicate: Any, timeout: float = 150, name: str = NAME) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            status = self.status(name)
+            return status if predicate(status) else None
+        try:
+            return wait_until(check, timeout, what, interval=0.5)
+        except AssertionError:
+            raise AssertionError(f"{what}; status: {json.dumps(self.status(name), indent=1)[-3000:]}") from None
+
+    def condition(self, status: dict[str, Any], type_: str) -> dict[str, Any]:
+        return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
+
+    def replicas(self, color: str) -> int:
+        return int(self.get("deployments.apps", f"{NAME}-{color}")["spec"].get("replicas", 0))
+
+    def kubectl(self, *args: str) -> None:
+        self.cluster.kubectl(*args, "-n", self.namespace, check=True)
+
+
+class ActiveServiceClient:
+    """A client the way a mesh or kube-proxy would route: to the ready addresses of the active
+    Service's EndpointSlices, refreshed twice a second (no kube-proxy runs here). An empty slice
+    (the endpoint controller rewriting it) keeps the last known addresses."""
+
+    def __init__(self, cluster: Cluster, namespace: str, service: str = NAME) -> None:
+        from kubernetes import client, config
+
+        self.api = client.DiscoveryV1Api(config.new_client_from_config(str(cluster.kubeconfig)))
+        self.namespace, self.service = namespace, service
+        self.addresses: list[str] = []
+        self.results: list[tuple[int, str]] = []  # (HTTP status or 0, digest or error)
+        self.stop = threading.Event()
+
+    def refresh(self) -> list[str]:
+        slices = self.api.list_namespaced_endpoint_slice(
+            self.namespace, label_selector=f"kubernetes.io/service-name={self.service}").items
+        found = [f"{address}:{port.port}" for s in slices for e in (s.endpoints or [])
+                 if e.conditions and e.conditions.ready for address in e.addresses for port in (s.ports or [])]
+        if found:
+            self.addresses = sorted(found)
+        return self.addresses
+
+    def predict(self, address: str) -> tuple[int, str]:
+        body = json.dumps({"scenario": SCENARIO, "constitutional_hash": HASH}).encode()
+        request = urllib.request.Request(f"http://{address}/constitutional-ai/predict", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                return response.status, json.loads(response.read())["digest"]
+        except Exception as error:  # noqa: BLE001 - every failure is counted, none retried
+            return 0, repr(error)
+
+    def run(self) -> None:
+        last, index = 0.0, 0
+        while not self.stop.is_set():
+            if time.monotonic() - last > 0.5:
+                self.refresh()
+                last = time.monotonic()
+            if not self.addresses:
+                time.sleep(0.1)
+                continue
+            index += 1
+            self.results.append(self.predict(self.addresses[index % len(self.addresses)]))
+
+
+@pytest.fixture(scope="module")
+def env(cluster: Cluster, operator: None) -> Iterator[Env]:
+    import uuid
+
+    namespace = f"t-dep-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace, check=True)
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted", check=True)
+    volume = _pvc(cluster, namespace, "artifacts")
+    # Different data seeds: different adapters, different digests.
+    _train(volume / "runs/a", seed=1)
+    _train(volume / "runs/b", seed=2)
+    yield Env(cluster, namespace, volume)
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+    cluster.kubectl("delete", "pv", "-l", f"e2e={namespace}", "--wait=false")
+
+
+def deployment(name: str = NAME, **strategy: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "acgs.io/v1alpha1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {
+            "constitutionalHash": HASH,
+            "model": {"selector": {"modelName": MODEL, "stage": "production"}},
+            "replicas": 1, "port": PORT, "artifactPvc": "artifacts",
+            "resources": {"cpu": "1", "memory": "2Gi", **ON_LOCAL_NODE},
+            "strategy": {"blueGreen": {"previewReplicaCount": 1, "scaleDownDelaySeconds": 3,
+                                       "postPromotionWindowSeconds": 4, **strategy}},
+            # A 2-step model's measured compliance is ~0.2: this gate admits it; the gate test below
+            # shows the default 0.95 refusing it.
+            "promotion": {"minComplianceScore": 0.05, "smokeRequests": 2},
+        },
+    }
+
+
+def test_first_version_goes_live_and_answers(env: Env) -> None:
+    v1 = env.model_version("1.0.0", "a", "production")
+    apply(env.cluster, {**deployment(), "metadata": {"name": NAME, "namespace": env.namespace}})
+    status = env.wait_status("v1 to go live", lambda s: s.get("phase") == "Healthy")
+    assert (status["activeColor"], status["activeModelVersion"]) == ("blue", v1)
+    assert env.condition(status, "Available")["status"] == "True"
+    assert status["activeService"] == f"{NAME}.{env.namespace}.svc:80"
+    client = ActiveServiceClient(env.cluster, env.namespace)
+    addresses = wait_until(client.refresh, 30, "the active Service's endpoints")
+    code, digest = client.predict(addresses[0])
+    assert (code, digest) == (200, env.manifests[v1]["digest"])
+    policy = env.get("networkpolicy", f"{NAME}-server")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+
+
+def test_promotion_by_stage_switches_colors_with_zero_failed_requests(env: Env) -> None:
+    v2 = env.model_version("2.0.0", "b", "staging")
+    client = ActiveServiceClient(env.cluster, env.namespace)
+    wait_until(client.refresh, 30, "endpoints")
+    worker = threading.Thread(target=client.run, daemon=True)
+    worker.start()
+    try:
+        # Promote the ModelVersion, not the Deployment: its Git-owned spec stays as it is.
+        env.kubectl("patch", "mv", v2, "--type=merge", "-p", '{"spec":{"stage":"production"}}')
+        env.wait_status("v2 to go live", lambda s: s.get("activeModelVersion") == v2 and s.get("phase") == "Healthy")
+        wait_until(lambda: env.replicas("blue") == 0, 60, "the old color to scale down")
+        time.sleep(2)  # traffic after the scale-down, too
+    finally:
+        client.stop.set()
+        worker.join(30)
+    status = env.status()
+    assert status["activeColor"] == "green"
+    assert [h["action"] for h in status["history"]][-2:] == ["Promoted", "Promoted"]
+    failures = [r for r in client.results if r[0] != 200]
+    digests = {r[1] for r in client.results if r[0] == 200}
+    assert not failures, f"{len(failures)} of {len(client.results)} requests failed: {failures[:3]}"
+    assert env.manifests[v2]["digest"] in digests and len(client.results) >= 20
+    assert env.get("deployments.acgs.io", NAME)["metadata"]["generation"] == 1  # spec never touched
+
+
+def test_corrupted_artifact_is_blocked_while_the_live_color_serves(env: Env) -> None:
+    shutil.copytree(env.volume / "runs/a", env.volume / "runs/c")
+    v3 = env.model_version("3.0.0", "c", "staging")  # verified while intact...
+    adapter = next((env.volume / "runs/c/run/artifact/adapter").glob("*.safetensors"))
+    adapter.write_bytes(adapter.read_bytes()[:-16] + b"\0" * 16)  # ...then the volume rots
+    env.kubectl("patch", "mv", v3, "--type=merge", "-p", '{"spec":{"stage":"production"}}')
+    status = env.wait_status("v3 to be blocked", lambda s: env.condition(s, "PromotionBlocked").get("status") == "True")
+    blocked = env.condition(status, "PromotionBlocked")
+    assert blocked["reason"] in ("FileDigestMismatch", "ArtifactVerificationFailed", "DigestMismatch",
+                               "ModelVersionInvalid"), blocked
+    assert v3 in blocked["message"] and status["phase"] == "Degraded"
+    assert status["activeModelVersion"] != v3 and status["history"][-1]["action"] == "Blocked"
+    assert env.condition(status, "Available")["status"] == "True"
+    client = ActiveServiceClient(env.cluster, env.namespace)
+    assert client.predict(client.refresh()[0])[0] == 200
+    wait_until(lambda: env.replicas("blue") == 0, 30, "the failed preview to scale down")
+
+
+def test_failing_post_promotion_check_rolls_back_by_itself(env: Env) -> None:
+    live = env.status()["activeModelVersion"]
+    env.kubectl("patch", "deployments.acgs.io", NAME, "--type=merge", "-p",
+                json.dumps({"spec": {"strategy": {"blueGreen": {"postPromotionWindowSeconds": 40}}}}))
+    shutil.copytree(env.volume / "runs/b", env.volume / "runs/d")
+    v4 = env.model_version("4.0.0", "d", "production")
+    env.wait_status("v4 to be promoted", lambda s: s.get("activeModelVersion") == v4, timeout=150)
+    # The new active pod dies inside the post-promotion window.
+    env.kubectl("delete", "pod", "-l", "acgs.io/color=blue", "--wait=false")
+    status = env.wait_status("the automatic rollback", lambda s: s.get("activeModelVersion") == live, timeout=60)
+    assert status["activeColor"] == "green" and status["phase"] == "Degraded"
+    assert status["history"][-1]["action"] == "RolledBack" and status["history"][-1]["modelVersion"] == v4
+    blocked = env.condition(status, "PromotionBlocked")
+    assert blocked["status"] == "True" and blocked["reason"] == "PostPromotionCheckFailed"
+    assert "rolled back" in blocked["message"]
+
+
+def test_manual_promote_and_undo_through_annotations(env: Env) -> None:
+    live = env.status()["activeModelVersion"]
+    env.kubectl("patch", "deployments.acgs.io", NAME, "--type=merge", "-p", json.dumps(
+        {"spec": {"strategy": {"blueGreen": {"autoPromotionEnabled": False, "postPromotionWindowSeconds": 2}}}}))
+    env.kubectl("annotate", "deployments.acgs.io", NAME, "acgs.io/retry=true")
+    status = env.wait_status("the retried preview to pause", lambda s: s.get("phase") == "Paused")
+    assert env.condition(status, "Progressing")["reason"] == "AwaitingPromotion"
+    assert "acgs.io/retry" not in (env.get("deployments.acgs.io", NAME)["metadata"].get("annotations") or {})
+    env.kubectl("annotate", "deployments.acgs.io", NAME, "acgs.io/promote=true")
+    promoted = env.wait_status("the manual promotion", lambda s: s.get("activeModelVersion") == status["previewModelVersion"]
+                               and s.get("phase") == "Healthy")
+    assert promoted["activeColor"] == "blue"
+    env.kubectl("annotate", "deployments.acgs.io", NAME, "acgs.io/undo=true")
+    undone = env.wait_status("the undo", lambda s: s.get("activeModelVersion") == live and s.get("phase") == "Degraded"
+                             and s.get("rollout", {}).get("postChecksDone"))
+    assert undone["history"][-1]["action"] == "Promoted" and undone["history"][-2]["action"] == "Undone"
+    assert env.condition(undone, "PromotionBlocked")["reason"] == "Undone"
+
+
+def test_metrics_below_the_default_gate_never_start_a_pod(env: Env) -> None:
+    spec = deployment("gated")
+    spec["spec"].pop("promotion")  # default minComplianceScore 0.95
+    apply(env.cluster, {**spec, "metadata": {"name": "gated", "namespace": env.namespace}})
+    status = env.wait_status("the gate to block", lambda s: env.condition(s, "PromotionBlocked").get("status") == "True",
+                             timeout=60, name="gated")
+    blocked = env.condition(status, "PromotionBlocked")
+    assert blocked["reason"] == "GatesNotMet" and "minComplianceScore 0.95" in blocked["message"]
+    assert status.get("activeColor") is None and env.condition(status, "Available")["status"] == "False"
+    pods = env.cluster.get_json("pods", "-n", env.namespace, "-l", "acgs.io/owner-name=gated")["items"]
+    assert not [p for p in pods if not p["metadata"].get("deletionTimestamp")]
