@@ -88,6 +88,11 @@ class PrivacySpec(ApiModel):
         json_schema_extra=cel("self > 0.0 && self <= 0.00001", "targetDelta must be > 0 and at most 1e-5",
                               replaces=("maximum", "minimum", "exclusiveMinimum")),
     )
+    noise_multiplier: float | None = Field(
+        default=None, gt=0, le=100,
+        description="Fixed noise multiplier instead of calibrating it to the budget; the run then halts "
+                    "(PrivacyBudgetExhausted) before a step would spend more than 95 % of targetEpsilon.",
+    )
 
 
 class OutputSpec(ApiModel):

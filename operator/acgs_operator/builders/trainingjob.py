@@ -110,6 +110,7 @@ def build_trainer_config(spec: TrainingJobSpec, owner: Owner, settings: Settings
         "dp": p.enabled,
         "targetEpsilon": p.target_epsilon,
         "targetDelta": p.target_delta,
+        "noiseMultiplier": p.noise_multiplier if p.enabled else None,
         "loraR": lora.r,
         "loraAlpha": lora.alpha,
         "loraDropout": lora.dropout,

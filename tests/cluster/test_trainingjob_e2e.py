@@ -1,0 +1,278 @@
+"""TrainingJob end to end on the local control plane: the operator runs as a real process, the
+trainer pod runs for real on acgs-local-0 (hack/podrunner.py), and the ModelVersion's digest is
+checked against the files the trainer left on the volume.
+
+    .venv/bin/python -m pytest -m cluster tests/cluster/test_trainingjob_e2e.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import textwrap
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from ..conftest import ROOT, Cluster, localcluster
+from .conftest import apply, wait_until
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+sys.path.insert(0, str(ROOT / "hack"))
+import install  # noqa: E402
+
+HASH = "cdd01ef066bc6cf2"
+PROGRESS_PORT = int(os.environ.get("ACGS_PROGRESS_PORT", "8083"))
+ON_LOCAL_RUNNER = {  # GPU fields come from gpus: 1; these put the pod where it really runs
+    "cpu": "1", "memory": "2Gi", "gpus": 1,
+    "nodeSelector": {"acgs.io/local-runner": "true"},
+    "tolerations": [{"key": "acgs.io/local-runner", "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
+def _progress_endpoint_up() -> bool:
+    """The running operator has the training reconciler when its progress endpoint rejects a
+    request without a token."""
+    req = urllib.request.Request(f"http://127.0.0.1:{PROGRESS_PORT}/v1/progress/x/y/z", data=b"{}", method="POST")
+    try:
+        urllib.request.urlopen(req, timeout=2)
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401
+    except OSError:
+        return False
+    return False
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, podrunner: Path) -> Iterator[None]:
+    """The operator as a real process with this checkout's CRDs and code (restarted only when the
+    running one predates the training reconciler)."""
+    install.install_crds()
+    install.install_webhook()
+    os.environ.setdefault("ACGS_PROGRESS_KEY", "e2e-progress-key")
+    if not (_progress_endpoint_up() and install.healthy()):
+        install.start_operator(restart=True)
+    wait_until(_progress_endpoint_up, 30, "the operator's progress endpoint")
+    yield
+
+
+def pvc(cluster: Cluster, namespace: str, claim: str) -> Path:
+    """A claim bound to a pre-bound PV (no provisioner here); the runner backs it with a directory."""
+    pv = f"{namespace}-{claim}"
+    apply(cluster,
+          {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv, "labels": {"e2e": namespace}},
+           "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                    "persistentVolumeReclaimPolicy": "Delete",
+                    "hostPath": {"path": f"/tmp/{pv}"}, "claimRef": {"namespace": namespace, "name": claim}}},
+          {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": namespace},
+           "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
+                    "resources": {"requests": {"storage": "1Gi"}}}})
+    return localcluster.STATE / "volumes" / "pvc" / namespace / claim
+
+
+@pytest.fixture
+def artifacts(cluster: Cluster, namespace: str, operator: None) -> Iterator[Path]:
+    yield pvc(cluster, namespace, "artifacts")
+    cluster.kubectl("delete", "pv", "-l", f"e2e={namespace}", "--wait=false")
+
+
+def training_job(namespace: str, name: str, **spec: Any) -> str:
+    body = {"apiVersion": "acgs.io/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"constitutionalHash": HASH, "modelName": "constitutional-ai",
+                     "data": {"generate": {"type": "constitutional_ai", "size": 60}},
+                     "training": {"maxSteps": 30, "batchSize": 8, "checkpointEvery": 5},
+                     "privacy": {"enabled": True, "targetEpsilon": 8},
+                     "resources": ON_LOCAL_RUNNER, "output": {"pvc": "artifacts"}, "backoffLimit": 2,
+                     **spec}}
+    return yaml.safe_dump(body, sort_keys=False)
+
+
+def tj(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return cluster.get_json("trainingjob", name, "-n", namespace)
+
+
+def phase_in(cluster: Cluster, namespace: str, name: str, *phases: str) -> dict[str, Any] | None:
+    obj = tj(cluster, namespace, name)
+    return obj if (obj.get("status") or {}).get("phase") in phases else None
+
+
+def pods_of_job(cluster: Cluster, namespace: str, job: str) -> list[dict[str, Any]]:
+    return cluster.get_json("pods", "-n", namespace, "-l", f"job-name={job}")["items"]
+
+
+def digest_on_disk(directory: Path) -> str:
+    """The artifact digest recomputed from the files: sha256sum lines of every file but the
+    manifest, sorted by path, hashed again (trainer_image/acgs_trainer/artifact.py documents it)."""
+    lines = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != "manifest.json"):
+        lines.append(f"{path.relative_to(directory).as_posix()}  {hashlib.sha256(path.read_bytes()).hexdigest()}\n")
+    return "sha256:" + hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()
+
+
+def volume_path(claim_dir: Path, uri: str) -> Path:
+    prefix = f"pvc://{claim_dir.name}/"
+    assert uri.startswith(prefix), uri
+    return claim_dir / uri[len(prefix):]
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
+
+
+def test_trainingjob_trains_for_real_and_yields_a_verified_model_version(cluster, namespace, artifacts):
+    cluster.kubectl("apply", "-f", "-", input=training_job(namespace, "cai"), check=True)
+
+    # The Job carries the GPU fields, the restricted pod and the fail-fast policy.
+    job = wait_until(lambda: cluster.kubectl("get", "job", "cai-train", "-n", namespace, "-o", "json").stdout,
+                     30, "the Job")
+    job = json.loads(job)
+    pod_spec = job["spec"]["template"]["spec"]
+    trainer = pod_spec["containers"][0]
+    assert trainer["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod_spec["nodeSelector"]["nvidia.com/gpu.present"] == "true"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod_spec["tolerations"]
+    assert trainer["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [2, 3, 4]}} \
+        in job["spec"]["podFailurePolicy"]["rules"]
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "TrainingJob"
+
+    # Progress shows in `kubectl get tj` while the trainer runs.
+    seen: list[str] = []
+
+    def progress_while_running() -> bool:
+        row = cluster.kubectl("get", "tj", "cai", "-n", namespace, "--no-headers").stdout.split()
+        seen.append(" ".join(row))
+        # NAME MODEL PHASE PROGRESS EPSILON [VERSION] AGE
+        return len(row) >= 6 and row[2] == "Running" and 0 < float(row[3]) < 100 and float(row[4]) > 0
+
+    wait_until(progress_while_running, 240, f"live progress in `kubectl get tj` (saw {seen[-3:]})", interval=1)
+
+    done = wait_until(lambda: phase_in(cluster, namespace, "cai", "Succeeded", "Failed"), 300, "the run to finish")
+    status = done["status"]
+    assert status["phase"] == "Succeeded", status
+    assert condition(done, "Succeeded")["status"] == "True"
+    assert status["progress"]["percent"] == 100 and status["progress"]["epsilon"] <= 8
+    assert status["startTime"] and status["completionTime"]
+
+    # The ModelVersion: semver 0.1.0 (no parent, minor), digest equal to the files on disk.
+    mv = cluster.get_json("modelversion", status["modelVersion"], "-n", namespace)
+    assert status["modelVersion"] == "constitutional-ai-0-1-0" and mv["spec"]["version"] == "0.1.0"
+    assert mv["spec"]["stage"] == "candidate" and mv["spec"]["lineage"]["trainingJob"] == "cai"
+    artifact_dir = volume_path(artifacts, mv["spec"]["artifact"]["uri"])
+    assert digest_on_disk(artifact_dir) == mv["spec"]["artifact"]["digest"] == status["artifactDigest"]
+    manifest = json.loads((artifact_dir / "manifest.json").read_text())
+    assert manifest["constitutionalHash"] == HASH
+    assert mv["spec"]["metrics"]["complianceScore"] == manifest["metrics"]["complianceScore"]
+    assert mv["spec"]["metrics"]["epsilon"] == manifest["privacy"]["epsilonSpent"] <= 8
+    assert mv["spec"]["lineage"]["dataDigest"] == manifest["data"]["digest"]
+
+    mv = wait_until(lambda: (m := cluster.get_json("mv", status["modelVersion"], "-n", namespace))
+                    .get("status", {}).get("phase") in ("Ready", "Invalid") and m, 120, "the ModelVersion verified")
+    assert mv["status"]["phase"] == "Ready", mv["status"]
+    assert condition(mv, "Verified")["status"] == "True"
+    assert mv["status"]["verifiedDigest"] == digest_on_disk(artifact_dir)
+
+    table = cluster.kubectl("get", "tj,mv", "-n", namespace, check=True).stdout
+    assert "trainingjob.acgs.io/cai" in table and "Succeeded" in table
+    assert "modelversion.acgs.io/constitutional-ai-0-1-0" in table and "Ready" in table
+    events = cluster.kubectl("describe", "tj", "cai", "-n", namespace, check=True).stdout
+    assert "JobCreated" in events and "ModelVersionCreated" in events
+
+    # Deleting the TrainingJob removes its children; the ModelVersion (the registry record) stays.
+    cluster.kubectl("delete", "tj", "cai", "-n", namespace, check=True)
+    children = ["job/cai-train", "configmap/cai-trainer-config", "secret/cai-progress", "networkpolicy/cai-train"]
+    wait_until(lambda: all(cluster.kubectl("get", c, "-n", namespace).returncode != 0 for c in children), 60,
+               "the children to be garbage-collected")
+    assert cluster.kubectl("get", "mv", "constitutional-ai-0-1-0", "-n", namespace).returncode == 0
+
+
+def test_bad_dataset_fails_once_with_invalid_data(cluster, namespace, artifacts):
+    datasets = pvc(cluster, namespace, "datasets")
+    datasets.mkdir(parents=True, exist_ok=True)
+    (datasets / "train.jsonl").write_text("this is not json\n{\"also\": \n")
+    cluster.kubectl("apply", "-f", "-", check=True, input=training_job(
+        namespace, "bad-data", data={"path": "/train.jsonl", "pvc": "datasets"}))
+    done = wait_until(lambda: phase_in(cluster, namespace, "bad-data", "Succeeded", "Failed"), 180, "the run to fail")
+    failed = condition(done, "Failed")
+    assert (done["status"]["phase"], failed["reason"]) == ("Failed", "InvalidData"), done["status"]
+    assert "train.jsonl" in failed["message"]
+    assert len(pods_of_job(cluster, namespace, "bad-data-train")) == 1  # not retried
+    job = cluster.get_json("job", "bad-data-train", "-n", namespace)
+    assert next(c for c in job["status"]["conditions"] if c["type"] == "Failed")["reason"] == "PodFailurePolicy"
+    assert not done["status"].get("modelVersion")
+
+
+def test_tiny_budget_halts_with_privacy_budget_exhausted(cluster, namespace, artifacts):
+    # A fixed noise level that cannot stay within the budget for 200 steps: the trainer stops
+    # before the step that would cross 95 % of the target.
+    target = 2.0
+    cluster.kubectl("apply", "-f", "-", check=True, input=training_job(
+        namespace, "tiny-budget", training={"maxSteps": 200, "batchSize": 8, "checkpointEvery": 50},
+        privacy={"enabled": True, "targetEpsilon": target, "noiseMultiplier": 1.5}))
+    done = wait_until(lambda: phase_in(cluster, namespace, "tiny-budget", "Succeeded", "Failed"), 240,
+                      "the budget halt")
+    assert (done["status"]["phase"], condition(done, "Failed")["reason"]) == ("Failed", "PrivacyBudgetExhausted")
+    epsilon = done["status"]["progress"]["epsilon"]
+    assert 0 < epsilon <= 0.95 * target
+    assert 0 < done["status"]["progress"]["step"] < 200
+    assert len(pods_of_job(cluster, namespace, "tiny-budget-train")) == 1
+
+
+def test_killed_trainer_resumes_from_its_checkpoint(cluster, namespace, artifacts):
+    cluster.kubectl("apply", "-f", "-", check=True, input=training_job(
+        namespace, "resume", training={"maxSteps": 60, "batchSize": 8, "checkpointEvery": 5}))
+    obj = wait_until(lambda: (t := tj(cluster, namespace, "resume")).get("status", {}).get("progress", {})
+                     .get("step", 0) >= 10 and t, 240, "step 10")
+    run_dir = artifacts / "trainingjobs" / f"resume-{obj['metadata']['uid'][:8]}"
+    wait_until(lambda: list((run_dir / "checkpoints").glob("step-*")), 30, "a checkpoint on the volume")
+    first = [p for p in pods_of_job(cluster, namespace, "resume-train") if p["status"].get("phase") == "Running"]
+    assert len(first) == 1
+    cluster.kubectl("delete", "pod", first[0]["metadata"]["name"], "-n", namespace, "--wait=false", check=True)
+
+    done = wait_until(lambda: phase_in(cluster, namespace, "resume", "Succeeded", "Failed"), 300, "the resumed run")
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    names = {p["metadata"]["name"] for p in pods_of_job(cluster, namespace, "resume-train")}
+    assert first[0]["metadata"]["name"] not in names or len(names) >= 2  # a replacement pod ran
+    manifest = json.loads((run_dir / "artifact" / "manifest.json").read_text())
+    assert manifest["training"]["resumedFrom"] >= 5 and manifest["training"]["steps"] == 60
+    assert manifest["privacy"]["steps"] == 60  # the accountant's history survived the kill
+
+
+def test_missing_parent_version_fails_without_a_job(cluster, namespace, artifacts):
+    cluster.kubectl("apply", "-f", "-", check=True, input=training_job(namespace, "orphan", parentVersion="nope-1-0-0"))
+    done = wait_until(lambda: phase_in(cluster, namespace, "orphan", "Failed"), 30, "the Failed phase")
+    failed = condition(done, "Failed")
+    assert failed["reason"] == "ParentNotFound" and "spec.parentVersion" in failed["message"]
+    assert cluster.kubectl("get", "job", "orphan-train", "-n", namespace).returncode != 0
+
+
+def test_child_of_a_parent_bumps_its_version(cluster, namespace, artifacts):
+    parent = textwrap.dedent(f"""
+        apiVersion: acgs.io/v1alpha1
+        kind: ModelVersion
+        metadata: {{name: constitutional-ai-1-4-2, namespace: {namespace}}}
+        spec:
+          constitutionalHash: {HASH}
+          modelName: constitutional-ai
+          version: 1.4.2
+          baseModel: builtin:tiny-llama
+          artifact: {{uri: "s3://models/cai/1.4.2", digest: "sha256:{'0' * 64}"}}
+        """)
+    cluster.kubectl("apply", "-f", "-", input=parent, check=True)
+    cluster.kubectl("apply", "-f", "-", check=True, input=training_job(
+        namespace, "child", parentVersion="constitutional-ai-1-4-2", versionPolicy="patch",
+        training={"maxSteps": 10, "batchSize": 8, "checkpointEvery": 50}))
+    done = wait_until(lambda: phase_in(cluster, namespace, "child", "Succeeded", "Failed"), 240, "the run")
+    assert done["status"]["modelVersion"] == "constitutional-ai-1-4-3", done["status"]
+    mv = cluster.get_json("mv", "constitutional-ai-1-4-3", "-n", namespace)
+    assert mv["spec"]["lineage"]["parentVersion"] == "constitutional-ai-1-4-2"
+    manifest = json.loads((volume_path(artifacts, mv["spec"]["artifact"]["uri"]) / "manifest.json").read_text())
+    assert manifest["parentVersion"] == "constitutional-ai-1-4-2"
