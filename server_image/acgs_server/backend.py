@@ -118,6 +118,7 @@ class ArtifactBackend:
         constitutional_hash: str,
         max_new_tokens: int,
         device: str = "cpu",
+        min_new_tokens: int = 0,
         torch_threads: int | None = None,
         model_name: str | None = None,
         model_version: str | None = None,
@@ -127,6 +128,7 @@ class ArtifactBackend:
         self.expected_digest = expected_digest
         self.constitutional_hash = constitutional_hash
         self.max_new_tokens = max_new_tokens
+        self.min_new_tokens = min(min_new_tokens, max_new_tokens)
         self.device = device
         self.torch_threads = torch_threads or default_torch_threads()
         self.model_name = model_name
@@ -237,6 +239,7 @@ class ArtifactBackend:
             output = self._model.generate(
                 **encoded,
                 max_new_tokens=self.max_new_tokens,
+                min_new_tokens=self.min_new_tokens or None,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,

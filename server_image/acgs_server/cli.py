@@ -40,6 +40,7 @@ def build_backend(cfg: ServerConfig) -> ModelBackend:
         expected_digest=cfg.expected_digest,
         constitutional_hash=cfg.constitutional_hash,
         max_new_tokens=cfg.max_new_tokens,
+        min_new_tokens=cfg.min_new_tokens,
         device=cfg.device,
         torch_threads=cfg.torch_threads,
         model_name=cfg.model_name,

@@ -43,6 +43,8 @@ class ServerConfig(BaseModel):
     max_batch_size: int = Field(32, ge=1, le=1024, description="Most requests generated together.")
     max_batch_wait_ms: float = Field(5.0, ge=0, le=10000, description="Longest a request waits for batch-mates.")
     max_new_tokens: int = Field(16, ge=1, le=2048, description="Tokens generated per request.")
+    min_new_tokens: int = Field(
+        0, ge=0, le=2048, description="Generate at least this many tokens (ignore EOS before); for fixed-length benchmarks.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = CPU count.")
     model_process: bool = Field(
         True, description="Run the model in its own process (HTTP and generate then do not share the GIL).")

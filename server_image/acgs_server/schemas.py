@@ -35,7 +35,9 @@ class InvalidInput(ValueError):
         for item in error.errors(include_url=False):
             path = ".".join(str(part) for part in item["loc"])
             path = ".".join(p for p in (prefix, path) if p) or "body"
-            details.append({"field": path, "message": item["msg"], "input": _short(item.get("input"))})
+            # For a missing field pydantic's "input" is the parent object: not what the client needs.
+            value = None if item["type"] == "missing" else _short(item.get("input"))
+            details.append({"field": path, "message": item["msg"], "input": value})
         first = details[0] if details else {"field": prefix or "body", "message": "invalid"}
         return cls(first["field"], f"{first['field']}: {first['message']}", details=details)
 
