@@ -216,7 +216,11 @@ def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def deployment_changed(namespace: str, name: str, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+def deployment_changed(namespace: str, name: str, memo: kopf.Memo, logger: kopf.Logger, retry: int,
+                       **_: Any) -> None:
+    due = _due.get((namespace, name), 0.0) - time.time()
+    if retry and due > 0.5:  # the timer already took the last look: wait for the next one
+        raise kopf.TemporaryError(f"rollout in progress; next look in {due:.1f}s", delay=due)
     delay = reconcile(namespace, name, memo.settings, logger)
     if delay is not None:
         raise kopf.TemporaryError(f"rollout in progress; next look in {delay:.1f}s", delay=max(delay, 1.0))
