@@ -276,3 +276,46 @@ def test_child_of_a_parent_bumps_its_version(cluster, namespace, artifacts):
     assert mv["spec"]["lineage"]["parentVersion"] == "constitutional-ai-1-4-2"
     manifest = json.loads((volume_path(artifacts, mv["spec"]["artifact"]["uri"]) / "manifest.json").read_text())
     assert manifest["parentVersion"] == "constitutional-ai-1-4-2"
+
+
+def test_model_version_verification_names_the_tampered_file(cluster, namespace, artifacts):
+    """Ready needs a verification Job that really read the files: a changed byte makes it Invalid."""
+    from acgs_trainer.artifact import write_artifact
+
+    def populate(directory: Path) -> None:
+        (directory / "adapter").mkdir()
+        (directory / "adapter" / "adapter_model.safetensors").write_bytes(b"\x00" * 64)
+        (directory / "constitution.yaml").write_text("principles: []\n")
+
+    good = write_artifact(artifacts / "hand" / "good", populate, {"constitutional_hash": HASH})
+    bad = write_artifact(artifacts / "hand" / "bad", populate, {"constitutional_hash": HASH})
+    (artifacts / "hand" / "bad" / "adapter" / "adapter_model.safetensors").write_bytes(b"\x01" * 64)
+    # What the TrainingJob handler records from the trainer pod: run the check where the volume is.
+    scheduling = json.dumps({"nodeSelector": ON_LOCAL_RUNNER["nodeSelector"], "tolerations": [
+        *ON_LOCAL_RUNNER["tolerations"], {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]})
+    for name, version, path, digest in (("hand-1-0-0", "1.0.0", "hand/good", good.digest),
+                                        ("hand-1-0-1", "1.0.1", "hand/bad", bad.digest)):
+        apply(cluster, {"apiVersion": "acgs.io/v1alpha1", "kind": "ModelVersion",
+                        "metadata": {"name": name, "namespace": namespace,
+                                     "annotations": {"acgs.io/verify-scheduling": scheduling}},
+                        "spec": {"constitutionalHash": HASH, "modelName": "hand", "version": version,
+                                 "baseModel": "builtin:tiny-llama",
+                                 "artifact": {"uri": f"pvc://artifacts/{path}", "digest": digest}}})
+
+    def settled(name: str) -> dict[str, Any] | None:
+        mv = cluster.get_json("mv", name, "-n", namespace)
+        return mv if mv.get("status", {}).get("phase") in ("Ready", "Invalid") else None
+
+    ok = wait_until(lambda: settled("hand-1-0-0"), 90, "hand-1-0-0 verified")
+    assert ok["status"]["phase"] == "Ready" and ok["status"]["verifiedDigest"] == good.digest
+    broken = wait_until(lambda: settled("hand-1-0-1"), 90, "hand-1-0-1 verified")
+    verified = condition(broken, "Verified")
+    assert (broken["status"]["phase"], verified["status"], verified["reason"]) == ("Invalid", "False", "ArtifactError")
+    assert "adapter/adapter_model.safetensors" in verified["message"] and "sha256" in verified["message"]
+
+    # The stage is the one mutable field; each change is recorded.
+    cluster.kubectl("patch", "mv", "hand-1-0-0", "-n", namespace, "--type=merge", "-p",
+                    '{"spec": {"stage": "staging"}}', check=True)
+    history = wait_until(lambda: len(h := cluster.get_json("mv", "hand-1-0-0", "-n", namespace)["status"]
+                                     .get("stageHistory", [])) >= 2 and h, 30, "the stage history")
+    assert history[0].endswith(" candidate") and history[-1].endswith(" candidate -> staging")
