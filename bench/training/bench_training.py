@@ -1,0 +1,241 @@
+"""Training benchmark: the trainer's step and loop against baselines measured in the same run.
+
+  (a) DP-SGD step / plain step   the trainer's own `_step_dp` (per-sample grads, clipping, noise)
+                                 plus the privacy accounting the loop does around it, against
+                                 `_step_plain` (clip_grad_norm_ + AdamW) on the same batches, same
+                                 LoRA parameters, same model copy; interleaved, median of steps
+                                 after warm-up. Target ≤ 1.4×.
+  (b) our loop / HF Trainer      `Trainer.run()` (no DP) against `transformers.Trainer` + peft on
+                                 the same model, LoRA config, data, batch size, steps, optimizer
+                                 and schedule; real (non-pad) tokens per second of the whole
+                                 call, alternated, median of repeats. Target ≥ 1.0×.
+
+CPU: builtin:tiny-llama (fp32); with CUDA: builtin:llama-100m in bf16 as well.
+
+    python bench/training/bench_training.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+DP_TARGET = 1.4  # DP step time / plain step time, at most
+HF_TARGET = 1.0  # our tokens/s / HF Trainer tokens/s, at least
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _threads() -> int:
+    """One intra-op thread on a small shared CPU box (2 cores shared with other jobs): with two,
+    OpenMP threads spin-wait on a busy core and step times swing 10×. Both sides get the same."""
+    import torch
+
+    if not torch.cuda.is_available() and (os.cpu_count() or 1) <= 2:
+        torch.set_num_threads(1)
+    return torch.get_num_threads()
+
+
+# -- (a) DP step vs plain step ----------------------------------------------------------------
+def dp_step_ratio(w: Any, steps: int, warmup: int, block: int = 5) -> dict[str, float]:
+    import statistics
+
+    import torch
+
+    from acgs_trainer.privacy import calibrate_noise
+
+    plain = w.trainer(dp=False, steps=steps + warmup)
+    dp = w.trainer(dp=True, steps=steps + warmup)
+    dp._enable_dp(calibrate_noise(8.0, 1e-5, dp.sample_rate, steps + warmup))
+    plain.model.train()
+    dp.model.train()
+    gen = torch.Generator().manual_seed(1)
+    n = len(w.data)
+    batches = [torch.randperm(n, generator=gen)[:w.batch_size] for _ in range(steps + warmup)]
+
+    def plain_step(idx: torch.Tensor) -> None:
+        plain._step_plain(idx)
+        plain.scheduler.step()
+
+    def dp_step(idx: torch.Tensor) -> None:
+        # what the loop does around a DP step: the 95 % halt check and the accountant
+        dp.budget.check_next_step()
+        dp._step_dp(idx)
+        dp.budget.record_step()
+        dp.scheduler.step()
+
+    times: dict[str, list[float]] = {"plain": [], "dp": []}
+    order = [("plain", plain_step), ("dp", dp_step)]
+    for start in range(0, steps + warmup, block):
+        for name, fn in order:
+            for i in range(start, min(start + block, steps + warmup)):
+                _sync(w.device)
+                t0 = time.perf_counter()
+                fn(batches[i])
+                _sync(w.device)
+                if i >= warmup:
+                    times[name].append(time.perf_counter() - t0)
+        order.reverse()  # alternate who goes first, so drift hits both alike
+    plain_ms = statistics.median(times["plain"]) * 1e3
+    dp_ms = statistics.median(times["dp"]) * 1e3
+    dp.close()
+    return {"plain_ms": plain_ms, "dp_ms": dp_ms, "ratio": dp_ms / plain_ms,
+            "steps": len(times["dp"])}
+
+
+# -- (b) our loop vs HF Trainer ---------------------------------------------------------------
+class _Rows:
+    """Each example at its own length; the collator pads to the batch's longest."""
+
+    def __init__(self, data: Any) -> None:
+        lengths = data.attention_mask.sum(1).tolist()
+        self.rows = [{"input_ids": data.input_ids[i, :n], "attention_mask": data.attention_mask[i, :n],
+                      "labels": data.labels[i, :n]} for i, n in enumerate(lengths)]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.rows[i]
+
+
+class _Collator:
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id, self.tokens = pad_id, 0
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        from torch.nn.utils.rnn import pad_sequence
+
+        self.tokens += sum(int(r["attention_mask"].sum()) for r in rows)
+        return {"input_ids": pad_sequence([r["input_ids"] for r in rows], True, self.pad_id),
+                "attention_mask": pad_sequence([r["attention_mask"] for r in rows], True, 0),
+                "labels": pad_sequence([r["labels"] for r in rows], True, -100)}
+
+
+def hf_train(w: Any, steps: int) -> tuple[float, int]:
+    """(seconds, real tokens) of ``transformers.Trainer.train()`` for ``steps`` steps."""
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(
+        output_dir=str(w.workdir / "hf"), per_device_train_batch_size=w.batch_size,
+        max_steps=steps, learning_rate=2e-3, lr_scheduler_type="linear", warmup_steps=0,
+        weight_decay=0.0, max_grad_norm=1.0, optim="adamw_torch", seed=0,
+        logging_strategy="no", save_strategy="no", eval_strategy="no", report_to="none",
+        disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=False,
+        use_cpu=w.device.type != "cuda", bf16=w.bf16)
+    collator = _Collator(w.tokenizer.pad_token_id)
+    trainer = Trainer(model=w.fresh_model(), args=args, train_dataset=_Rows(w.data),
+                      data_collator=collator)
+    _sync(w.device)
+    t0 = time.perf_counter()
+    trainer.train()
+    _sync(w.device)
+    return time.perf_counter() - t0, collator.tokens
+
+
+def ours_train(w: Any, steps: int, dp: bool = False) -> tuple[float, int]:
+    """(seconds, real tokens) of the trainer's own ``Trainer.run()`` for ``steps`` steps."""
+    trainer = w.trainer(dp=dp, steps=steps)
+    tokens = sum(w.real_tokens(trainer._batch_indices(s)) for s in range(steps))
+    _sync(w.device)
+    t0 = time.perf_counter()
+    trainer.run()
+    _sync(w.device)
+    trainer.close()
+    return time.perf_counter() - t0, tokens
+
+
+def loop_ratio(w: Any, steps: int, repeats: int) -> dict[str, float]:
+    import statistics
+
+    ours_train(w, 3)  # warm-up: first-call allocations, lazy imports
+    hf_train(w, 3)
+    ours, hf = [], []
+    for r in range(repeats):
+        pair = [("ours", ours_train), ("hf", hf_train)]
+        for name, fn in pair if r % 2 == 0 else reversed(pair):
+            seconds, tokens = fn(w, steps)
+            (ours if name == "ours" else hf).append(tokens / seconds)
+    ours_tps, hf_tps = statistics.median(ours), statistics.median(hf)
+    return {"ours_tps": ours_tps, "hf_tps": hf_tps, "ratio": ours_tps / hf_tps,
+            "min_ratio": min(o / h for o, h in zip(ours, hf)), "repeats": repeats}
+
+
+# -- report -----------------------------------------------------------------------------------
+def measure(base_model: str, quick: bool) -> list[str]:
+    import torch
+
+    from common import verdict
+    from setup import build
+
+    w = build(base_model)
+    _, trainable = sum(p.numel() for p in w.model.parameters()), \
+        sum(p.numel() for p in w.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in w.model.parameters())
+    gpu = w.device.type == "cuda"
+    small = base_model.endswith("tiny-llama")
+    dp_steps, warmup = (40, 10) if quick else ((120, 20) if small or gpu else (16, 4))
+    loop_steps, repeats = (20, 2) if quick else ((60, 3) if small or gpu else (8, 3))
+    a = dp_step_ratio(w, dp_steps, warmup)
+    b = loop_ratio(w, loop_steps, repeats)
+    mean_tokens = float(w.data.attention_mask.sum(1).float().mean())
+    precision = "bf16 autocast" if w.bf16 else "fp32"
+    lines = [
+        f"### {base_model} on {w.device.type} ({precision})", "",
+        f"{total / 1e6:.2f} M parameters, {trainable / 1e3:.1f} k trainable (LoRA r=8, α=16 on all "
+        f"linear projections), batch {w.batch_size}, {len(w.data)} examples of "
+        f"{mean_tokens:.0f} tokens on average (padded to each batch's longest), "
+        f"torch threads {torch.get_num_threads()}.", "",
+        "| measure | ours | baseline | ratio | target | |", "|---|---|---|---|---|---|",
+        f"| (a) DP-SGD step (median of {a['steps']}, ms) | {a['dp_ms']:.2f} | "
+        f"{a['plain_ms']:.2f} (same step, no DP) | {a['ratio']:.2f}× | ≤ {DP_TARGET}× | "
+        f"{verdict(a['ratio'], DP_TARGET, higher_is_better=False)} |",
+        f"| (b) training tokens/s, no DP ({loop_steps} steps, median of {b['repeats']}) | "
+        f"{b['ours_tps']:,.0f} | {b['hf_tps']:,.0f} (HF Trainer + peft) | {b['ratio']:.2f}× "
+        f"(worst pair {b['min_ratio']:.2f}×) | ≥ {HF_TARGET}× | "
+        f"{verdict(b['ratio'], HF_TARGET, higher_is_better=True)} |", ""]
+    return lines
+
+
+def run(quick: bool = False) -> str:
+    import torch
+
+    from common import machine
+
+    logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    threads = _threads()
+    models = ["builtin:tiny-llama"] + (["builtin:llama-100m"] if torch.cuda.is_available() else [])
+    started = time.perf_counter()
+    lines = ["## training", "",
+             f"Machine: {machine()}; torch {torch.__version__}, {threads} intra-op thread(s).", "",
+             "(a) the trainer's DP-SGD step (Opacus per-sample gradients on the LoRA matrices, "
+             "clipping, noise, the 95 % ε check and the accountant) against the same step without "
+             "DP; (b) `Trainer.run()` against `transformers.Trainer` + peft, both without DP, "
+             "whole calls timed, real tokens counted.", ""]
+    for name in models:
+        lines += measure(name, quick)
+    lines += [f"Bench wall time {time.perf_counter() - started:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps (smoke test)")
+    print(run(parser.parse_args().quick))
