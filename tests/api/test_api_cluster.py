@@ -46,7 +46,7 @@ class TestCrds:
             operator.kubectl("get", short, "-n", namespace, check=True)
 
     def test_get_acgs_lists_all_four_kinds_with_phases(self, operator, namespace):
-        operator.kubectl("apply", "-n", namespace, "-f", str(ROOT / "manifests/samples"), check=True)
+        operator.kubectl("apply", "-n", namespace, "-k", str(ROOT / "manifests/samples"), check=True)
         kinds = ("trainingjob", "modelversion", "deployment", "flywheelpolicy")
 
         def all_have_phase():
