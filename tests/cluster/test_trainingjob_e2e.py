@@ -319,3 +319,13 @@ def test_model_version_verification_names_the_tampered_file(cluster, namespace, 
     history = wait_until(lambda: len(h := cluster.get_json("mv", "hand-1-0-0", "-n", namespace)["status"]
                                      .get("stageHistory", [])) >= 2 and h, 30, "the stage history")
     assert history[0].endswith(" candidate") and history[-1].endswith(" candidate -> staging")
+
+
+def test_queued_job_is_created_suspended_with_the_kueue_label(cluster, namespace, artifacts):
+    cluster.kubectl("apply", "-f", "-", check=True, input=training_job(namespace, "queued", queueName="gpu-queue"))
+    done = wait_until(lambda: phase_in(cluster, namespace, "queued", "Suspended"), 30, "the Suspended phase")
+    assert condition(done, "Suspended")["status"] == "True"
+    job = cluster.get_json("job", "queued-train", "-n", namespace)
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+    assert pods_of_job(cluster, namespace, "queued-train") == []
