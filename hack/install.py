@@ -46,6 +46,18 @@ def install_webhook(port: int = WEBHOOK_PORT) -> None:
     kubectl("apply", "-f", "-", input_=yaml.safe_dump(config))
 
 
+def progress_key() -> str:
+    """A stable HMAC key for trainer progress tokens, so an operator restart keeps running pods' tokens valid."""
+    path = STATE / "operator" / "progress.key"
+    if not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def operator_env(port: int = WEBHOOK_PORT) -> dict[str, str]:
     return {
         **os.environ,
@@ -56,6 +68,7 @@ def operator_env(port: int = WEBHOOK_PORT) -> dict[str, str]:
         "ACGS_WEBHOOK_KEY": str(WEBHOOK_DIR / "tls.key"),
         "ACGS_HEALTH_PORT": str(HEALTH_PORT),
         "ACGS_METRICS_PORT": str(METRICS_PORT),
+        "ACGS_PROGRESS_KEY": progress_key(),
     }
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""For a real cluster without cert-manager: print the webhook's TLS Secret and the
-ValidatingWebhookConfiguration with its CA bundle (pipe into `kubectl apply -f -`)."""
+"""For a real cluster without cert-manager: print the webhook's TLS Secret, the Secret with the
+progress-token key, and the ValidatingWebhookConfiguration with its CA bundle
+(pipe into `kubectl apply -f -`)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,12 @@ def main() -> int:
               "metadata": {"name": "acgs-webhook-tls", "namespace": OPERATOR_NAMESPACE}, "stringData": files}
     config = build_webhook_configuration(ca_bundle=files["ca.crt"].encode(),
                                          service=(OPERATOR_NAMESPACE, WEBHOOK_SERVICE, 443))
-    print(yaml.safe_dump_all([secret, config], sort_keys=False))
+    import secrets
+
+    progress = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": "acgs-operator-secrets", "namespace": OPERATOR_NAMESPACE},
+                "stringData": {"progress-key": secrets.token_hex(32)}}
+    print(yaml.safe_dump_all([secret, progress, config], sort_keys=False))
     return 0
 
 
