@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--artifact", type=Path, help="trainer artifact dir (default: build a tiny one)")
     p.add_argument("--train-steps", type=int, default=150, help="steps for the artifact built when none given")
-    p.add_argument("--requests", type=int, default=3000, help="HTTP requests at most")
+    p.add_argument("--requests", type=int, default=6000, help="HTTP requests at most")
     p.add_argument("--duration", type=float, default=40.0, help="seconds of HTTP load at most")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--naive-requests", type=int, default=300)
