@@ -363,3 +363,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def run() -> str:
+    """For `make bench` (bench/run.py): the same measurements, shorter load, as one markdown section."""
+    fd, name = tempfile.mkstemp(suffix=".md")
+    os.close(fd)
+    out = Path(name)
+    try:
+        if main(["--out", str(out), "--duration", "20", "--requests", "3000"]) != 0:
+            raise RuntimeError("serving benchmark failed")
+        return out.read_text().replace("# Serving benchmark", "## Serving benchmark", 1)
+    finally:
+        out.unlink(missing_ok=True)
