@@ -18,6 +18,8 @@ CPU: builtin:tiny-llama (fp32); with CUDA: builtin:llama-100m in bf16 as well.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -143,7 +145,8 @@ def hf_train(w: Any, steps: int) -> tuple[float, int]:
                       data_collator=collator)
     _sync(w.device)
     t0 = time.perf_counter()
-    trainer.train()
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints a metrics dict at the end
+        trainer.train()
     _sync(w.device)
     return time.perf_counter() - t0, collator.tokens
 
