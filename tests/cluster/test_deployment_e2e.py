@@ -310,7 +310,9 @@ def test_manual_promote_and_undo_through_annotations(env: Env) -> None:
 
 
 def test_metrics_below_the_default_gate_never_start_a_pod(env: Env) -> None:
+    v1 = env.model_version("1.0.0", "a", "production")  # exists already when the module runs in order
     spec = deployment("gated")
+    spec["spec"]["model"] = {"versionRef": v1}
     spec["spec"].pop("promotion")  # default minComplianceScore 0.95
     apply(env.cluster, {**spec, "metadata": {"name": "gated", "namespace": env.namespace}})
     status = env.wait_status("the gate to block", lambda s: env.condition(s, "PromotionBlocked").get("status") == "True",
