@@ -203,3 +203,14 @@ class TestSelection:
         desired = resolve_desired(make_spec(), [mv], True)
         assert desired.target is not None and desired.target.invalid is not None
         assert desired.target.invalid[0] == reason
+
+
+class TestSmokeRequest:
+    def test_the_operators_smoke_request_is_valid_for_the_server(self) -> None:
+        """The pre-promotion smoke predictions must pass the server's own request schema."""
+        schemas = pytest.importorskip("acgs_server.schemas")
+        from acgs_operator.probes import SMOKE_PATH, SMOKE_SCENARIO
+
+        parsed = schemas.parse_request(schemas.ENDPOINTS[SMOKE_PATH],
+                                       {"scenario": SMOKE_SCENARIO, "constitutional_hash": HASH}, HASH)
+        assert parsed.task_name() == "constitutional_ai"
