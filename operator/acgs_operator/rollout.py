@@ -423,7 +423,10 @@ def _rollback(obs: Observation, d: Decision, reason: str, message: str) -> None:
     back_color, back_version = st.previous_color, st.previous_model_version
     seen = obs.color(back_color)
     st.post_checks_done, st.promoted_at, st.scale_down_at = True, None, None
-    if back_color and back_version and seen.model_version == back_version and seen.ready > 0:
+    # Like Argo Rollouts' abort: back to the stable color whenever it still runs the previous version
+    # (it is kept at full scale through the window), ready this instant or not - the new version has
+    # just failed, the old one was serving until the switch.
+    if back_color and back_version and seen.model_version == back_version:
         d.active_color, d.active_model_version = Color(back_color), back_version
         st.previous_color = st.previous_model_version = None
         d.plan(back_color, back_version, obs.replicas)

@@ -170,19 +170,29 @@ class TestAfterTheSwitch:
         assert d.plans["blue"] == r.ColorPlan("cai-1", 0) and d.phase == "Healthy"
         assert conditions(d)["Progressing"] == (False, "RolloutComplete")
 
-    def test_failed_post_check_rolls_back_and_holds_the_version(self) -> None:
-        d = r.step(obs(active="green", active_mv="cai-2", colors=self.both, state=promoted(3),
+    @pytest.mark.parametrize("old_ready", [2, 0])
+    def test_failed_post_check_rolls_back_and_holds_the_version(self, old_ready: int) -> None:
+        colors = {"blue": r.ColorObs("cai-1", old_ready), "green": r.ColorObs("cai-2", 2)}
+        d = r.step(obs(active="green", active_mv="cai-2", colors=colors, state=promoted(3),
                        post_checks=r.CheckResult(False, "PostPromotionCheckFailed", "1/2 pods ready")))
         assert (d.active_color, d.active_model_version) == (Color.BLUE, "cai-1")
         assert d.plans["green"].replicas == 0 and d.plans["blue"].replicas == 2
         assert d.phase == "Degraded" and conditions(d)["PromotionBlocked"] == (True, "PostPromotionCheckFailed")
         assert d.history[-1]["action"] == "RolledBack" and "rolled back to cai-1" in d.message
+        assert conditions(d)["Available"][0] == bool(old_ready)
         # the spec still asks for cai-2, but it is not tried again by itself
         again = r.step(obs(colors={"blue": r.ColorObs("cai-1", 2), "green": r.ColorObs("cai-2", 0)}, state=d.state))
         assert again.active_model_version == "cai-1" and again.state.target is None
 
 
 class TestCommands:
+    def test_first_version_failing_after_the_switch_has_nothing_to_roll_back_to(self) -> None:
+        state = RolloutState(promoted_at=r.ts(NOW - 2), post_checks_done=False)
+        d = r.step(obs(desired=V1, active="blue", active_mv="cai-1", colors={"blue": r.ColorObs("cai-1", 0)},
+                       state=state, post_checks=r.CheckResult(False, "PostPromotionCheckFailed", "0/2 ready")))
+        assert d.active_model_version == "cai-1" and d.phase == "Degraded"
+        assert "no earlier version" in d.message
+
     def test_abort_stops_the_preview(self) -> None:
         colors = {"blue": r.ColorObs("cai-1", 2), "green": r.ColorObs("cai-2", 0)}
         d = r.step(obs(colors=colors, state=previewing(), commands=frozenset({r.ABORT})))
