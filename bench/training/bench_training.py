@@ -240,7 +240,7 @@ def measure(base_model: str, quick: bool, batch_size: int = 16) -> list[str]:
     import torch
 
     from common import verdict
-    from setup import build
+    from workload import build
 
     gpu = torch.cuda.is_available()
     small = base_model.endswith("tiny-llama")

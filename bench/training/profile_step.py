@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from setup import build  # noqa: E402
+from workload import build  # noqa: E402
 
 
 def main(mode: str, steps: int) -> None:
