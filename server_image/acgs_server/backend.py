@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
+
+# The verification reasons are the trainer's ArtifactError codes (one definition for both images).
+from acgs_trainer.artifact import (DIGEST_MISMATCH, FILE_DIGEST_MISMATCH, FILE_MISSING, HASH_MISMATCH,
+                                   MANIFEST_INCONSISTENT, MANIFEST_INVALID, UNEXPECTED_FILES, ArtifactError)
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +49,9 @@ class LoadFailure(Exception):
         return {"reason": self.reason, "message": self.message, **self.details}
 
 
-# Reasons a server never becomes ready (also in README).
+# Reasons a server never becomes ready (also in README), besides the verification reasons above.
 ARTIFACT_NOT_FOUND = "ArtifactNotFound"
 ARTIFACT_INVALID = "ArtifactVerificationFailed"
-DIGEST_MISMATCH = "DigestMismatch"
-HASH_MISMATCH = "ConstitutionalHashMismatch"
-FILE_DIGEST_MISMATCH = "FileDigestMismatch"
-FILE_MISSING = "FileMissing"
-UNEXPECTED_FILES = "UnexpectedFiles"
-MANIFEST_INCONSISTENT = "ManifestInconsistent"
-MANIFEST_INVALID = "ManifestInvalid"
 MODEL_LOAD_FAILED = "ModelLoadFailed"
 WARMUP_FAILED = "WarmupFailed"
 
@@ -84,28 +80,16 @@ def default_torch_threads() -> int:
     return max(1, cpus)
 
 
-# The trainer's ArtifactError carries one message naming the file/field, expected and actual
-# value; these patterns split it into fields for /ready (the full message is always kept too).
-_ARTIFACT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    (HASH_MISMATCH, re.compile(r"^(?P<file>.+): constitutionalHash=(?P<actual>.+), expected (?P<expected>.+)$")),
-    (FILE_DIGEST_MISMATCH, re.compile(r"^(?P<file>.+): sha256 (?P<actual>\S+), expected (?P<expected>\S+)")),
-    (FILE_MISSING, re.compile(r"^(?P<file>.+): missing \(listed in the manifest\)$")),
-    (UNEXPECTED_FILES, re.compile(r"^(?P<file>.+): files not in the manifest: (?P<actual>.+)$")),
-    (MANIFEST_INCONSISTENT, re.compile(r"^(?P<file>.+): digest (?P<expected>\S+), but its file list hashes to (?P<actual>\S+)$")),
-    (DIGEST_MISMATCH, re.compile(r"^(?P<file>.+): digest (?P<actual>\S+), expected (?P<expected>\S+)$")),
-    (MANIFEST_INVALID, re.compile(r"^(?P<file>.+): (cannot read|invalid) manifest")),
-)
+# ArtifactError codes verify_artifact raises; any other code (none today) becomes ARTIFACT_INVALID.
+_VERIFICATION_CODES = frozenset({HASH_MISMATCH, FILE_DIGEST_MISMATCH, FILE_MISSING, UNEXPECTED_FILES,
+                                 MANIFEST_INCONSISTENT, DIGEST_MISMATCH, MANIFEST_INVALID})
 
 
-def classify_artifact_error(error: Exception) -> LoadFailure:
-    """Turn the trainer's ArtifactError into a reason + details (file, expected, actual)."""
-    message = str(error)
-    for reason, pattern in _ARTIFACT_PATTERNS:
-        match = pattern.match(message)
-        if match:
-            details = {k: v.strip("'") for k, v in match.groupdict().items() if v is not None}
-            return LoadFailure(reason, message, details)
-    return LoadFailure(ARTIFACT_INVALID, message)
+def classify_artifact_error(error: ArtifactError) -> LoadFailure:
+    """The trainer's ArtifactError as a reason + details (file, expected, actual where known)."""
+    fields = error.fields()
+    code = fields.pop("code")
+    return LoadFailure(code if code in _VERIFICATION_CODES else ARTIFACT_INVALID, str(error), fields)
 
 
 class ArtifactBackend:

@@ -13,11 +13,27 @@ from typing import Sequence
 
 import pytest
 
+from acgs_server.backend import classify_artifact_error
 from acgs_server.batcher import DynamicBatcher
+from acgs_trainer.artifact import ArtifactError
 from acgs_server.config import load_config
 from acgs_server.interactions import InteractionLogger
 
 DIGEST = "sha256:" + "ab" * 32
+
+
+class TestArtifactFailure:
+    def test_reason_and_details_come_from_the_error_fields_not_its_text(self) -> None:
+        error = ArtifactError("any wording at all", code="DigestMismatch", file="/a",
+                              expected=DIGEST, actual="sha256:" + "cd" * 32)
+        failure = classify_artifact_error(error)
+        assert failure.to_json() == {"reason": "DigestMismatch", "message": "any wording at all",
+                                     "file": "/a", "expected": DIGEST, "actual": "sha256:" + "cd" * 32}
+
+    def test_a_code_the_server_does_not_know_is_reported_as_verification_failed(self) -> None:
+        failure = classify_artifact_error(ArtifactError("/a: cannot write artifact", code="ArtifactWriteFailed",
+                                                        file="/a"))
+        assert (failure.reason, failure.details) == ("ArtifactVerificationFailed", {"file": "/a"})
 
 
 class TestConfig:

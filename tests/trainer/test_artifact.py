@@ -3,6 +3,7 @@ what is wrong."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -87,3 +88,40 @@ def test_edited_manifest_is_caught(tmp_path: Path) -> None:
         verify_artifact(tmp_path / "a", None, H)
     with pytest.raises(ArtifactError, match="cannot read manifest"):
         verify_artifact(tmp_path / "missing", None, H)
+
+
+def test_each_failure_carries_its_code_file_expected_and_actual(tmp_path: Path) -> None:
+    """The server and `acgs-train verify` report these fields as they are, without parsing text."""
+    root = tmp_path / "a"
+    digest = _make(root)
+    failures = {}
+    for key, call in {
+        "hash": lambda: verify_artifact(root, digest, "0000000000000000"),
+        "digest": lambda: verify_artifact(root, "sha256:" + "0" * 64, H),
+        "missing_manifest": lambda: verify_artifact(tmp_path / "missing", None, H),
+    }.items():
+        with pytest.raises(ArtifactError) as caught:
+            call()
+        failures[key] = caught.value.fields()
+    assert failures["hash"] == {"code": "ConstitutionalHashMismatch", "file": str(root / MANIFEST_NAME),
+                                "expected": "0000000000000000", "actual": H}
+    assert failures["digest"] == {"code": "DigestMismatch", "file": str(root),
+                                  "expected": "sha256:" + "0" * 64, "actual": digest}
+    assert failures["missing_manifest"] == {"code": "ManifestInvalid",
+                                            "file": str(tmp_path / "missing" / MANIFEST_NAME)}
+
+    weights = root / "adapter" / "adapter_model.safetensors"
+    listed = json.loads((root / MANIFEST_NAME).read_text())["files"]
+    listed_sha = next(f["sha256"] for f in listed if f["path"] == "adapter/adapter_model.safetensors")
+    weights.write_bytes(b"tampered")
+    with pytest.raises(ArtifactError) as caught:
+        verify_artifact(root, digest, H)
+    assert (caught.value.code, caught.value.file, caught.value.expected) == (
+        "FileDigestMismatch", str(weights), listed_sha)
+    assert caught.value.actual == hashlib.sha256(b"tampered").hexdigest()
+    assert str(caught.value).startswith(f"{weights}: sha256 ")  # the message is unchanged
+
+    weights.unlink()
+    with pytest.raises(ArtifactError) as caught:
+        verify_artifact(root, digest, H)
+    assert caught.value.fields() == {"code": "FileMissing", "file": str(weights)}

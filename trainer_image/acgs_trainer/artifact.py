@@ -25,10 +25,42 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
 
 
+# ArtifactError codes: what is wrong, as a CamelCase constant (the server's /ready reasons and the
+# result of `acgs-train verify` use them as they are).
+MANIFEST_INVALID = "ManifestInvalid"
+HASH_MISMATCH = "ConstitutionalHashMismatch"
+FILE_MISSING = "FileMissing"
+FILE_DIGEST_MISMATCH = "FileDigestMismatch"
+UNEXPECTED_FILES = "UnexpectedFiles"
+MANIFEST_INCONSISTENT = "ManifestInconsistent"
+DIGEST_MISMATCH = "DigestMismatch"
+WRITE_FAILED = "ArtifactWriteFailed"
+BASE_MODEL_MISSING = "BaseModelMissing"
+
+
 class ArtifactError(TrainerError):
-    """The artifact is missing, incomplete or does not match what was expected."""
+    """The artifact is missing, incomplete or does not match what was expected.
+
+    ``code`` says what (one of the constants above); ``file`` is the file or directory concerned;
+    ``expected`` and ``actual`` are the two values that differ, where there are two. The message
+    says all of it in words.
+    """
 
     exit_code = ARTIFACT_ERROR
+
+    def __init__(self, message: str, *, code: str, file: str | os.PathLike[str] | None = None,
+                 expected: str | None = None, actual: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.file = None if file is None else str(file)
+        self.expected = expected
+        self.actual = actual
+
+    def fields(self) -> dict[str, str]:
+        """code, file, expected and actual, leaving out the ones that do not apply."""
+        values = {"code": self.code, "file": self.file, "expected": self.expected,
+                  "actual": self.actual}
+        return {k: v for k, v in values.items() if v is not None}
 
 
 class _Camel(BaseModel):
@@ -109,7 +141,8 @@ def write_artifact(dest: str | os.PathLike[str], populate: Callable[[Path], None
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     except OSError as exc:
-        raise ArtifactError(f"{dest}: cannot create a temporary directory beside it: {exc}") from exc
+        raise ArtifactError(f"{dest}: cannot create a temporary directory beside it: {exc}",
+                            code=WRITE_FAILED, file=dest) from exc
     try:
         populate(tmp)
         files = list_files(tmp)
@@ -134,7 +167,8 @@ def write_artifact(dest: str | os.PathLike[str], populate: Callable[[Path], None
         raise
     except (OSError, ValidationError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ArtifactError(f"{dest}: cannot write artifact: {exc}") from exc
+        raise ArtifactError(f"{dest}: cannot write artifact: {exc}", code=WRITE_FAILED,
+                            file=dest) from exc
 
 
 def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
@@ -142,9 +176,11 @@ def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
     try:
         return Manifest.model_validate_json(path.read_bytes())
     except OSError as exc:
-        raise ArtifactError(f"{path}: cannot read manifest: {exc.strerror or exc}") from exc
+        raise ArtifactError(f"{path}: cannot read manifest: {exc.strerror or exc}",
+                            code=MANIFEST_INVALID, file=path) from exc
     except ValidationError as exc:
-        raise ArtifactError(f"{path}: invalid manifest: {exc}") from exc
+        raise ArtifactError(f"{path}: invalid manifest: {exc}", code=MANIFEST_INVALID,
+                            file=path) from exc
 
 
 def verify_artifact(directory: str | os.PathLike[str], expected_digest: str | None,
@@ -157,21 +193,29 @@ def verify_artifact(directory: str | os.PathLike[str], expected_digest: str | No
     manifest = read_manifest(root)
     if manifest.constitutional_hash != expected_hash:
         raise ArtifactError(f"{root / MANIFEST_NAME}: constitutionalHash="
-                            f"{manifest.constitutional_hash!r}, expected {expected_hash!r}")
+                            f"{manifest.constitutional_hash!r}, expected {expected_hash!r}",
+                            code=HASH_MISMATCH, file=root / MANIFEST_NAME, expected=expected_hash,
+                            actual=manifest.constitutional_hash)
     on_disk = {e.path: e for e in list_files(root)}
     for entry in manifest.files:
         actual = on_disk.pop(entry.path, None)
         if actual is None:
-            raise ArtifactError(f"{root / entry.path}: missing (listed in the manifest)")
+            raise ArtifactError(f"{root / entry.path}: missing (listed in the manifest)",
+                                code=FILE_MISSING, file=root / entry.path)
         if actual.sha256 != entry.sha256:
             raise ArtifactError(f"{root / entry.path}: sha256 {actual.sha256}, expected "
-                                f"{entry.sha256} (from the manifest)")
+                                f"{entry.sha256} (from the manifest)", code=FILE_DIGEST_MISMATCH,
+                                file=root / entry.path, expected=entry.sha256, actual=actual.sha256)
     if on_disk:
-        raise ArtifactError(f"{root}: files not in the manifest: {sorted(on_disk)}")
+        raise ArtifactError(f"{root}: files not in the manifest: {sorted(on_disk)}",
+                            code=UNEXPECTED_FILES, file=root, actual=", ".join(sorted(on_disk)))
     recomputed = digest_of(manifest.files)
     if recomputed != manifest.digest:
         raise ArtifactError(f"{root / MANIFEST_NAME}: digest {manifest.digest}, but its file list "
-                            f"hashes to {recomputed}")
+                            f"hashes to {recomputed}", code=MANIFEST_INCONSISTENT,
+                            file=root / MANIFEST_NAME, expected=manifest.digest, actual=recomputed)
     if expected_digest is not None and manifest.digest != expected_digest:
-        raise ArtifactError(f"{root}: digest {manifest.digest}, expected {expected_digest}")
+        raise ArtifactError(f"{root}: digest {manifest.digest}, expected {expected_digest}",
+                            code=DIGEST_MISMATCH, file=root, expected=expected_digest,
+                            actual=manifest.digest)
     return manifest

@@ -154,14 +154,15 @@ def load_for_inference(artifact_dir: str | os.PathLike[str], device: str = "cpu"
     """
     from peft import PeftModel
 
-    from .artifact import ArtifactError, read_manifest
+    from .artifact import BASE_MODEL_MISSING, ArtifactError, read_manifest
 
     root = Path(artifact_dir)
     manifest = read_manifest(root)
     base_info = manifest.base_model
     base_path = root / "base" if base_info.get("bundled") else Path(str(base_info.get("path", "")))
     if not (base_path / "config.json").is_file():
-        raise ArtifactError(f"{base_path}: base model not found (manifest baseModel={base_info})")
+        raise ArtifactError(f"{base_path}: base model not found (manifest baseModel={base_info})",
+                            code=BASE_MODEL_MISSING, file=base_path)
     tokenizer = load_tokenizer(root / manifest.tokenizer_path)
     base = AutoModelForCausalLM.from_pretrained(str(base_path), local_files_only=True)
     model = PeftModel.from_pretrained(base, str(root / "adapter"), is_trainable=False)
