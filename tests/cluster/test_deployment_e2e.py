@@ -124,7 +124,16 @@ class Env:
         try:
             return wait_until(check, timeout, what, interval=0.5)
         except AssertionError:
-            raise AssertionError(f"{what}; status: {json.dumps(self.status(name), indent=1)[-3000:]}") from None
+            raise AssertionError(f"{what}; status: {json.dumps(self.status(name), indent=1)[-3000:]}"
+                                 f"{self.node_flaps()}") from None
+
+    def node_flaps(self) -> str:
+        """Pods the node lifecycle controller marked NotReady (their node missed its heartbeat): an
+        environment fault, named so that a failure caused by it says so."""
+        events = self.cluster.get_json("events", "-n", self.namespace, "--field-selector", "reason=NodeNotReady")
+        pods = sorted({e["involvedObject"]["name"] for e in events.get("items", [])})
+        return (f"\nNOTE: the node went NotReady during the test and these pods were marked NotReady: {pods}"
+                if pods else "")
 
     def condition(self, status: dict[str, Any], type_: str) -> dict[str, Any]:
         return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
