@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from acgs_trainer.artifact import (MANIFEST_NAME, ArtifactError, compute_digest, verify_artifact,
                                    write_artifact)
+
+from .conftest import child_env, run_cli
 
 H = "cdd01ef066bc6cf2"
 
@@ -125,3 +128,63 @@ def test_each_failure_carries_its_code_file_expected_and_actual(tmp_path: Path) 
     with pytest.raises(ArtifactError) as caught:
         verify_artifact(root, digest, H)
     assert caught.value.fields() == {"code": "FileMissing", "file": str(weights)}
+
+
+def _verify(artifact: Path, digest: str, log: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
+    """`acgs-train verify` as the operator's Job runs it: (exit code, termination message, stdout)."""
+    proc = run_cli("acgs-train", "verify", "--artifact", str(artifact), "--digest", digest, *extra,
+                   env=child_env(ACGS_TERMINATION_LOG=str(log)), timeout=60)
+    written = json.loads(log.read_text())
+    assert json.loads(proc.stdout) == written, "stdout and the termination message agree"
+    return proc.returncode, written, proc.stderr
+
+
+def test_verify_command_succeeds_on_an_intact_artifact(tmp_path: Path) -> None:
+    digest = _make(tmp_path / "a")
+    code, result, _ = _verify(tmp_path / "a", digest, tmp_path / "log", "--constitutional-hash", H)
+    assert code == 0
+    assert (result["phase"], result["reason"], result["digest"], result["fileCount"]) == (
+        "Succeeded", "Succeeded", digest, 2)
+    assert result["file"] is None and result["expected"] is None and result["actual"] is None
+
+
+def test_verify_command_names_the_tampered_file_and_exits_5(tmp_path: Path) -> None:
+    digest = _make(tmp_path / "a")
+    weights = tmp_path / "a" / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(b"tampered")
+    code, result, stderr = _verify(tmp_path / "a", digest, tmp_path / "log")
+    assert code == 5
+    assert (result["phase"], result["reason"], result["file"]) == ("Failed", "FileDigestMismatch",
+                                                                   str(weights))
+    assert result["actual"] == hashlib.sha256(b"tampered").hexdigest() != result["expected"]
+    assert result["digest"] == digest and "adapter_model.safetensors: sha256" in result["message"]
+    assert "FileDigestMismatch" in stderr
+
+
+def test_verify_command_reports_a_wrong_digest_where_the_flag_says(tmp_path: Path) -> None:
+    digest = _make(tmp_path / "a")
+    wrong = "sha256:" + "0" * 64
+    proc = run_cli("acgs-train", "verify", "--artifact", str(tmp_path / "a"), "--digest", wrong,
+                   "--termination-log", str(tmp_path / "flag-log"),
+                   env=child_env(ACGS_TERMINATION_LOG=str(tmp_path / "env-log")), timeout=60)
+    result = json.loads((tmp_path / "flag-log").read_text())
+    assert not (tmp_path / "env-log").exists(), "--termination-log overrides the environment"
+    assert proc.returncode == 5 and result["reason"] == "DigestMismatch"
+    assert (result["expected"], result["actual"]) == (wrong, digest)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--artifact", "/nowhere", "--digest", "md5:abc"], "--digest=md5:abc"),
+    (["--artifact", "/nowhere", "--digest", "sha256:" + "0" * 64, "--constitutional-hash", "xyz"],
+     "--constitutional-hash=xyz"),
+    (["--digest", "sha256:" + "0" * 64], "--artifact"),
+])
+def test_verify_command_rejects_bad_arguments_with_exit_2(tmp_path: Path, args: list[str],
+                                                          named: str) -> None:
+    log = tmp_path / "log"
+    proc = run_cli("acgs-train", "verify", *args, env=child_env(ACGS_TERMINATION_LOG=str(log)),
+                   timeout=60)
+    result = json.loads(log.read_text())
+    assert proc.returncode == 2
+    assert (result["phase"], result["reason"]) == ("Failed", "InvalidConfig")
+    assert named in result["message"]

@@ -75,10 +75,14 @@ class TestBuildVerifyJob:
         job = mvb.build_verify_job("cai-0-1-0", "ns", spec, "img", {"tolerations": [{"operator": "Exists"}]})
         pod = job["spec"]["template"]["spec"]
         assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "artifacts", "readOnly": True}
-        assert pod["containers"][0]["command"][-3:] == ["/artifact-volume/tj/artifact", DIGEST, HASH]
+        assert pod["containers"][0]["command"] == [
+            "acgs-train", "verify", "--artifact", "/artifact-volume/tj/artifact", "--digest", DIGEST,
+            "--constitutional-hash", HASH, "--termination-log", "/dev/termination-log"]
         assert pod["tolerations"] == [{"operator": "Exists"}]
+        fail_now = job["spec"]["podFailurePolicy"]["rules"][0]
+        assert fail_now["action"] == "FailJob" and fail_now["onExitCodes"]["values"] == [2, 5]
 
-    def test_verify_script_checks_a_real_artifact(self, tmp_path: Path) -> None:
+    def test_verify_command_checks_a_real_artifact(self, tmp_path: Path) -> None:
         from acgs_trainer.artifact import write_artifact
 
         def populate(d: Path) -> None:
@@ -86,15 +90,22 @@ class TestBuildVerifyJob:
             (d / "adapter" / "w.bin").write_bytes(b"weights")
 
         manifest = write_artifact(tmp_path / "artifact", populate, {"constitutional_hash": HASH})
-        run = lambda digest: subprocess.run(  # noqa: E731
-            [sys.executable, "-c", mvb.VERIFY_SCRIPT, str(tmp_path / "artifact"), digest, HASH],
-            capture_output=True, text=True)
-        ok = run(manifest.digest)
-        assert ok.returncode == 0 and json.loads(ok.stdout)["valid"] is True
+        log = tmp_path / "termination-log"
+
+        def run(digest: str) -> tuple[int, dict[str, Any]]:
+            command = mvb.verify_command(str(tmp_path / "artifact"), digest, HASH)
+            assert command[:2] == ["acgs-train", "verify"] and command[-2] == "--termination-log"
+            # The Job's command as it is, run by this interpreter and writing to a file here.
+            proc = subprocess.run([sys.executable, "-m", "acgs_trainer.cli", *command[1:-1], str(log)],
+                                  capture_output=True, text=True)
+            return proc.returncode, json.loads(log.read_text())
+
+        code, ok = run(manifest.digest)
+        assert code == 0 and (ok["phase"], ok["digest"]) == (mvb.RESULT_SUCCEEDED, manifest.digest)
         (tmp_path / "artifact" / "adapter" / "w.bin").write_bytes(b"tampered")
-        bad = run(manifest.digest)
-        assert bad.returncode == mvb.EXIT_ARTIFACT_ERROR
-        assert "adapter/w.bin" in json.loads(bad.stdout)["message"]
+        code, bad = run(manifest.digest)
+        assert code == mvb.EXIT_ARTIFACT_ERROR and bad["phase"] == mvb.RESULT_FAILED
+        assert "adapter/w.bin" in bad["message"] and bad["file"].endswith("adapter/w.bin")
 
 
 def _job(conditions: list[dict[str, Any]], suspend: bool = False) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """``acgs-train``: parse the config, run ``pipeline.main``, map the outcome to an exit code and a
-result JSON (``<output>/result.json`` and the termination-message path). See README.md."""
+result JSON (``<output>/result.json`` and the termination-message path). ``acgs-train verify ...``
+checks an artifact instead (verify_cli.py). See README.md."""
 
 from __future__ import annotations
 
@@ -58,13 +59,17 @@ def _result(phase: str, code: int, **fields: Any) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("ACGS_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["verify"]:
+        from .verify_cli import main as verify
+
+        return verify(args[1:])
     _quiet_libraries()
     from .config import parse_config
     from .reporting import write_result
 
     output: Path | None = None
     termination_log = os.environ.get("ACGS_TERMINATION_LOG")
-    args = sys.argv[1:] if argv is None else list(argv)
     try:
         output = _guess_output(args)
         cfg = parse_config(args)

@@ -132,7 +132,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="acgs-train", description="LoRA fine-tuning with optional DP-SGD under the "
-                "ACGS constitution.", argument_default=argparse.SUPPRESS)
+                "ACGS constitution. `acgs-train verify --help`: check an artifact instead.",
+                argument_default=argparse.SUPPRESS)
     p.add_argument("--config", help="JSON config file (flags override it)")
     bool_flags = {"dp", "bf16", "resume"}
     for name, info in TrainConfig.model_fields.items():

@@ -24,26 +24,17 @@ LABEL_MODEL = "acgs.io/model-name"
 VERIFY_COMPONENT = "verifier"
 VERIFY_CONTAINER = "verify"
 VOLUME_MOUNT = "/artifact-volume"
-EXIT_ARTIFACT_ERROR = 5  # trainer_image/acgs_trainer/exitcodes.py ARTIFACT_ERROR
+TERMINATION_LOG = "/dev/termination-log"
+# trainer_image/acgs_trainer/exitcodes.py: neither outcome changes on a retry, so the Job fails at once.
+EXIT_INVALID_CONFIG = 2
+EXIT_ARTIFACT_ERROR = 5
+# What `acgs-train verify` writes as its termination message (trainer_image/acgs_trainer/verify_cli.py).
+RESULT_SUCCEEDED, RESULT_FAILED = "Succeeded", "Failed"
 
-# Until the trainer ships a `verify` subcommand, the Job runs its library function directly.
-VERIFY_SCRIPT = """\
-import json, sys
-from acgs_trainer.artifact import ArtifactError, verify_artifact
-directory, digest, expected_hash = sys.argv[1:4]
-try:
-    m = verify_artifact(directory, digest, expected_hash)
-    result, code = {"valid": True, "digest": m.digest, "files": len(m.files)}, 0
-except ArtifactError as exc:
-    result, code = {"valid": False, "message": str(exc)[:3000]}, 5
-text = json.dumps(result, sort_keys=True)
-print(text)
-try:
-    open("/dev/termination-log", "w").write(text)
-except OSError:
-    pass
-sys.exit(code)
-"""
+
+def verify_command(artifact_path: str, digest: str, constitutional_hash: str) -> list[str]:
+    return ["acgs-train", "verify", "--artifact", artifact_path, "--digest", digest,
+            "--constitutional-hash", constitutional_hash, "--termination-log", TERMINATION_LOG]
 
 
 def parse_semver(version: str) -> tuple[int, int, int]:
@@ -113,8 +104,8 @@ def verify_job_name(mv_name: str) -> str:
 
 def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image: str,
                      scheduling: dict[str, Any]) -> dict[str, Any]:
-    """A short Job that checks the manifest, every file's sha256 and the overall digest on the
-    artifact volume (read-only) and reports the outcome in its termination message."""
+    """A short Job that runs `acgs-train verify`: the manifest, every file's sha256 and the overall
+    digest on the artifact volume (read-only), the outcome as JSON in its termination message."""
     location = artifact_location(spec.artifact.uri)
     assert location is not None
     claim, path = location
@@ -126,8 +117,8 @@ def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image
         "securityContext": pod_security_context(),
         "containers": [{
             "name": VERIFY_CONTAINER, "image": image,
-            "command": ["python", "-c", VERIFY_SCRIPT, f"{VOLUME_MOUNT}/{path}", spec.artifact.digest,
-                        spec.constitutional_hash],
+            "command": verify_command(f"{VOLUME_MOUNT}/{path}", spec.artifact.digest,
+                                      spec.constitutional_hash),
             "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                           "limits": {"cpu": "1", "memory": "1Gi"}},
@@ -151,7 +142,8 @@ def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image
             "activeDeadlineSeconds": 900,
             "ttlSecondsAfterFinished": 3600,
             "podFailurePolicy": {"rules": [
-                {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [EXIT_ARTIFACT_ERROR]}},
+                {"action": "FailJob", "onExitCodes": {"operator": "In",
+                                                      "values": [EXIT_INVALID_CONFIG, EXIT_ARTIFACT_ERROR]}},
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]},
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},

@@ -1,0 +1,112 @@
+"""``acgs-train verify``: check an artifact on disk against the digest a ModelVersion records.
+
+    acgs-train verify --artifact DIR --digest sha256:<64 hex> [--constitutional-hash H]
+                      [--termination-log PATH]
+
+Runs ``artifact.verify_artifact`` (constitutional hash, every file's sha256, no missing or extra
+file, the manifest's digest, the expected digest), prints one compact JSON line and writes it to
+the termination-message path (--termination-log, else $ACGS_TERMINATION_LOG, else
+/dev/termination-log when writable): ``phase`` Succeeded/Failed, ``reason``, ``digest``,
+``fileCount``, ``file``, ``expected``, ``actual``, ``message``. On a mismatch ``reason`` is the
+ArtifactError code (FileDigestMismatch, DigestMismatch, ...). Exit codes: 0 verified,
+5 (ARTIFACT_ERROR) mismatch or unreadable artifact, 2 (INVALID_CONFIG) bad arguments,
+1 (UNEXPECTED_ERROR) anything else (an I/O error while hashing, say).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import traceback
+from typing import Any, Sequence
+
+from .artifact import ArtifactError, verify_artifact
+from .constitution import CONSTITUTIONAL_HASH
+from .exitcodes import (ARTIFACT_ERROR, INVALID_CONFIG, REASONS, SUCCESS, UNEXPECTED_ERROR,
+                        ConfigError)
+from .reporting import compact_result, write_result
+
+log = logging.getLogger("acgs_trainer.verify")
+DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+HASH_PATTERN = re.compile(r"^[0-9a-f]{16}$")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        # Raise instead of exiting so the result still reaches the termination message.
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="acgs-train verify", description="Verify an artifact's files and digest.")
+    p.add_argument("--artifact", required=True, help="artifact directory (holds manifest.json)")
+    p.add_argument("--digest", required=True, help="expected digest, sha256:<64 hex>")
+    p.add_argument("--constitutional-hash", default=CONSTITUTIONAL_HASH,
+                   help=f"expected constitutional hash (default {CONSTITUTIONAL_HASH})")
+    p.add_argument("--termination-log", default=os.environ.get("ACGS_TERMINATION_LOG"),
+                   help="where to write the result (default $ACGS_TERMINATION_LOG or "
+                   "/dev/termination-log when writable)")
+    return p
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    args = _parser().parse_args(argv)
+    if not DIGEST_PATTERN.match(args.digest):
+        raise ConfigError(f"--digest={args.digest}: expected sha256: and 64 lowercase hex digits")
+    if not HASH_PATTERN.match(args.constitutional_hash):
+        raise ConfigError(f"--constitutional-hash={args.constitutional_hash}: expected 16 lowercase "
+                          "hex digits")
+    return args
+
+
+def _result(phase: str, reason: str, **fields: Any) -> dict[str, Any]:
+    return {"phase": phase, "reason": reason, "digest": None, "fileCount": None, "file": None,
+            "expected": None, "actual": None, "message": "", **fields}
+
+
+def _termination_log(argv: Sequence[str]) -> str | None:
+    """--termination-log even when the other arguments are bad, so the failure is still reported."""
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg == "--termination-log" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--termination-log="):
+            return arg.split("=", 1)[1]
+    return os.environ.get("ACGS_TERMINATION_LOG")
+
+
+def main(argv: Sequence[str]) -> int:
+    termination_log = _termination_log(argv)
+    try:
+        args = _parse(argv)
+        termination_log = args.termination_log
+        manifest = verify_artifact(args.artifact, args.digest, args.constitutional_hash)
+        code = SUCCESS
+        result = _result("Succeeded", REASONS[SUCCESS], digest=manifest.digest,
+                         fileCount=len(manifest.files),
+                         message=f"{args.artifact}: manifest, {len(manifest.files)} files and "
+                         f"digest {manifest.digest} verified")
+    except ConfigError as exc:
+        code = INVALID_CONFIG
+        result = _result("Failed", exc.reason, message=str(exc))
+    except ArtifactError as exc:
+        code = ARTIFACT_ERROR
+        fields = exc.fields()
+        result = _result("Failed", fields.pop("code"), digest=args.digest, **fields,
+                         message=str(exc))
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - last resort: still report a result
+        code = UNEXPECTED_ERROR
+        log.error("unexpected error: %s\n%s", exc, traceback.format_exc())
+        result = _result("Failed", REASONS[UNEXPECTED_ERROR], message=f"{type(exc).__name__}: {exc}")
+    if code == SUCCESS:
+        log.info("%s", result["message"])
+    else:
+        log.error("%s: %s", result["reason"], result["message"])
+    print(compact_result(result), flush=True)
+    write_result(result, None, termination_log)
+    return code
