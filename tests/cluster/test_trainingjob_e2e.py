@@ -308,10 +308,12 @@ def test_model_version_verification_names_the_tampered_file(cluster, namespace, 
 
     ok = wait_until(lambda: settled("hand-1-0-0"), 90, "hand-1-0-0 verified")
     assert ok["status"]["phase"] == "Ready" and ok["status"]["verifiedDigest"] == good.digest
+    assert condition(ok, "Verified")["message"] == f"manifest, 2 files and digest {good.digest} verified"
     broken = wait_until(lambda: settled("hand-1-0-1"), 90, "hand-1-0-1 verified")
     verified = condition(broken, "Verified")
     assert (broken["status"]["phase"], verified["status"], verified["reason"]) == ("Invalid", "False", "ArtifactError")
     assert "adapter/adapter_model.safetensors" in verified["message"] and "sha256" in verified["message"]
+    assert verified["message"].startswith("FileDigestMismatch: "), "the trainer's ArtifactError code leads"
 
     # The stage is the one mutable field; each change is recorded.
     cluster.kubectl("patch", "mv", "hand-1-0-0", "-n", namespace, "--type=merge", "-p",
