@@ -48,6 +48,7 @@ def test_dp_run_writes_a_verified_artifact_scored_from_its_own_outputs(baseline_
     assert manifest.base_model["name"] == "builtin:tiny-llama" and manifest.base_model["bundled"]
     assert manifest.training["steps"] == 200 and manifest.trainer_version
     assert manifest.data["splitSizes"] == {"train": 96, "val": 12, "eval": 12}
+    assert manifest.data["splitSeed"] == 3, "no --split-seed: the split follows --seed, as before"
     assert manifest.data["filter"]["kept"] == 120 and manifest.data["digest"] == result["dataDigest"]
     m = manifest.metrics
     assert 0.0 <= m["complianceScore"] <= 1.0 and m["evalExamples"] == 12

@@ -135,6 +135,22 @@ class TestBuildTrainerConfig:
         assert cfg.progress_url == "http://op.acgs-system.svc:8083/v1/progress/team-a/cai-v1/0123456789abcdef-uid"
 
     @pytest.mark.parametrize("data,expected", [
+        ({}, {"valRatio": 0.1, "evalRatio": 0.1, "splitSeed": 42}),
+        ({"valRatio": 0.2, "evalRatio": 0.3, "splitSeed": 9}, {"valRatio": 0.2, "evalRatio": 0.3, "splitSeed": 9}),
+    ])
+    def test_split_settings_reach_the_trainer(self, data: dict, expected: dict) -> None:
+        from acgs_trainer.config import validate_config
+
+        spec = make_spec(data={"generate": {"type": "constitutional_ai", "size": 40, "seed": 7}, **data},
+                         training={"maxSteps": 20, "seed": 5})
+        config = tjb.build_trainer_config(spec, OWNER, SETTINGS)
+        assert {k: config[k] for k in expected} == expected
+        cfg = validate_config(config)
+        # The split follows spec.data.splitSeed, not the training seed.
+        assert (cfg.seed, cfg.data_split_seed) == (5, expected["splitSeed"])
+        assert (cfg.val_ratio, cfg.eval_ratio) == (expected["valRatio"], expected["evalRatio"])
+
+    @pytest.mark.parametrize("data,expected", [
         ({"path": "/x/train.csv", "pvc": "datasets"}, "/data/x/train.csv"),
         ({"path": "/opt/data/train.jsonl"}, "/opt/data/train.jsonl"),
     ])

@@ -51,6 +51,8 @@ class TrainConfig(BaseModel):
     lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
     seed: int = 0
+    split_seed: int | None = Field(default=None, description="seed of the train/val/eval split "
+                                   "(default: --seed)")
     val_ratio: float = Field(default=0.1, ge=0, lt=0.5)
     eval_ratio: float = Field(default=0.1, gt=0, lt=0.5)
     max_seq_len: int = Field(default=128, ge=16)
@@ -83,6 +85,11 @@ class TrainConfig(BaseModel):
             raise ValueError(f"--val-ratio + --eval-ratio = {self.val_ratio + self.eval_ratio}: "
                              "must be < 0.9 (training needs the rest)")
         return self
+
+    @property
+    def data_split_seed(self) -> int:
+        """--split-seed, or --seed when unset (the split every run before --split-seed used)."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     @property
     def output_dir(self) -> Path:

@@ -105,7 +105,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         raise DataError(f"--data={cfg.data}: {len(report.kept)} usable records after the "
                         f"constitutional filter (need ≥ {MIN_RECORDS}); filter: {counts}; first "
                         f"problems: {report.examples[:3]}", filter=counts)
-    parts = split(report.kept, cfg.seed, cfg.val_ratio, cfg.eval_ratio)
+    parts = split(report.kept, cfg.data_split_seed, cfg.val_ratio, cfg.eval_ratio)
     data_digest = records_digest(report.kept)
     log.info("data: %d records (%d duplicates removed), split %s, digest %s", len(raw),
              duplicates, parts.sizes(), data_digest)
@@ -197,8 +197,9 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                     "trainableParameters": trainable},
         "metrics": scores, "privacy": privacy,
         "data": {"source": cfg.data, "sourceDigest": source_digest, "digest": data_digest,
-                 "records": len(raw), "splitSizes": parts.sizes(), "splitSeed": cfg.seed,
-                 "valRatio": cfg.val_ratio, "evalRatio": cfg.eval_ratio, "filter": counts,
+                 "records": len(raw), "splitSizes": parts.sizes(),
+                 "splitSeed": cfg.data_split_seed, "valRatio": cfg.val_ratio,
+                 "evalRatio": cfg.eval_ratio, "filter": counts,
                  "types": dict(sorted(Counter(str(r["type"]) for r in report.kept).items()))},
         "training": {"steps": outcome.steps, "plannedSteps": outcome.planned_steps,
                      "resumedFrom": outcome.resumed_from, "batchSize": cfg.batch_size,

@@ -117,6 +117,7 @@ def build_trainer_config(spec: TrainingJobSpec, owner: Owner, settings: Settings
         "loraTargetModules": lora.target_modules,
         "valRatio": spec.data.val_ratio,
         "evalRatio": spec.data.eval_ratio,
+        "splitSeed": spec.data.split_seed,
         "parentVersion": parent_version,
         "progressUrl": progress_url(settings, owner) if settings.progress_port else None,
         "resume": True,
