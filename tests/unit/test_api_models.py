@@ -52,6 +52,14 @@ class TestTrainingJob:
         with pytest.raises(ValidationError, match="exactly one of data.path or data.generate"):
             TrainingJobSpec.model_validate(tj(data=data))
 
+    def test_held_out_shares_leave_training_data(self):
+        """The trainer rejects valRatio + evalRatio ≥ 0.9 (InvalidConfig); admission says so first."""
+        generate = {"generate": {"type": "constitutional_ai"}}
+        with pytest.raises(ValidationError, match=r"data.valRatio \+ data.evalRatio = 0.9: must be < 0.9"):
+            TrainingJobSpec.model_validate(tj(data={**generate, "valRatio": 0.45, "evalRatio": 0.45}))
+        ok = TrainingJobSpec.model_validate(tj(data={**generate, "valRatio": 0.45, "evalRatio": 0.4}))
+        assert (ok.data.val_ratio, ok.data.eval_ratio) == (0.45, 0.4)
+
     def test_unknown_fields_are_errors(self):
         with pytest.raises(ValidationError, match="extra"):
             TrainingJobSpec.model_validate(tj(learningRate=0.1))

@@ -52,6 +52,14 @@ class DataSpec(ApiModel):
             raise ValueError("exactly one of data.path or data.generate must be set")
         return self
 
+    @model_validator(mode="after")
+    def _training_keeps_a_share(self) -> DataSpec:
+        # The trainer (acgs_trainer.config) rejects this with InvalidConfig; say so at admission.
+        if self.val_ratio + self.eval_ratio >= 0.9:
+            raise ValueError(f"data.valRatio + data.evalRatio = {self.val_ratio + self.eval_ratio:g}: "
+                             "must be < 0.9 (training needs the rest)")
+        return self
+
 
 class LoraSpec(ApiModel):
     r: int = Field(default=8, ge=1, le=256, description="LoRA rank.")
