@@ -1,23 +1,76 @@
 #!/usr/bin/env bash
-# The sample pipeline on the local control plane (the operator is already running: `make demo`).
+# The sample pipeline on the local control plane (the operator already runs: `make demo`):
+# train with DP-SGD → a verified ModelVersion → promote it → blue-green serving → a prediction.
 set -euo pipefail
 ns="${1:-acgs-demo}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 k() { "$root/.venv/bin/kubectl" --kubeconfig="$root/.cluster/kubeconfig" "$@"; }
+say() { printf '\n== %s\n' "$*"; }
+jp() { k get -n "$ns" "$1" -o "jsonpath=$2" 2>/dev/null || true; }
+wait_for() {  # wait_for <what> <seconds> <command...>: poll until the command prints something
+  local what="$1" limit="$2"; shift 2
+  for _ in $(seq 1 $((limit * 2))); do
+    [[ -n "$("$@")" ]] && return 0
+    sleep 0.5
+  done
+  echo "timed out after ${limit}s waiting for $what" >&2
+  k get acgs -n "$ns" >&2 || true
+  return 1
+}
 
 k create namespace "$ns" --dry-run=client -o yaml | k apply -f - >/dev/null
 k label namespace "$ns" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
-echo "== applying the samples (manifests/samples) into namespace $ns"
-k apply -n "$ns" -k "$root/manifests/samples"
-for _ in $(seq 1 40); do
-  [[ -z "$(k get acgs -n "$ns" -o jsonpath='{range .items[*]}{.status.phase}{"|"}{end}' | tr '|' '\n' | grep -x '' || true)" ]] && break
-  sleep 0.25
+
+say "kubectl apply -k hack/demo   (manifests/samples, placed on the local runner node)"
+k apply -n "$ns" -k "$root/hack/demo"
+
+say "training: LoRA + DP-SGD on a tiny model; progress comes from the trainer itself"
+last=""
+for _ in $(seq 1 600); do
+  phase="$(jp tj/constitutional-ai-v1 '{.status.phase}')"
+  line="$(k get tj -n "$ns" constitutional-ai-v1 --no-headers 2>/dev/null || true)"
+  [[ "$line" != "$last" ]] && { echo "  $line"; last="$line"; }
+  [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
+  sleep 0.5
 done
+if [[ "$phase" != Succeeded ]]; then
+  k describe tj -n "$ns" constitutional-ai-v1 | tail -20
+  exit 1
+fi
+mv="$(jp tj/constitutional-ai-v1 '{.status.modelVersion}')"
+
+say "ModelVersion $mv: its artifact's files and digest are verified before it is Ready"
+wait_for "ModelVersion $mv Ready" 120 bash -c "[[ \$('$root/.venv/bin/kubectl' --kubeconfig='$root/.cluster/kubeconfig' get mv -n '$ns' '$mv' -o jsonpath='{.status.phase}') == Ready ]] && echo ok"
+k get mv -n "$ns" -o wide
+
+say "promote $mv to production; the Deployment follows the stage (nobody edits the Git-owned spec)"
+k patch mv -n "$ns" "$mv" --type merge -p '{"spec":{"stage":"production"}}'
+dep() { jp mdeploy/constitutional-ai "$1"; }
+wait_for "a promotion decision" 120 bash -c "'$root/.venv/bin/kubectl' --kubeconfig='$root/.cluster/kubeconfig' get mdeploy -n '$ns' constitutional-ai -o jsonpath='{.status.conditions[?(@.type==\"PromotionBlocked\")].status}{.status.activeColor}' | grep -E 'True|blue|green'"
+if [[ -z "$(dep '{.status.activeColor}')" ]]; then
+  echo "  blocked: $(dep '{.status.message}')"
+  say "a model trained for seconds on CPU cannot meet the default gate (compliance ≥ 0.95); lower it for the demo"
+  k patch mdeploy -n "$ns" constitutional-ai --type merge -p '{"spec":{"promotion":{"minComplianceScore":0.1}}}'
+fi
+wait_for "Deployment Healthy" 180 bash -c "[[ \$('$root/.venv/bin/kubectl' --kubeconfig='$root/.cluster/kubeconfig' get mdeploy -n '$ns' constitutional-ai -o jsonpath='{.status.phase}') == Healthy ]] && echo ok"
+k get mdeploy -n "$ns" -o wide
+
+say "a prediction from the active color (no kube-proxy here: the client uses the active Service's EndpointSlice)"
+ip="$(k get endpointslices -n "$ns" -l kubernetes.io/service-name=constitutional-ai -o jsonpath='{.items[0].endpoints[0].addresses[0]}')"
+port="$(k get endpointslices -n "$ns" -l kubernetes.io/service-name=constitutional-ai -o jsonpath='{.items[0].ports[0].port}')"
+curl -sS -X POST "http://$ip:$port/constitutional-ai/predict" -H 'Content-Type: application/json' -d '{
+  "scenario": {"action": "data_access_request", "actor_role": "contractor", "data_sensitivity": "confidential",
+               "consent": false, "risk_level": "high", "audit_logging": true, "human_oversight": true,
+               "explanation_provided": true, "affects_protected_group": false, "bias_tested": true},
+  "constitutional_hash": "cdd01ef066bc6cf2"}'
 echo
-echo "== kubectl get acgs -n $ns"
+
+say "kubectl get acgs -n $ns"
 k get acgs -n "$ns"
+
+say "a bad object is refused by the admission webhook"
+sed 's/cdd01ef066bc6cf2/0123456789abcdef/; s/name: constitutional-ai-v1/name: wrong-hash/' \
+  "$root/manifests/samples/trainingjob.yaml" | k apply -n "$ns" -f - 2>&1 | sed 's/^/  /' || true
+
 echo
-echo "A bad object is refused by the admission webhook:"
-sed 's/cdd01ef066bc6cf2/0123456789abcdef/; s/name: constitutional-ai-v1/name: wrong-hash/' "$root/manifests/samples/trainingjob.yaml" | k apply -n "$ns" -f - 2>&1 | sed 's/^/  /' || true
-echo
-echo "The operator keeps running in the background (log: .cluster/logs/operator.log); 'make cluster-down' stops everything."
+echo "Everything keeps running: logs in .cluster/logs/ (operator.log, pods/); 'make cluster-down' stops it all."

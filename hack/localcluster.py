@@ -202,7 +202,9 @@ def up() -> None:
     start("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common, "--secure-port=10259", "--v=1"])
     start("kwok", [str(bin_dir / "kwok"), f"--kubeconfig={KUBECONFIG}", "--manage-all-nodes=true",
                    f"--config={ROOT / 'hack/kwok/stages.yaml'}", "--cidr=10.244.0.1/16", "--node-ip=10.0.0.1",
-                   "--server-address=127.0.0.1:10247"])
+                   "--server-address=127.0.0.1:10247",
+                   # Leases keep nodes Ready between the (slow) status heartbeats, as kubelets do.
+                   "--node-lease-duration-seconds=40"])
     kubectl("apply", "-f", "-", input_=yaml.safe_dump_all(NODES))
     wait_for("nodes Ready", nodes_ready, 60)
     wait_for("the default ServiceAccount", lambda: kubectl("get", "sa", "default", check=False).returncode == 0, 60)

@@ -29,7 +29,8 @@ class TestSamples:
     @pytest.mark.parametrize("path", sorted(p for p in (ROOT / "manifests/samples").glob("*.yaml") if p.name != "kustomization.yaml"), ids=lambda p: p.name)
     def test_every_sample_is_valid(self, path):
         for doc in yaml.safe_load_all(path.read_text()):
-            BY_KIND[doc["kind"]].spec.model_validate(doc["spec"])
+            if doc["apiVersion"].startswith("acgs.io/"):
+                BY_KIND[doc["kind"]].spec.model_validate(doc["spec"])
 
 
 class TestTrainingJob:
