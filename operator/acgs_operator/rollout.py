@@ -96,6 +96,7 @@ class Observation:
     commands: frozenset[str] = frozenset()
     pre_checks: CheckResult | None = None
     post_checks: CheckResult | None = None
+    generation: int | None = None  # metadata.generation of the Deployment
 
     def color(self, color: Color | str | None) -> ColorObs:
         return self.colors.get(str(getattr(color, "value", color)), ColorObs()) if color else ColorObs()
@@ -189,6 +190,11 @@ def step(obs: Observation) -> Decision:
 
 def _commands(obs: Observation, d: Decision) -> None:
     st, now = d.state, obs.now
+    held = st.held_back
+    if held and held.generation is not None and obs.generation is not None and obs.generation > held.generation:
+        # The spec changed (e.g. the gates, in Git) since the version was held back: judge it anew.
+        d.event(NORMAL, "SpecChanged", f"retrying {held.model_version} under the new spec (was held back: {held.reason})")
+        st.held_back, st.pinned_model_version = None, None
     if RETRY in obs.commands:
         if st.held_back:
             d.event(NORMAL, "Retry", f"retrying {st.held_back.model_version} (was held back: {st.held_back.reason})")
@@ -404,7 +410,8 @@ def _switch(obs: Observation, d: Decision, target: Target, preview: Color) -> No
 
 def _hold(obs: Observation, d: Decision, version: str, reason: str, message: str, *,
           action: str, color: Color | str | None = None) -> None:
-    d.state.held_back = HeldBack(model_version=version, reason=reason, message=message[:4096], time=ts(obs.now))
+    d.state.held_back = HeldBack(model_version=version, reason=reason, message=message[:4096], time=ts(obs.now),
+                                 generation=obs.generation)
     d.record(obs.now, action, version, color, reason)
     d.event(WARNING, reason, f"{version}: {message}"[:1000])
 

@@ -205,6 +205,16 @@ class TestCommands:
         d = r.step(obs(state=held, commands=frozenset({r.RETRY})))
         assert d.state.held_back is None and d.state.target == "cai-2"
 
+    def test_a_spec_change_judges_a_held_version_anew(self) -> None:
+        weak = r.Target("cai-2", "sha256:2", {"complianceScore": 0.2})
+        blocked = r.step(obs(desired=weak, generation=1))
+        assert blocked.state.held_back.generation == 1  # type: ignore[union-attr]
+        same_spec = r.step(obs(desired=weak, gates={"minComplianceScore": 0.1}, state=blocked.state, generation=1))
+        assert same_spec.state.held_back is not None and same_spec.state.target is None
+        new_spec = r.step(obs(desired=weak, gates={"minComplianceScore": 0.1}, state=blocked.state, generation=2))
+        assert new_spec.state.held_back is None and new_spec.state.target == "cai-2"
+        assert any(reason == "SpecChanged" for _, reason, _ in new_spec.events)
+
     def test_a_new_version_replaces_a_held_one(self) -> None:
         held = RolloutState(held_back=HeldBack(model_version="cai-3", reason="GatesNotMet", time=r.ts(NOW)))
         d = r.step(obs(state=held))

@@ -114,6 +114,8 @@ class HeldBack(ApiModel):
     reason: str = Field(description="CamelCase reason: a failed check, Aborted, Undone or RolledBack.")
     message: str = Field(default="", max_length=4096, description="What failed, for people.")
     time: str = Field(description="When it was held back (RFC 3339).")
+    generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation it was held back at; a spec change retries it.")
 
 
 class RolloutState(ApiModel):

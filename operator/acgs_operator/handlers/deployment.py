@@ -187,7 +187,7 @@ def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger
             now=time.time(), replicas=spec.replicas, strategy=spec.strategy.blue_green, gates=spec.promotion,
             state=state, active_color=Color(active) if active else None,
             active_model_version=status.get("activeModelVersion"), desired=desired, known=known,
-            colors=colors, commands=commands)
+            colors=colors, commands=commands, generation=generation)
         decision = rollout.step(obs)
         targets = {**known, **({desired.target.name: desired.target} if desired.target else {})}
         for _ in range(2):  # pre-checks, then possibly post-checks on the same pass
