@@ -12,6 +12,8 @@ import json
 import os
 import sys
 import textwrap
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -127,7 +129,35 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
 
 
+class StatusRecorder:
+    """Every status the apiserver stored for one TrainingJob, from a watch in a thread."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        from kubernetes import client, config, watch
+
+        self.statuses: list[dict[str, Any]] = []
+        self._watch = watch.Watch()
+        api = client.CustomObjectsApi(config.new_client_from_config(str(localcluster.KUBECONFIG)))
+
+        def run() -> None:
+            for event in self._watch.stream(api.list_namespaced_custom_object, "acgs.io", "v1alpha1", namespace,
+                                            "trainingjobs", field_selector=f"metadata.name={name}",
+                                            timeout_seconds=600):
+                self.statuses.append(event["object"].get("status") or {})
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def progress_before_finish(self) -> list[dict[str, Any]]:
+        return [s.get("progress") or {} for s in self.statuses if s.get("phase") not in ("Succeeded", "Failed")]
+
+    def stop(self) -> None:
+        time.sleep(0.5)  # let the last events arrive
+        self._watch.stop()
+
+
 def test_trainingjob_trains_for_real_and_yields_a_verified_model_version(cluster, namespace, artifacts):
+    recorder = StatusRecorder(namespace, "cai")
     cluster.kubectl("apply", "-f", "-", input=training_job(namespace, "cai"), check=True)
 
     # The Job carries the GPU fields, the restricted pod and the fail-fast policy.
@@ -144,18 +174,18 @@ def test_trainingjob_trains_for_real_and_yields_a_verified_model_version(cluster
         in job["spec"]["podFailurePolicy"]["rules"]
     assert job["metadata"]["ownerReferences"][0]["kind"] == "TrainingJob"
 
-    # Progress shows in `kubectl get tj` while the trainer runs.
-    seen: list[str] = []
-
-    def progress_while_running() -> bool:
-        row = cluster.kubectl("get", "tj", "cai", "-n", namespace, "--no-headers").stdout.split()
-        seen.append(" ".join(row))
-        # NAME MODEL PHASE PROGRESS EPSILON [VERSION] AGE
-        return len(row) >= 6 and row[2] == "Running" and 0 < float(row[3]) < 100 and float(row[4]) > 0
-
-    wait_until(progress_while_running, 240, f"live progress in `kubectl get tj` (saw {seen[-3:]})", interval=1)
-
+    # Live progress reaches the TrainingJob while the trainer runs. A 30-step run can finish between
+    # two polls, so every status the apiserver stored is taken from a watch (started before the Job).
     done = wait_until(lambda: phase_in(cluster, namespace, "cai", "Succeeded", "Failed"), 300, "the run to finish")
+    recorder.stop()
+    running = [p for p in recorder.progress_before_finish() if 0 < (p.get("percent") or 0) < 100]
+    assert running, f"no live progress before the run finished; statuses seen: {recorder.statuses[-5:]}"
+    assert any(s.get("phase") == "Running" for s in recorder.statuses)
+    assert all(p.get("epsilon", 0) > 0 and p.get("step", 0) > 0 for p in running)
+    # ... and `kubectl get tj` shows it: NAME MODEL PHASE PROGRESS EPSILON VERSION AGE
+    row = cluster.kubectl("get", "tj", "cai", "-n", namespace, "--no-headers", check=True).stdout.split()
+    assert row[2] == "Succeeded" and float(row[3]) == 100 and 0 < float(row[4]) <= 8
+
     status = done["status"]
     assert status["phase"] == "Succeeded", status
     assert condition(done, "Succeeded")["status"] == "True"
