@@ -136,14 +136,19 @@ class StatusRecorder:
         from kubernetes import client, config, watch
 
         self.statuses: list[dict[str, Any]] = []
+        self._stopped = False
         self._watch = watch.Watch()
         api = client.CustomObjectsApi(config.new_client_from_config(str(localcluster.KUBECONFIG)))
 
         def run() -> None:
-            for event in self._watch.stream(api.list_namespaced_custom_object, "acgs.io", "v1alpha1", namespace,
-                                            "trainingjobs", field_selector=f"metadata.name={name}",
-                                            timeout_seconds=600):
-                self.statuses.append(event["object"].get("status") or {})
+            try:
+                for event in self._watch.stream(api.list_namespaced_custom_object, "acgs.io", "v1alpha1",
+                                                namespace, "trainingjobs", field_selector=f"metadata.name={name}",
+                                                timeout_seconds=600):
+                    self.statuses.append(event["object"].get("status") or {})
+            except Exception:  # stop() closes the stream under the reader
+                if not self._stopped:
+                    raise
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
@@ -153,6 +158,7 @@ class StatusRecorder:
 
     def stop(self) -> None:
         time.sleep(0.5)  # let the last events arrive
+        self._stopped = True
         self._watch.stop()
 
 
