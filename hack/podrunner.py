@@ -138,7 +138,10 @@ class Runner:
                 remove_pod_dir(self.state_dir, uid)
                 delete_now(self.api, pod)
             return
-        if worker is None and (pod.get("status") or {}).get("phase") not in TERMINAL:
+        if worker is not None:
+            worker.reassert(pod)
+            return
+        if (pod.get("status") or {}).get("phase") not in TERMINAL:
             ip = self.ips.allocate(uid, (pod.get("status") or {}).get("podIP"))
             worker = PodWorker(self.api, pod, self.state_dir, ip, self.allocatable, self.lookup)
             with self._lock:

@@ -182,7 +182,9 @@ class Container:
             while proc.poll() is None:
                 if stop.wait(0.2) or self._unhealthy.is_set():
                     killed_for = "" if stop.is_set() else "liveness"
-                    kill_group(proc, self.ctx.grace if stop.is_set() else min(self.ctx.grace, 30.0))
+                    grace = self.ctx.grace if stop.is_set() else min(self.ctx.grace, 30.0)
+                    grace -= self._pre_stop(grace) if stop.is_set() else 0.0
+                    kill_group(proc, max(grace, 0.0))
                     break
         finally:
             run_stop.set()
@@ -195,6 +197,15 @@ class Container:
         if killed_for:
             message = message or f"Container {self.name} failed {self._failed_probe} probe, will be restarted"
         return self._terminate(code, "Completed" if code == 0 else "Error", message, started)
+
+    def _pre_stop(self, grace: float) -> float:
+        """lifecycle.preStop.sleep, as the kubelet runs it before SIGTERM (within the grace period):
+        it lets endpoints drop the pod before the program stops listening. Returns the seconds spent."""
+        seconds = float(((self.spec.get("lifecycle") or {}).get("preStop") or {}).get("sleep", {}).get("seconds", 0))
+        seconds = min(seconds, grace)
+        if seconds > 0:
+            time.sleep(seconds)
+        return seconds
 
     def _start_probers(self) -> None:
         for kind in ("readiness", "liveness"):

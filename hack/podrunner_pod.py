@@ -188,6 +188,17 @@ class PodWorker(threading.Thread):
             except Exception as err:  # the API may be briefly away; the next change retries
                 log.warning("pod %s: status patch failed: %s", self.key, err)
 
+    def reassert(self, live: dict[str, Any]) -> None:
+        """Someone else rewrote this pod's readiness (the node lifecycle controller marks pods of a
+        NotReady node not Ready): a kubelet writes its own view back, so does the runner."""
+        def ready(conditions: list[dict[str, Any]] | None) -> str | None:
+            return next((c.get("status") for c in conditions or [] if c.get("type") == "Ready"), None)
+
+        if self.stop.is_set() or self._patched is None:
+            return
+        if ready((live.get("status") or {}).get("conditions")) != ready(self._patched.get("conditions")):
+            self.sync(force=True)
+
     def ensure_gone(self) -> None:
         """After the processes are dead, make sure a pod marked for deletion really goes away."""
         delete_now(self.api, self.pod)
