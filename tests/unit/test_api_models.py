@@ -104,3 +104,14 @@ class TestFlywheel:
     def test_threshold_defaults_from_the_seeds(self):
         spec = FlywheelPolicySpec.model_validate({"constitutionalHash": HASH, "deploymentRef": "d"})
         assert (spec.thresholds.min_records, spec.thresholds.eval_size, spec.thresholds.val_ratio) == (50, 20, 0.1)
+
+
+class TestDisplayedFigures:
+    def test_privacy_cost_is_rounded_up_never_understated(self):
+        from acgs_operator.api.modelversion import Metrics
+        from acgs_operator.api.trainingjob import TrainingProgress
+
+        assert Metrics(epsilon=7.43904108).epsilon == 7.4391
+        assert Metrics(epsilon=2.0).epsilon == 2.0
+        assert TrainingProgress(epsilon=1.00001).epsilon == 1.0001
+        assert Metrics(compliance_score=0.18421052631578946).compliance_score == 0.1842

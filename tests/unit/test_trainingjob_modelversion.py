@@ -147,6 +147,11 @@ class TestObserve:
         (_job([], suspend=True), [], "Suspended"),
         (_job([]), [_pod("p", "Pending")], "Pending"),
         (_job([]), [_pod("p", "Running")], "Running"),
+        # the trainer exited, the Job controller has not concluded: the phase must not go back to Pending
+        (_job([]), [_pod("p", "Succeeded", 0, "{}", "t1")], "Running"),
+        (_job([{"type": "SuccessCriteriaMet", "status": "True"}]), [], "Running"),
+        # a failed pod with its retry not started yet is waiting, not running
+        (_job([]), [_pod("old", "Failed", 1, "", "t1"), _pod("retry", "Pending")], "Pending"),
     ])
     def test_in_flight_phases(self, job: Any, pods: list, phase: str) -> None:
         assert jobstatus.observe(job, pods, "trainer").phase == phase

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from typing import Annotated
 
@@ -25,6 +26,18 @@ def cel(rule: str, message: str, replaces: tuple[str, ...] = ()) -> dict:
     if replaces:
         extra["x-acgs-cel-replaces"] = list(replaces)
     return extra
+
+
+def round_up(value: float | None, places: int = 4) -> float | None:
+    """For a privacy cost shown to people: rounded, but never below the true value."""
+    if value is None:
+        return None
+    scale = 10 ** places
+    return math.ceil(value * scale - 1e-9) / scale
+
+
+def round_to(value: float | None, places: int = 4) -> float | None:
+    return None if value is None else round(value, places)
 
 
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from .common import DIGEST_PATTERN, HASH_PATTERN, SEMVER_PATTERN, ApiModel, cel, ObjectName, StatusBase
+from .common import (DIGEST_PATTERN, HASH_PATTERN, SEMVER_PATTERN, ApiModel, ObjectName, StatusBase, cel, round_to,
+                     round_up)
 
 
 class Stage(str, Enum):
@@ -39,6 +40,17 @@ class Metrics(ApiModel):
     eval_loss: float | None = Field(default=None, ge=0, description="Held-out loss.")
     epsilon: float | None = Field(default=None, ge=0, le=8, description="DP budget ε spent in training.")
     delta: float | None = Field(default=None, ge=0, le=1e-5, description="DP δ used in training.")
+
+
+    @field_validator("accuracy", "compliance_score", "eval_loss")
+    @classmethod
+    def _short(cls, value: float | None) -> float | None:
+        return round_to(value)
+
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon(cls, value: float | None) -> float | None:
+        return round_up(value)
 
 
 # Every spec field except `stage` is part of the record and may never change.

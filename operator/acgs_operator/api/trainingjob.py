@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from .common import HASH_PATTERN, ApiModel, cel, ObjectName, Resources, StatusBase
+from .common import HASH_PATTERN, ApiModel, ObjectName, Resources, StatusBase, cel, round_to, round_up
 
 MAX_EPSILON = 8.0
 MAX_DELTA = 1e-5
@@ -146,6 +146,17 @@ class TrainingProgress(ApiModel):
     total_steps: int | None = Field(default=None, ge=0, description="Planned optimizer steps.")
     loss: float | None = Field(default=None, description="Latest training loss.")
     epsilon: float | None = Field(default=None, ge=0, description="Privacy budget ε spent so far.")
+
+
+    @field_validator("percent", "loss")
+    @classmethod
+    def _short(cls, value: float | None) -> float | None:
+        return round_to(value, 2 if value is not None and value >= 10 else 4)
+
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon(cls, value: float | None) -> float | None:
+        return round_up(value)
 
 
 class TrainingJobStatus(StatusBase):

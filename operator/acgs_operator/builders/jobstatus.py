@@ -112,4 +112,13 @@ def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]], container: s
         note = f" (retry {retries} of {job['spec'].get('backoffLimit', 0)})" if retries else ""
         return Observation(RUNNING, cond.POD_RUNNING, f"pod {running[0]['metadata']['name']} is running{note}",
                            **times)
+    starting = [p for p in pods if (p.get("status") or {}).get("phase", "Pending") == "Pending"
+                and not p["metadata"].get("deletionTimestamp")]
+    finished = [p for p in pods if (p.get("status") or {}).get("phase") in ("Succeeded", "Failed")]
+    if starting:
+        return Observation(PENDING, cond.PENDING, "waiting for a pod to start", **times)
+    if finished or _job_condition(job, "SuccessCriteriaMet") or _job_condition(job, "FailureTarget"):
+        # The trainer has exited but the Job controller has not concluded yet: still this run, not
+        # a new wait (reporting Pending here would make the phase go backwards for a moment).
+        return Observation(RUNNING, cond.POD_RUNNING, "the trainer exited; waiting for the Job to conclude", **times)
     return Observation(PENDING, cond.PENDING, "waiting for a pod to start", **times)
