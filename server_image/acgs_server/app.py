@@ -116,6 +116,8 @@ async def _load_in_background(state: ServerState) -> None:
         max_wait_s=state.cfg.max_batch_wait_ms / 1000.0,
         on_batch=on_batch,
         on_queue_depth=metrics.queue_depth.set,
+        # The model-process backend takes a second batch while one generates (pipelining).
+        max_in_flight=getattr(state.backend, "pipeline_depth", 1),
     )
     state.batcher.start()
     if state.phase == STOPPING:  # SIGTERM arrived while loading

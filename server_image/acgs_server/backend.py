@@ -211,22 +211,43 @@ class ArtifactBackend:
         return None if decision is None else str(decision)
 
     def generate(self, prompts: Sequence[str]) -> list[str]:
+        return self.generate_ids(self.encode(prompts))
+
+    def encode(self, prompts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each prompt, unpadded: the trainer's tokenization (add_special_tokens=False)."""
+        return [list(ids) for ids in self._tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+
+    def generate_ids(self, token_ids: Sequence[Sequence[int]]) -> list[str]:
+        """Generated text for prompts given as token ids (the model process gets these from the
+        HTTP process, which tokenizes while the model generates)."""
         import torch
 
         tokenizer = self._tokenizer
-        # Same tokenization and stopping as the trainer's evaluation (modeling.generate_continuations),
-        # so the served model answers exactly what it was scored on; inference_mode is a bit
-        # cheaper than its no_grad.
+        # Left padding, as the trainer's evaluation (modeling.generate_continuations) pads, so every
+        # row ends at its prompt's end and the served model answers exactly what it was scored on.
+        width = max(len(ids) for ids in token_ids)
+        input_ids = torch.full((len(token_ids), width), tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(token_ids), width), dtype=torch.long)
+        for row, ids in enumerate(token_ids):
+            if ids:
+                input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+                attention_mask[row, width - len(ids):] = 1
+        # inference_mode is a bit cheaper than the trainer's no_grad.
         with torch.inference_mode():
-            encoded = tokenizer(list(prompts), return_tensors="pt", padding=True,
-                                add_special_tokens=False).to(self.device)
             output = self._model.generate(
-                **encoded,
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention_mask.to(self.device),
                 max_new_tokens=self.max_new_tokens,
                 min_new_tokens=self.min_new_tokens or None,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
-        continuation = output[:, encoded["input_ids"].shape[1]:]
+        continuation = output[:, width:]
         return [str(text) for text in tokenizer.batch_decode(continuation, skip_special_tokens=True)]
+
+    def tokenizer_file(self) -> str | None:
+        """The tokenizer's `tokenizer.json`, for a process that wants to tokenize without
+        transformers (the HTTP process); None when the tokenizer has none."""
+        path = Path(getattr(self._tokenizer, "name_or_path", "") or "") / "tokenizer.json"
+        return str(path) if path.is_file() else None
