@@ -130,6 +130,55 @@ class TestBatcher:
         assert results == [f"P{i}" for i in range(40)], "each caller gets its own prompt's result"
         assert sum(calls) == 40 and max(calls) == 8 and len(calls) <= 6
 
+    def test_pipelined_batcher_sends_the_next_batch_while_one_generates(self) -> None:
+        """max_in_flight=2: the model gets batch N+1 before N returns, so it never waits for the
+        event loop between batches; every caller still gets its own result."""
+        active = 0
+        most_active = 0
+        sizes: list[int] = []
+        lock = threading.Lock()
+
+        def generate(prompts: Sequence[str]) -> list[str]:
+            nonlocal active, most_active
+            with lock:
+                active += 1
+                most_active = max(most_active, active)
+                sizes.append(len(prompts))
+            time.sleep(0.05)
+            with lock:
+                active -= 1
+            return [p.upper() for p in prompts]
+
+        async def run() -> list[str]:
+            batcher = DynamicBatcher(generate, max_batch_size=8, max_wait_s=0.01, max_in_flight=2)
+            batcher.start()
+            results = await asyncio.gather(*(batcher.submit(f"p{i}") for i in range(40)))
+            await batcher.stop()
+            return list(results)
+
+        results = asyncio.run(run())
+        assert results == [f"P{i}" for i in range(40)]
+        assert most_active == 2, "a second batch was handed over while the first was generating"
+        assert sum(sizes) == 40 and max(sizes) <= 8 and len(sizes) <= 6
+
+    def test_stop_answers_queued_and_in_flight_requests(self) -> None:
+        """Graceful drain with pipelining: stop() returns only after every submitted prompt,
+        queued or in flight, has its answer."""
+        def generate(prompts: Sequence[str]) -> list[str]:
+            time.sleep(0.03)
+            return [p + "!" for p in prompts]
+
+        async def run() -> list[str]:
+            batcher = DynamicBatcher(generate, max_batch_size=4, max_wait_s=0.005, max_in_flight=2)
+            batcher.start()
+            waiters = [asyncio.ensure_future(batcher.submit(f"p{i}")) for i in range(30)]
+            await asyncio.sleep(0)  # all 30 queued, a first batch taken
+            await batcher.stop()
+            assert all(w.done() for w in waiters), "stop() returned with requests unanswered"
+            return [w.result() for w in waiters]
+
+        assert asyncio.run(run()) == [f"p{i}!" for i in range(30)]
+
     def test_generate_failure_reaches_every_waiter(self) -> None:
         def generate(prompts: Sequence[str]) -> list[str]:
             raise RuntimeError("out of memory")
