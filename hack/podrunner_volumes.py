@@ -8,14 +8,18 @@ under the pod's own directory and go away with the pod.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from podrunner_env import ContainerConfigError, DataLookup, expand, field_value, resource_value
+
+log = logging.getLogger("podrunner.volumes")
 
 
 @dataclass(frozen=True)
@@ -149,11 +153,34 @@ def binds_for(container: dict[str, Any], volumes: Mapping[str, tuple[Path, bool]
     return sorted(binds, key=lambda b: Path(b.target).as_posix().count("/"))
 
 
-def mount_script(binds: list[Bind], working_dir: str | None) -> str:
+# What the runner's processes need from the host file system: the checkout (its venv runs the
+# programs), the runner's state (volume sources) and the Python installation.
+PROTECTED = tuple(dict.fromkeys(Path(p).resolve() for p in (
+    Path(__file__).resolve().parent.parent, sys.prefix, sys.base_prefix)))
+
+
+def shadows(target: str, protected: tuple[Path, ...]) -> Path | None:
+    """The protected path a mount at `target` would hide (a pod's /tmp emptyDir over a checkout in /tmp)."""
+    t = Path(target).resolve()
+    return next((p for p in protected if p == t or t in p.parents), None)
+
+
+def mount_script(binds: list[Bind], working_dir: str | None, protected: tuple[Path, ...] = PROTECTED) -> str:
     """`sh -c` body run under `unshare -m --propagation private`: the binds are visible only to the
-    container's processes; it ends by exec'ing the container's command ("$@")."""
+    container's processes; it ends by exec'ing the container's command ("$@").
+
+    A container has its own root file system; these processes share the host's. A mount that would
+    hide the files the processes run from (or the other volumes' sources) is left out, and the
+    program writes to the host path there instead: a pod's `/tmp` emptyDir when the checkout is
+    under /tmp is the common case."""
     lines = ["set -e"]
+    sources = tuple(b.source.resolve() for b in binds)
     for b in binds:
+        hidden = shadows(b.target, protected + sources)
+        if hidden is not None:
+            log.warning("not mounting %s at %s: it would hide %s", b.source, b.target, hidden)
+            lines.append(f"# {b.target}: not mounted (would hide {hidden})")
+            continue
         dst, src = shlex.quote(b.target), shlex.quote(str(b.source))
         if b.source.is_dir():
             lines.append(f"mkdir -p {dst}")
