@@ -23,7 +23,6 @@ import logging
 import os
 import platform
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -164,12 +163,14 @@ def _batch_mean(metrics_text: str) -> float | None:
 
 
 def measure_server(artifact: Path, bodies: Sequence[dict[str, Any]], args: argparse.Namespace, work: Path,
-                   min_new_tokens: int) -> tuple[Measurement, dict[str, Any]]:
+                   min_new_tokens: int, command: Sequence[str] | None = None,
+                   env: dict[str, str] | None = None) -> tuple[Measurement, dict[str, Any]]:
+    """(c): `command` (default `acgs-serve`) started with the benchmark's flags, under HTTP load."""
     import urllib.request
 
     port = _free_port()
     log_dir = work / f"interactions-{min_new_tokens}"
-    cmd = [_tool("acgs-serve"), "--artifact", str(artifact), "--host", "127.0.0.1", "--port", str(port),
+    cmd = [*(command or [_tool("acgs-serve")]), "--artifact", str(artifact), "--host", "127.0.0.1", "--port", str(port),
            "--max-batch-size", str(args.max_batch_size), "--max-batch-wait-ms", str(args.max_batch_wait_ms),
            "--max-new-tokens", str(args.max_new_tokens), "--min-new-tokens", str(min_new_tokens),
            "--interaction-log-dir", str(log_dir),
@@ -177,7 +178,7 @@ def measure_server(artifact: Path, bodies: Sequence[dict[str, Any]], args: argpa
     if args.server_threads:
         cmd += ["--torch-threads", str(args.server_threads)]
     server_log = (work / "server.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
