@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pki import KeyPair, issue, make_ca, make_rsa_keypair  # noqa: E402
+from pki import issue, make_ca, make_rsa_keypair  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("ACGS_CLUSTER_DIR", ROOT / ".cluster"))

@@ -62,14 +62,25 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
+def operator_is_current() -> bool:
+    """The running operator was started after the last change to the operator's code."""
+    import install
+
+    pidfile = localcluster.PIDS / "operator.pid"
+    if localcluster.pid_of("operator") is None or not install.healthy() or not pidfile.exists():
+        return False
+    newest = max(p.stat().st_mtime for p in (ROOT / "operator/acgs_operator").rglob("*.py"))
+    return pidfile.stat().st_mtime > newest
+
+
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster) -> Iterator[Cluster]:
-    """CRDs, the webhook registration and the operator from this checkout, as a real process."""
+    """CRDs, the webhook registration and the operator from this checkout, as a real process
+    (a running one is reused unless the operator's code changed since it started)."""
     import install
 
     install.install_crds()
     install.install_webhook()
-    # Reuses a healthy operator (restart it with `hack/install.py operator --restart` after changing
-    # operator code); in CI the cluster is new, so the operator is always this checkout's.
-    install.start_operator(restart=bool(os.environ.get("ACGS_RESTART_OPERATOR")))
+    if os.environ.get("ACGS_RESTART_OPERATOR") or not operator_is_current():
+        install.start_operator(restart=True)
     yield cluster

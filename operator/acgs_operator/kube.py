@@ -72,6 +72,16 @@ def patch_status(api_version: str, kind: str, namespace: str | None, name: str,
     return out.to_dict()
 
 
+def patch_status_changes(obj: dict[str, Any], status: dict[str, Any]) -> None:
+    """Patch only the status fields that differ from the object's current status (kubeflow's habit:
+    no write, no event, no watch traffic when nothing changed)."""
+    old = obj.get("status") or {}
+    changed = {k: v for k, v in status.items() if old.get(k) != v}
+    if changed:
+        meta = obj["metadata"]
+        patch_status(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], changed)
+
+
 def error_message(e: ApiException) -> str:
     try:
         return json.loads(e.body).get("message", str(e))

@@ -189,7 +189,7 @@ def step(obs: Observation) -> Decision:
 
 
 def _commands(obs: Observation, d: Decision) -> None:
-    st, now = d.state, obs.now
+    st = d.state
     held = st.held_back
     if held and held.generation is not None and obs.generation is not None and obs.generation > held.generation:
         # The spec changed (e.g. the gates, in Git) since the version was held back: judge it anew.

@@ -61,3 +61,14 @@ def podrunner(cluster: Cluster) -> Iterator[Path]:
                "the pod runner to start")
     yield localcluster.STATE
     assert localcluster.pid_of("podrunner") is not None, "the pod runner died during the tests; see its log"
+
+
+def pvc(cluster: Cluster, namespace: str, claim: str) -> Path:
+    """A claim of the default StorageClass (hack/provisioner.py binds it); returns the host
+    directory the pod runner mounts for it."""
+    apply(cluster, {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": claim, "namespace": namespace},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    wait_until(lambda: cluster.kubectl("get", "pvc", claim, "-n", namespace, "-o",
+                                       "jsonpath={.status.phase}").stdout == "Bound", 30, f"PVC {claim} bound")
+    return localcluster.STATE / "volumes" / "pvc" / namespace / claim

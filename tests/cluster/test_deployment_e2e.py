@@ -12,10 +12,8 @@ and each moves it one step (2 shared cores: every server start costs ~10 s).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -24,13 +22,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from ..conftest import ROOT, Cluster, localcluster
-from .conftest import ON_LOCAL_NODE, apply, wait_until
+from ..conftest import ROOT, Cluster
+from .conftest import ON_LOCAL_NODE, apply, pvc, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.ml]
-
-sys.path.insert(0, str(ROOT / "hack"))
-import install  # noqa: E402
 
 HASH = "cdd01ef066bc6cf2"
 MODEL = "e2e-cai"
@@ -40,38 +35,6 @@ VENV_BIN = ROOT / ".venv" / "bin"
 SCENARIO = {"action": "model_deployment", "actor_role": "admin", "data_sensitivity": "internal", "consent": True,
             "risk_level": "low", "audit_logging": True, "human_oversight": True, "explanation_provided": True,
             "affects_protected_group": False, "bias_tested": True}
-
-
-def _operator_is_current() -> bool:
-    """The running operator was started after the last change to the operator's code."""
-    pidfile = localcluster.PIDS / "operator.pid"
-    if localcluster.pid_of("operator") is None or not install.healthy() or not pidfile.exists():
-        return False
-    newest = max(p.stat().st_mtime for p in (ROOT / "operator/acgs_operator").rglob("*.py"))
-    return pidfile.stat().st_mtime > newest
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, podrunner: Path) -> Iterator[None]:
-    install.install_crds()
-    install.install_webhook()
-    os.environ.setdefault("ACGS_PROGRESS_KEY", "e2e-progress-key")  # as tests/cluster/test_trainingjob_e2e.py
-    if not _operator_is_current():
-        install.start_operator(restart=True)
-    yield
-
-
-def _pvc(cluster: Cluster, namespace: str, claim: str) -> Path:
-    pv = f"{namespace}-{claim}"
-    apply(cluster,
-          {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv, "labels": {"e2e": namespace}},
-           "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                    "persistentVolumeReclaimPolicy": "Delete", "hostPath": {"path": f"/tmp/{pv}"},
-                    "claimRef": {"namespace": namespace, "name": claim}}},
-          {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": namespace},
-           "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
-                    "resources": {"requests": {"storage": "1Gi"}}}})
-    return localcluster.STATE / "volumes" / "pvc" / namespace / claim
 
 
 def _train(out: Path, seed: int) -> dict[str, Any]:
@@ -192,13 +155,13 @@ class ActiveServiceClient:
 
 
 @pytest.fixture(scope="module")
-def env(cluster: Cluster, operator: None) -> Iterator[Env]:
+def env(cluster: Cluster, operator: Cluster, podrunner: Path) -> Iterator[Env]:
     import uuid
 
     namespace = f"t-dep-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace, check=True)
     cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted", check=True)
-    volume = _pvc(cluster, namespace, "artifacts")
+    volume = pvc(cluster, namespace, "artifacts")
     # Different data seeds: different adapters, different digests.
     _train(volume / "runs/a", seed=1)
     _train(volume / "runs/b", seed=2)

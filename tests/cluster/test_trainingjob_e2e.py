@@ -9,29 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sys
 import textwrap
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
 
-from ..conftest import ROOT, Cluster, localcluster
-from .conftest import apply, wait_until
+from ..conftest import Cluster, localcluster
+from .conftest import apply, pvc, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-sys.path.insert(0, str(ROOT / "hack"))
-import install  # noqa: E402
-
 HASH = "cdd01ef066bc6cf2"
-PROGRESS_PORT = int(os.environ.get("ACGS_PROGRESS_PORT", "8083"))
 ON_LOCAL_RUNNER = {  # GPU fields come from gpus: 1; these put the pod where it really runs
     "cpu": "1", "memory": "2Gi", "gpus": 1,
     "nodeSelector": {"acgs.io/local-runner": "true"},
@@ -39,50 +31,9 @@ ON_LOCAL_RUNNER = {  # GPU fields come from gpus: 1; these put the pod where it 
 }
 
 
-def _progress_endpoint_up() -> bool:
-    """The running operator has the training reconciler when its progress endpoint rejects a
-    request without a token."""
-    req = urllib.request.Request(f"http://127.0.0.1:{PROGRESS_PORT}/v1/progress/x/y/z", data=b"{}", method="POST")
-    try:
-        urllib.request.urlopen(req, timeout=2)
-    except urllib.error.HTTPError as exc:
-        return exc.code == 401
-    except OSError:
-        return False
-    return False
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, podrunner: Path) -> Iterator[None]:
-    """The operator as a real process with this checkout's CRDs and code (restarted only when the
-    running one predates the training reconciler)."""
-    install.install_crds()
-    install.install_webhook()
-    os.environ.setdefault("ACGS_PROGRESS_KEY", "e2e-progress-key")
-    if not (_progress_endpoint_up() and install.healthy()):
-        install.start_operator(restart=True)
-    wait_until(_progress_endpoint_up, 30, "the operator's progress endpoint")
-    yield
-
-
-def pvc(cluster: Cluster, namespace: str, claim: str) -> Path:
-    """A claim bound to a pre-bound PV (no provisioner here); the runner backs it with a directory."""
-    pv = f"{namespace}-{claim}"
-    apply(cluster,
-          {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv, "labels": {"e2e": namespace}},
-           "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                    "persistentVolumeReclaimPolicy": "Delete",
-                    "hostPath": {"path": f"/tmp/{pv}"}, "claimRef": {"namespace": namespace, "name": claim}}},
-          {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": namespace},
-           "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
-                    "resources": {"requests": {"storage": "1Gi"}}}})
-    return localcluster.STATE / "volumes" / "pvc" / namespace / claim
-
-
 @pytest.fixture
-def artifacts(cluster: Cluster, namespace: str, operator: None) -> Iterator[Path]:
-    yield pvc(cluster, namespace, "artifacts")
-    cluster.kubectl("delete", "pv", "-l", f"e2e={namespace}", "--wait=false")
+def artifacts(operator: Cluster, podrunner: Path, namespace: str) -> Path:
+    return pvc(operator, namespace, "artifacts")
 
 
 def training_job(namespace: str, name: str, **spec: Any) -> str:

@@ -16,7 +16,6 @@ ArtifactError code (FileDigestMismatch, DigestMismatch, ...). Exit codes: 0 veri
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re

@@ -29,11 +29,7 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
 
 
 def _write_status(mv: dict[str, Any], status: dict[str, Any]) -> None:
-    old = mv.get("status") or {}
-    changed = {k: v for k, v in status.items() if old.get(k) != v}
-    if changed:
-        meta = mv["metadata"]
-        kube.patch_status(API_VERSION, "ModelVersion", meta["namespace"], meta["name"], changed)
+    kube.patch_status_changes({"apiVersion": API_VERSION, "kind": "ModelVersion", **mv}, status)
 
 
 def _status(mv: dict[str, Any], phase: str, verified: bool | str, reason: str, message: str,

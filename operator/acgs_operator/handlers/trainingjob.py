@@ -64,11 +64,7 @@ def _parent(spec: TrainingJobSpec, namespace: str) -> dict[str, Any] | None:
 
 
 def _write_status(tj: dict[str, Any], status: dict[str, Any]) -> None:
-    old = tj.get("status") or {}
-    changed = {k: v for k, v in status.items() if old.get(k) != v}
-    if changed:
-        meta = tj["metadata"]
-        kube.patch_status(API_VERSION, "TrainingJob", meta["namespace"], meta["name"], changed)
+    kube.patch_status_changes({"apiVersion": API_VERSION, "kind": "TrainingJob", **tj}, status)
 
 
 def _fail(tj: dict[str, Any], reason: str, message: str) -> None:
