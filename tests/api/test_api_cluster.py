@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from ..conftest import ROOT
+from ..conftest import ROOT, wait_until
 
 pytestmark = pytest.mark.cluster
 DATA = Path(__file__).parent / "data"
 HASH = "cdd01ef066bc6cf2"
-
-
-def wait_until(predicate, timeout: float = 20, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 class TestCrds:

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Iterator
 
 import pytest
 
-from ..conftest import Cluster, localcluster
+from ..conftest import Cluster, localcluster, wait_until  # noqa: F401  (re-exported for the e2e modules)
 
-T = TypeVar("T")
 LOCAL_NODE = localcluster.LOCAL_NODE
 
 # Namespaces from the `namespace` fixture enforce restricted Pod Security, so specs carry the fields
@@ -34,15 +32,6 @@ def local_pod_spec(spec: dict[str, Any]) -> dict[str, Any]:
         container.setdefault("image", "python:3.11-slim")
         container["securityContext"] = CONTAINER_SECURITY
     return out
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.5) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def apply(cluster: Cluster, *objects: dict[str, Any]) -> None:
