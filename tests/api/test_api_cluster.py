@@ -28,7 +28,9 @@ class TestCrds:
         ("flywheelpolicy.spec.thresholds.minRecords", "Logged interactions needed"),
     ])
     def test_kubectl_explain_shows_descriptions(self, operator, field, text):
-        out = operator.kubectl("explain", field, check=True)
+        # The apiserver publishes a new CRD's OpenAPI schema a few seconds after it is Established.
+        out = wait_until(lambda: (o := operator.kubectl("explain", field)).returncode == 0 and o, 30,
+                         f"kubectl explain {field}")
         assert text in out.stdout
 
     def test_short_names_resolve(self, operator, namespace):

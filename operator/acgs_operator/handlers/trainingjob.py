@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from .. import conditions as cond
 from .. import kube
 from ..admission import describe
-from ..api.trainingjob import TrainingJobSpec
+from ..api.trainingjob import TrainingJobSpec, TrainingProgress
 from ..builders import jobstatus
 from ..builders import modelversion as mvb
 from ..builders import trainingjob as tjb
@@ -187,7 +187,7 @@ def sync_status(tj: dict[str, Any]) -> None:
                 progress[key] = value
         if obs.phase == jobstatus.SUCCEEDED:
             progress["percent"] = 100.0
-        status["progress"] = progress
+        status["progress"] = TrainingProgress.model_validate(progress).to_api()  # shown rounded, ε rounded up
     conditions = old.get("conditions")
     conditions = cond.set_condition(conditions, cond.CREATED, job is not None,
                                     cond.JOB_CREATED if job else cond.PENDING,
