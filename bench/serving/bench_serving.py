@@ -21,7 +21,6 @@ import gc
 import json
 import logging
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -30,6 +29,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402  (bench/common.py: machine description, percentiles)
 
 log = logging.getLogger("bench_serving")
 BIN = Path(sys.executable).parent
@@ -76,11 +78,6 @@ def workload(n: int) -> list[dict[str, Any]]:
     return [{"type": r["type"], "scenario": r["input"]["scenario"], "constitutional_hash": HASH} for r in mixed]
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def measure_naive(backend: Any, prompts: Sequence[str]) -> Measurement:
     latencies = []
     started = time.perf_counter()
@@ -89,7 +86,7 @@ def measure_naive(backend: Any, prompts: Sequence[str]) -> Measurement:
         backend.generate([prompt])
         latencies.append((time.perf_counter() - t0) * 1000)
     return Measurement("naive", len(prompts), time.perf_counter() - started,
-                       _percentile(latencies, 0.5), _percentile(latencies, 0.99), batch_mean=1.0)
+                       common.percentile(latencies, 0.5), common.percentile(latencies, 0.99), batch_mean=1.0)
 
 
 def measure_batched(backend: Any, prompts: Sequence[str], batch_size: int) -> Measurement:
@@ -100,7 +97,7 @@ def measure_batched(backend: Any, prompts: Sequence[str], batch_size: int) -> Me
         backend.generate(prompts[i:i + batch_size])
         latencies.append((time.perf_counter() - t0) * 1000)
     return Measurement("raw_batched", len(prompts), time.perf_counter() - started,
-                       _percentile(latencies, 0.5), _percentile(latencies, 0.99), batch_mean=float(batch_size))
+                       common.percentile(latencies, 0.5), common.percentile(latencies, 0.99), batch_mean=float(batch_size))
 
 
 async def _load(url: str, bodies: Sequence[dict[str, Any]], concurrency: int, duration: float
@@ -203,8 +200,8 @@ def measure_server(artifact: Path, bodies: Sequence[dict[str, Any]], args: argpa
             metrics_text = resp.read().decode()
         stats = _get_json(base + "/v1/interactions/stats")[1]
         del before
-        measurement = Measurement("server", len(latencies), seconds, _percentile(latencies, 0.5),
-                                  _percentile(latencies, 0.99), errors, _batch_mean(metrics_text))
+        measurement = Measurement("server", len(latencies), seconds, common.percentile(latencies, 0.5),
+                                  common.percentile(latencies, 0.99), errors, _batch_mean(metrics_text))
         return measurement, {"interactions_logged": stats.get("total"), "interactions_dropped": stats.get("dropped")}
     finally:
         proc.terminate()
@@ -215,19 +212,8 @@ def measure_server(artifact: Path, bodies: Sequence[dict[str, Any]], args: argpa
 def machine() -> dict[str, Any]:
     import torch
 
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__,
-            "python": platform.python_version(), "gpu": None}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    return {"description": common.machine(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def render_section(title: str, results: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
@@ -268,7 +254,7 @@ def render(all_results: dict[str, Any]) -> str:
     lines = [
         "# Serving benchmark (bench/serving/bench_serving.py)",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, Python {m['python']}"
+        f"Machine: {m['description']}, torch {m['torch']}"
         + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU (CPU run)") + ". The machine is shared "
         "with other engineers' builds and tests, so absolute numbers move by up to 2× between runs; "
         "each workload measures its three runs back to back.",

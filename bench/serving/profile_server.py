@@ -17,7 +17,6 @@ import collections
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -90,8 +89,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "server_image"))
     bodies = bench.workload(20000)
-    port = bench._free_port()  # noqa: SLF001
-    cmd = [bench._tool("acgs-serve"), "--artifact", str(args.artifact), "--host", "127.0.0.1",  # noqa: SLF001
+    port = bench._free_port()
+    cmd = [bench._tool("acgs-serve"), "--artifact", str(args.artifact), "--host", "127.0.0.1",
            "--port", str(port), "--max-batch-size", str(args.max_batch_size),
            "--max-batch-wait-ms", str(args.max_batch_wait_ms), "--max-new-tokens", str(args.max_new_tokens),
            "--min-new-tokens", str(args.min_new_tokens), "--interaction-log-dir", str(args.out / "interactions"),
@@ -102,14 +101,14 @@ def main() -> int:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
-                if bench._get_json(base + "/ready")[0] == 200:  # noqa: SLF001
+                if bench._get_json(base + "/ready")[0] == 200:
                     break
             except OSError:
                 pass
             time.sleep(0.2)
         else:
             raise RuntimeError("server did not become ready")
-        asyncio.run(bench._load(base + "/v1/predict", bodies[:256], args.concurrency, 30))  # noqa: SLF001
+        asyncio.run(bench._load(base + "/v1/predict", bodies[:256], args.concurrency, 30))
         # spawn also starts multiprocessing's resource tracker: the model is the spawn_main child.
         model_pid = next((c for c in _children(proc.pid)
                           if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()), None)
@@ -118,7 +117,7 @@ def main() -> int:
         for name, pid in targets.items():
             if pid is None or args.no_spy:
                 continue
-            spy_cmd = [bench._tool("py-spy"), "record", "-p", str(pid), "-f", "raw", "-t", "-r", str(args.rate),  # noqa: SLF001
+            spy_cmd = [bench._tool("py-spy"), "record", "-p", str(pid), "-f", "raw", "-t", "-r", str(args.rate),
                        "-d", str(int(args.seconds)), "--nonblocking", "-o", str(args.out / f"{name}.txt")]
             spy_cmd += ["--gil"] if args.gil else ["--idle"]
             spies.append(subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -126,17 +125,17 @@ def main() -> int:
         pids = {"http": proc.pid, "model": model_pid, "client (this process)": os.getpid()}
         cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items() if pid is not None}
         latencies, errors, seconds = asyncio.run(
-            bench._load(base + "/v1/predict", bodies, args.concurrency, args.seconds - 1))  # noqa: SLF001
+            bench._load(base + "/v1/predict", bodies, args.concurrency, args.seconds - 1))
         cpu = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items() if pid is not None}
         for spy in spies:
             spy.wait(60)
         print("CPU use during the load (cores): " + ", ".join(f"{k} {v / seconds:.2f}" for k, v in cpu.items()))
         print(f"load: {len(latencies) / seconds:.1f} req/s over {seconds:.1f}s, errors {errors}, "
-              f"p99 {bench._percentile(latencies, 0.99):.1f} ms")  # noqa: SLF001
+              f"p99 {bench.common.percentile(latencies, 0.99):.1f} ms")
         with urllib.request.urlopen(base + "/metrics") as resp:
             metrics_text = resp.read().decode()
         buckets = [line for line in metrics_text.splitlines() if line.startswith("acgs_server_batch_size_bucket")]
-        print(f"mean batch {bench._batch_mean(metrics_text):.1f}; "  # noqa: SLF001
+        print(f"mean batch {bench._batch_mean(metrics_text):.1f}; "
               + "cumulative ≤size:count " + " ".join(
                   line.split('le="')[1].split('"')[0] + ":" + line.rsplit(" ", 1)[1] for line in buckets))
         for name in targets:
