@@ -40,8 +40,14 @@ build_node_components() {
 
 build_coredns() {
   [[ -x "$BIN/coredns" ]] && return
-  log "building CoreDNS $COREDNS_VERSION"
-  GOBIN="$BIN" go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
+  log "building CoreDNS $COREDNS_VERSION (the plugins the Corefile uses: hack/node/coredns_main.go)"
+  local dir="$CACHE/src/coredns-$COREDNS_VERSION"
+  mkdir -p "$dir"
+  cp "$HERE/node/coredns_main.go" "$dir/main.go"
+  printf 'module acgs.io/localcoredns\n\ngo 1.26.0\n\nrequire github.com/coredns/coredns %s\n' "$COREDNS_VERSION" > "$dir/go.mod"
+  (cd "$dir" && go get "github.com/coredns/coredns@$COREDNS_VERSION" >&2 && go mod tidy >&2 \
+    && go build -trimpath -ldflags "-s -w" -o "$BIN/coredns.tmp" .)
+  mv "$BIN/coredns.tmp" "$BIN/coredns"
 }
 
 # kube-network-policies queues each new connection's first packet to userspace. This kernel lacks

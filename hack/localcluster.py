@@ -96,14 +96,14 @@ def pid_of(name: str) -> int | None:
         return None
 
 
-def start(name: str, argv: list[str]) -> None:
+def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
     if pid_of(name):
         return
     LOGS.mkdir(parents=True, exist_ok=True)
     PIDS.mkdir(parents=True, exist_ok=True)
     with open(LOGS / f"{name}.log", "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=STATE)
+                                start_new_session=True, cwd=STATE, env=env)
     (PIDS / f"{name}.pid").write_text(str(proc.pid))
 
 
@@ -213,7 +213,9 @@ def up() -> None:
         "--concurrent-job-syncs=5", "--v=1",
     ])
     start("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common, f"--secure-port={SCHEDULER_PORT}", "--v=1"])
-    start("kwok", [str(bin_dir / "kwok"), f"--kubeconfig={KUBECONFIG}", "--manage-all-nodes=true",
+    # With a real node, kwok must leave the kubelet's node alone: it manages its own nodes only.
+    manage = "--manage-nodes-with-label-selector=type=kwok" if REAL_NODE else "--manage-all-nodes=true"
+    start("kwok", [str(bin_dir / "kwok"), f"--kubeconfig={KUBECONFIG}", manage,
                    f"--config={ROOT / 'hack/kwok/stages.yaml'}", "--cidr=10.244.0.1/16", "--node-ip=10.0.0.1",
                    f"--server-address=127.0.0.1:{KWOK_PORT}",
                    # Leases keep nodes Ready between the (slow) status heartbeats, as kubelets do.

@@ -45,6 +45,14 @@ COMPONENTS = ("containerd", "kubelet", "kube-proxy", "kube-network-policies")
 KUBELET_PORT = int(os.environ.get("ACGS_KUBELET_PORT", "10250"))
 PORTS = {"kubelet-healthz": 10248, "proxy-healthz": 10256, "proxy-metrics": 10249, "knp-metrics": 9080}
 PORTS = {k: int(os.environ.get("ACGS_" + k.upper().replace("-", "_") + "_PORT", v)) for k, v in PORTS.items()}
+# Host sysctls the node changes: kube-proxy and the bridge need forwarding and bridge netfilter;
+# the kubelet sets its "kernel tunables" (overcommit, panic on oops, ...) when it starts. This is
+# a shared machine: all are saved first, the kubelet's are restored as soon as the node is Ready
+# (it checks them only at start) and the rest by `down`.
+KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+                   "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
+NETWORK_SYSCTLS = ("net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables")
+SAVED_SYSCTLS = NODE / "sysctls.saved.json"
 NFT_TABLES = (("ip", "kube-proxy"), ("ip6", "kube-proxy"), ("inet", "kube-network-policies"))
 PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(lc.ROOT / "hack/images/containers.conf")}
 
@@ -73,13 +81,23 @@ def ensure_bridge() -> None:
         sh("ip", "addr", "add", f"{NODE_IP}/{POD_CIDR.split('/')[1]}", "dev", BRIDGE)
     sh("ip", "link", "set", BRIDGE, "up")
     # kube-proxy's DNAT and the policies must see traffic between pods on the same bridge, and a
-    # Service's backend may sit on the same bridge as its client: both need forwarding. The old
-    # value is restored by `down`.
-    saved = NODE / "ip_forward.saved"
-    if not saved.exists():
-        saved.write_text(Path("/proc/sys/net/ipv4/ip_forward").read_text())
-    Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
-    Path("/proc/sys/net/bridge/bridge-nf-call-iptables").write_text("1\n")
+    # Service's backend may sit on the same bridge as its client: both need forwarding.
+    for name in NETWORK_SYSCTLS:
+        Path("/proc/sys", name).write_text("1\n")
+
+
+def save_sysctls() -> None:
+    if not SAVED_SYSCTLS.exists():
+        SAVED_SYSCTLS.write_text(json.dumps(
+            {n: Path("/proc/sys", n).read_text().strip() for n in (*KUBELET_SYSCTLS, *NETWORK_SYSCTLS)}))
+
+
+def restore_sysctls(names: tuple[str, ...]) -> None:
+    if not SAVED_SYSCTLS.exists():
+        return
+    for name, value in json.loads(SAVED_SYSCTLS.read_text()).items():
+        if name in names and Path("/proc/sys", name).read_text().strip() != value:
+            Path("/proc/sys", name).write_text(value + "\n")
 
 
 def write_configs() -> None:
@@ -219,6 +237,7 @@ def up() -> None:
     t0 = time.monotonic()
     bins = node_binaries()
     NODE.mkdir(parents=True, exist_ok=True)
+    save_sysctls()
     ensure_bridge()
     ensure_serving_cert()
     write_configs()
@@ -230,7 +249,10 @@ def up() -> None:
     lc.start("kubelet", [str(bins / "kubelet"), f"--config={NODE / 'kubelet.yaml'}",
                          f"--kubeconfig={NODE / 'kubelet.kubeconfig'}", f"--root-dir={NODE / 'kubelet'}",
                          f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}",
-                         "--node-labels=acgs.io/real-node=true,nvidia.com/gpu.present=true", "--v=1"])
+                         "--node-labels=acgs.io/real-node=true,nvidia.com/gpu.present=true", "--v=1"],
+             # Without iptables on its PATH the kubelet leaves the host's iptables tables alone
+             # (it would add KUBE-FIREWALL to INPUT/OUTPUT); nothing here uses iptables.
+             env={**os.environ, "PATH": "/usr/local/bin:/usr/bin:/bin"})
     lc.start("kube-proxy", [str(bins / "kube-proxy"), f"--kubeconfig={lc.KUBECONFIG}", "--proxy-mode=nftables",
                             f"--hostname-override={NODE_NAME}", f"--cluster-cidr={POD_CIDR}",
                             f"--healthz-bind-address=127.0.0.1:{PORTS['proxy-healthz']}",
@@ -239,10 +261,11 @@ def up() -> None:
                             "--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0",
                             "--conntrack-tcp-timeout-close-wait=0", "--v=1"])
     lc.start("kube-network-policies", [
-        str(bins / "kube-network-policies"), f"--kubeconfig={lc.KUBECONFIG}", f"--hostname-override={NODE_NAME}",
+        str(bins / "kube-network-policies"), f"--hostname-override={NODE_NAME}",
         f"--metrics-bind-address=127.0.0.1:{PORTS['knp-metrics']}", "--disable-nri",
-        "--netfilter-bug-1766-fix=false", "--v=1"])
+        "--netfilter-bug-1766-fix=false", "--v=1"], env={**os.environ, "KUBECONFIG": str(lc.KUBECONFIG)})
     lc.wait_for(f"node {NODE_NAME} Ready", lambda: all(map(lc.alive, COMPONENTS)) and node_ready(), 120)
+    restore_sysctls(KUBELET_SYSCTLS)
     advertise_fake_gpus()
     lc.kubectl("apply", "-f", "-", input_=coredns_manifest())
     lc.wait_for("CoreDNS ready", coredns_ready, 120)
@@ -286,6 +309,26 @@ def kill_containers() -> None:
         ctr("containers", "delete", container, check=False)
 
 
+def remove_kubelet_iptables_chains() -> None:
+    """What a kubelet that found iptables adds (older runs of this script did): its chains only."""
+    for tool in ("iptables", "ip6tables"):
+        for chain in ("INPUT", "OUTPUT"):
+            while sh(tool, "-w", "-D", chain, "-j", "KUBE-FIREWALL", check=False).returncode == 0:
+                pass
+        for table, chain in (("filter", "KUBE-FIREWALL"), ("filter", "KUBE-KUBELET-CANARY"),
+                             ("nat", "KUBE-KUBELET-CANARY"), ("mangle", "KUBE-KUBELET-CANARY"),
+                             ("mangle", "KUBE-IPTABLES-HINT")):
+            sh(tool, "-w", "-t", table, "-F", chain, check=False)
+            sh(tool, "-w", "-t", table, "-X", chain, check=False)
+    # Tables left holding nothing but empty base chains (iptables-nft made them for those chains).
+    for family in ("ip", "ip6"):
+        for table in ("filter", "nat", "mangle"):
+            listing = sh("nft", "list", "table", family, table, check=False).stdout.splitlines()
+            if listing and all(line.strip().startswith(("table ", "chain ", "type ", "}", "#")) or not line.strip()
+                               for line in listing):
+                sh("nft", "delete", "table", family, table, check=False)
+
+
 def unmount_under(root: Path) -> None:
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     for point in sorted((m for m in mounts if m.startswith(str(root) + "/")), key=len, reverse=True):
@@ -301,6 +344,7 @@ def down() -> None:
         lc.stop_pidfile(lc.PIDS / f"{name}.pid")
     for family, table in NFT_TABLES:
         sh("nft", "delete", "table", family, table, check=False)
+    remove_kubelet_iptables_chains()
     # Sandboxes' network namespaces (containerd names them cni-*; no other CNI user on this machine
     # shares this state directory's bridge) and the bridge with its veths.
     for ns in Path("/var/run/netns").glob("cni-*") if Path("/var/run/netns").exists() else []:
@@ -308,10 +352,8 @@ def down() -> None:
             sh("umount", str(ns), check=False)
             ns.unlink(missing_ok=True)
     sh("ip", "link", "del", BRIDGE, check=False)
-    saved = NODE / "ip_forward.saved"
-    if saved.exists():
-        Path("/proc/sys/net/ipv4/ip_forward").write_text(saved.read_text())
-        saved.unlink()
+    restore_sysctls((*KUBELET_SYSCTLS, *NETWORK_SYSCTLS))
+    SAVED_SYSCTLS.unlink(missing_ok=True)
     unmount_under(NODE)
     lc.log("real node stopped")
 
