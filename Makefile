@@ -11,9 +11,11 @@ IMAGE_TAG ?= 0.1.0
 KIND_CLUSTER ?= acgs
 # REAL_NODE=1: cluster-up also starts a real kubelet node (hack/realnode.py; needs root, containerd).
 REAL_NODE ?=
-# The real-node test cluster has its own directory and ports, beside the shared one on 6443.
-REALNODE_ENV := ACGS_REAL_NODE=1 ACGS_CLUSTER_DIR=$(CURDIR)/.cluster-real ACGS_API_PORT=16443 \
-  ACGS_ETCD_PORT=12379 ACGS_CM_PORT=20257 ACGS_SCHEDULER_PORT=20259 ACGS_KWOK_PORT=20247
+# The image and real-node tests use a cluster of their own (directory, ports, lock), beside the
+# shared one on 6443.
+OWN_CLUSTER_ENV := ACGS_CLUSTER_DIR=$(CURDIR)/.cluster-real ACGS_API_PORT=16443 ACGS_ETCD_PORT=12379 \
+  ACGS_CM_PORT=20257 ACGS_SCHEDULER_PORT=20259 ACGS_KWOK_PORT=20247
+REALNODE_ENV := ACGS_REAL_NODE=1 $(OWN_CLUSTER_ENV)
 
 .PHONY: help setup crds crds-check cluster-build cluster-up cluster-down cluster-status install run \
         operator-bg demo test test-unit test-cluster bench images images-docker node-build test-images \
@@ -77,8 +79,9 @@ test-cluster: setup ## Only the tests on the local control plane
 images: ## Build the operator, trainer and server images with podman from a Debian-archive base (no Docker)
 	bash hack/build-images.sh
 
-test-images: setup ## Run each image as UID 65532 with a read-only root (needs `make images`)
-	$(BIN)/python -m pytest -m images tests/images
+test-images: setup ## Run each image as UID 65532 with a read-only root (needs `make images`; own cluster on 16443)
+	flock /tmp/acgs-realnode.lock bash -c '$(OWN_CLUSTER_ENV) $(BIN)/python -m pytest -m images tests/images; \
+	  rc=$$?; $(OWN_CLUSTER_ENV) $(BIN)/python hack/localcluster.py down; exit $$rc'
 
 test-realnode: setup ## NetworkPolicies and pods on a real kubelet node (own cluster on port 16443; not in CI)
 	flock /tmp/acgs-realnode.lock bash -c '$(REALNODE_ENV) $(BIN)/python -m pytest -m realnode tests/realnode; \
