@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from acgs_contract import env
 from pydantic import BaseModel, Field, field_validator
 
 from .api.common import HASH_PATTERN
 from .constants import DEFAULT_CONSTITUTIONAL_HASH
 
-ENV_PREFIX = "ACGS_"
+ENV_PREFIX = env.PREFIX
 
 
 class Settings(BaseModel):

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from acgs_contract import env
+from acgs_contract.constitution import CONSTITUTIONAL_HASH as DEFAULT_CONSTITUTIONAL_HASH
+from acgs_contract.manifest import DIGEST_PATTERN
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-# The constitution's hash (seeds; ARCHITECTURE "The constitution and its hash"). Kept here as a
-# literal so the server's config can be parsed without importing the trainer package.
-DEFAULT_CONSTITUTIONAL_HASH = "cdd01ef066bc6cf2"
 
 
 class ServerConfig(BaseModel):
@@ -57,8 +57,7 @@ class ServerConfig(BaseModel):
         if value in (None, ""):
             return None
         assert value is not None
-        hexpart = value.removeprefix("sha256:")
-        if not value.startswith("sha256:") or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+        if not re.match(DIGEST_PATTERN, value):
             raise ValueError(f"expected 'sha256:' followed by 64 lowercase hex digits, got {value!r}")
         return value
 
@@ -71,10 +70,8 @@ class ServerConfig(BaseModel):
         return upper
 
 
-# field name -> environment variable. Every field can come from the environment.
-ENV_VARS: dict[str, str] = {name: "ACGS_" + name.upper() for name in ServerConfig.model_fields}
-# Shorter historical spellings the brief and pod specs use.
-ENV_VARS["artifact"] = "ACGS_ARTIFACT"
+# field name -> environment variable (the contract's names). Every field can come from the environment.
+ENV_VARS: dict[str, str] = {name: env.server_var(name) for name in ServerConfig.model_fields}
 
 
 def build_parser() -> argparse.ArgumentParser:

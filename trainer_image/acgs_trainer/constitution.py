@@ -11,16 +11,19 @@ import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
+from acgs_contract import env
+from acgs_contract.constitution import CONSTITUTIONAL_HASH, default_text
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-CONSTITUTIONAL_HASH = "cdd01ef066bc6cf2"
+__all__ = ["CONSTITUTIONAL_HASH", "Constitution", "ConstitutionError", "Verdict", "default_text",
+           "load_constitution"]
+
 DECISIONS: tuple[str, ...] = ("APPROVE", "ESCALATE", "DENY")
-CONSTITUTION_ENV = "ACGS_CONSTITUTION_PATH"
+CONSTITUTION_ENV = env.CONSTITUTION_PATH
 
 Op = Literal["eq", "ne", "in", "not_in", "gt", "ge", "lt", "le"]
 
@@ -130,10 +133,6 @@ def _parse(text: str, origin: str, expected_hash: str) -> Constitution:
         )
     constitution.source_sha256 = hashlib.sha256(text.encode()).hexdigest()
     return constitution
-
-
-def default_text() -> str:
-    return resources.files("acgs_trainer").joinpath("constitution.yaml").read_text(encoding="utf-8")
 
 
 def load_constitution(

@@ -222,6 +222,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             "metrics": {k: v for k, v in scores.items() if k != "confusion"},
             "epsilon": epsilon, "delta": cfg.target_delta if cfg.dp else None,
             "targetEpsilon": cfg.target_epsilon if cfg.dp else None, "steps": outcome.steps,
+            "totalSteps": outcome.planned_steps,
             "dataDigest": data_digest, "filter": {k: counts[k] for k in
                                                   ("kept", "revised", "dropped", "duplicatesRemoved")},
             "message": message}

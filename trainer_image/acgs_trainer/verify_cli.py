@@ -22,15 +22,18 @@ import re
 import traceback
 from typing import Any, Sequence
 
+from acgs_contract import env
+from acgs_contract.constitution import CONSTITUTIONAL_HASH, HASH_PATTERN
+from acgs_contract.exitcodes import (ARTIFACT_ERROR, INVALID_CONFIG, SUCCESS, UNEXPECTED_ERROR,
+                                     reason_of)
+from acgs_contract.manifest import DIGEST_PATTERN
+from acgs_contract.result import FAILED, SUCCEEDED, VerifyResult
+
 from .artifact import ArtifactError, verify_artifact
-from .constitution import CONSTITUTIONAL_HASH
-from .exitcodes import (ARTIFACT_ERROR, INVALID_CONFIG, REASONS, SUCCESS, UNEXPECTED_ERROR,
-                        ConfigError)
+from .exitcodes import ConfigError
 from .reporting import compact_result, write_result
 
 log = logging.getLogger("acgs_trainer.verify")
-DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
-HASH_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--digest", required=True, help="expected digest, sha256:<64 hex>")
     p.add_argument("--constitutional-hash", default=CONSTITUTIONAL_HASH,
                    help=f"expected constitutional hash (default {CONSTITUTIONAL_HASH})")
-    p.add_argument("--termination-log", default=os.environ.get("ACGS_TERMINATION_LOG"),
+    p.add_argument("--termination-log", default=os.environ.get(env.TERMINATION_LOG),
                    help="where to write the result (default $ACGS_TERMINATION_LOG or "
                    "/dev/termination-log when writable)")
     return p
@@ -53,17 +56,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     args = _parser().parse_args(argv)
-    if not DIGEST_PATTERN.match(args.digest):
+    if not re.match(DIGEST_PATTERN, args.digest):
         raise ConfigError(f"--digest={args.digest}: expected sha256: and 64 lowercase hex digits")
-    if not HASH_PATTERN.match(args.constitutional_hash):
+    if not re.match(HASH_PATTERN, args.constitutional_hash):
         raise ConfigError(f"--constitutional-hash={args.constitutional_hash}: expected 16 lowercase "
                           "hex digits")
     return args
 
 
-def _result(phase: str, reason: str, **fields: Any) -> dict[str, Any]:
-    return {"phase": phase, "reason": reason, "digest": None, "fileCount": None, "file": None,
-            "expected": None, "actual": None, "message": "", **fields}
+def _result(phase: str, reason: str, **fields: Any) -> VerifyResult:
+    return VerifyResult.model_validate({"phase": phase, "reason": reason, **fields})
 
 
 def _termination_log(argv: Sequence[str]) -> str | None:
@@ -74,7 +76,7 @@ def _termination_log(argv: Sequence[str]) -> str | None:
             return args[i + 1]
         if arg.startswith("--termination-log="):
             return arg.split("=", 1)[1]
-    return os.environ.get("ACGS_TERMINATION_LOG")
+    return os.environ.get(env.TERMINATION_LOG)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -84,28 +86,28 @@ def main(argv: Sequence[str]) -> int:
         termination_log = args.termination_log
         manifest = verify_artifact(args.artifact, args.digest, args.constitutional_hash)
         code = SUCCESS
-        result = _result("Succeeded", REASONS[SUCCESS], digest=manifest.digest,
+        result = _result(SUCCEEDED, reason_of(SUCCESS), digest=manifest.digest,
                          fileCount=len(manifest.files),
                          message=f"{args.artifact}: manifest, {len(manifest.files)} files and "
                          f"digest {manifest.digest} verified")
     except ConfigError as exc:
         code = INVALID_CONFIG
-        result = _result("Failed", exc.reason, message=str(exc))
+        result = _result(FAILED, exc.reason, message=str(exc))
     except ArtifactError as exc:
         code = ARTIFACT_ERROR
         fields = exc.fields()
-        result = _result("Failed", fields.pop("code"), digest=args.digest, **fields,
+        result = _result(FAILED, fields.pop("code"), digest=args.digest, **fields,
                          message=str(exc))
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - last resort: still report a result
         code = UNEXPECTED_ERROR
         log.error("unexpected error: %s\n%s", exc, traceback.format_exc())
-        result = _result("Failed", REASONS[UNEXPECTED_ERROR], message=f"{type(exc).__name__}: {exc}")
+        result = _result(FAILED, reason_of(UNEXPECTED_ERROR), message=f"{type(exc).__name__}: {exc}")
     if code == SUCCESS:
-        log.info("%s", result["message"])
+        log.info("%s", result.message)
     else:
-        log.error("%s: %s", result["reason"], result["message"])
+        log.error("%s: %s", result.reason, result.message)
     print(compact_result(result), flush=True)
     write_result(result, None, termination_log)
     return code

@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from acgs_contract import env, exitcodes
+
 from ..api.trainingjob import TrainingJobSpec
 from ..config import Settings
 from .common import child_labels, child_name, container_security_context, pod_security_context
@@ -25,17 +27,13 @@ CONFIG_DIR = "/etc/acgs/trainer"
 CONFIG_KEY = "config.json"
 DATA_DIR = "/data"
 GENERATED_DATA = f"{DATA_DIR}/generated.jsonl"
-TOKEN_ENV = "ACGS_PROGRESS_TOKEN"
+TOKEN_ENV = env.PROGRESS_TOKEN
 TOKEN_KEY = "token"
 OUTPUT_ROOT = "trainingjobs"  # per-job directory on the output volume: trainingjobs/<name>-<uid8>
 ARTIFACT_DIR = "artifact"
 
-# trainer_image/acgs_trainer/exitcodes.py: a new pod cannot change these outcomes, so the Job fails
-# at once instead of retrying (tests/unit/test_trainingjob_builder.py checks they still match).
-EXIT_INVALID_CONFIG = 2
-EXIT_INVALID_DATA = 3
-EXIT_PRIVACY_BUDGET_EXHAUSTED = 4
-NON_RETRIABLE_EXIT_CODES = (EXIT_INVALID_CONFIG, EXIT_INVALID_DATA, EXIT_PRIVACY_BUDGET_EXHAUSTED)
+# A new pod cannot change these outcomes, so the Job fails at once instead of retrying.
+NON_RETRIABLE_EXIT_CODES = exitcodes.TRAINER_NON_RETRIABLE
 
 
 @dataclass(frozen=True)
