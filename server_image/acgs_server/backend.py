@@ -103,6 +103,8 @@ class ArtifactBackend:
         model_name: str | None = None,
         model_version: str | None = None,
         warmup_batch_size: int = 8,
+        constitution_digest: str | None = None,
+        constitution_path: Path | None = None,
     ) -> None:
         self.artifact_dir = artifact_dir
         self.expected_digest = expected_digest
@@ -114,6 +116,8 @@ class ArtifactBackend:
         self.model_name = model_name
         self.model_version = model_version
         self.warmup_batch_size = warmup_batch_size
+        self.constitution_digest = constitution_digest
+        self.constitution_path = constitution_path
         self._model: Any = None
         self._tokenizer: Any = None
         self._prompting: Any = None
@@ -129,8 +133,11 @@ class ArtifactBackend:
         started = time.perf_counter()
         try:
             manifest = trainer_artifact.verify_artifact(
-                self.artifact_dir, self.expected_digest, self.constitutional_hash
+                self.artifact_dir, self.expected_digest, self.constitutional_hash, self.constitution_digest
             )
+            self._check_constitution_file()
+            # A base model outside the artifact: its own digest, before anything loads it.
+            trainer_artifact.base_model_dir(self.artifact_dir, manifest)
         except trainer_artifact.ArtifactError as error:
             raise classify_artifact_error(error) from error
         logger.info("artifact %s verified in %.2fs", self.artifact_dir, time.perf_counter() - started)
@@ -146,6 +153,26 @@ class ArtifactBackend:
             logger.exception("warm-up generate failed")
             raise LoadFailure(WARMUP_FAILED, f"warm-up generate failed: {error}") from error
         return card
+
+    def _check_constitution_file(self) -> None:
+        """A constitution handed to the server must be the content pinned to its hash too."""
+        if self.constitution_path is None:
+            return
+        from acgs_contract import constitution as contract_constitution
+        from acgs_contract.manifest import CONSTITUTION_MISMATCH
+        from acgs_trainer.artifact import ArtifactError
+
+        path = self.constitution_path
+        try:
+            actual = contract_constitution.content_digest_of_text(path.read_text(encoding="utf-8"))
+            contract_constitution.check_content(self.constitutional_hash, actual, self.constitution_digest,
+                                                origin=f"constitution {path}")
+        except contract_constitution.ConstitutionDigestMismatch as error:
+            raise ArtifactError(str(error), code=CONSTITUTION_MISMATCH, file=path, expected=error.expected,
+                                actual=error.actual) from error
+        except (OSError, ValueError) as error:
+            raise ArtifactError(f"constitution {path}: cannot read: {error}", code=CONSTITUTION_MISMATCH,
+                                file=path) from error
 
     def _card(self, manifest: Any) -> ModelCard:
         data: dict[str, Any] = manifest.model_dump(mode="json")

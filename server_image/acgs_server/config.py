@@ -34,6 +34,11 @@ class ServerConfig(BaseModel):
     constitutional_hash: str = Field(
         DEFAULT_CONSTITUTIONAL_HASH, description="Constitutional hash the artifact must carry."
     )
+    constitution_digest: str | None = Field(
+        None, description="Content digest the operator's configuration pins to the hash; default: the "
+        "contract's pin. The artifact's constitution (and --constitution-path) must have it.")
+    constitution_path: Path | None = Field(
+        None, description="A constitution file (the operator's ConfigMap) that must be the pinned content too.")
     model_name: str | None = Field(None, description="Name reported in /models and metrics; default from manifest.")
     model_version: str | None = Field(None, description="Version reported; default from manifest.")
     interaction_log_dir: Path | None = Field(None, description="Directory for interaction JSONL; None disables logging.")
@@ -51,7 +56,7 @@ class ServerConfig(BaseModel):
     device: str = Field("cpu", description="torch device for the model ('cpu', 'cuda', 'cuda:0').")
     log_level: str = Field("INFO", description="Python logging level.")
 
-    @field_validator("expected_digest")
+    @field_validator("expected_digest", "constitution_digest")
     @classmethod
     def _digest_shape(cls, value: str | None) -> str | None:
         if value in (None, ""):

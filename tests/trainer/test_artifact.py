@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from acgs_contract.constitution import default_text
+from acgs_contract.constitution import CONSTITUTIONAL_HASH, default_text
 from acgs_contract.manifest import manifest_digest
 
 from acgs_trainer.artifact import MANIFEST_NAME, ArtifactError, verify_artifact, write_artifact
 
 from .conftest import child_env, run_cli
 
-H = "cdd01ef066bc6cf2"
+H = CONSTITUTIONAL_HASH
 
 
 def _make(dest: Path, payload: bytes = b"weights") -> str:

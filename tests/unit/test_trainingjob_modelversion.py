@@ -17,8 +17,9 @@ from acgs_operator.api.modelversion import ModelVersionSpec
 from acgs_operator.api.trainingjob import TrainingJobSpec
 from acgs_operator.builders import jobstatus
 from acgs_operator.builders import modelversion as mvb
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 DIGEST = "sha256:" + "ab" * 32
 
 

@@ -32,6 +32,10 @@ class TrainConfig(BaseModel):
     base_model: str = "builtin:tiny-llama"
     constitution: str | None = Field(default_factory=lambda: os.environ.get(env.CONSTITUTION_PATH))
     constitutional_hash: str = CONSTITUTIONAL_HASH
+    constitution_digest: str | None = Field(
+        default_factory=lambda: os.environ.get(env.CONSTITUTION_DIGEST) or None,
+        description="content digest pinned to the hash by the operator's configuration (default: "
+        "the contract's pin)")
     max_steps: int | None = Field(default=None, gt=0)
     epochs: float | None = Field(default=None, gt=0)
     dp: bool = True

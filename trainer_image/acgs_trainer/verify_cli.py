@@ -1,10 +1,12 @@
 """``acgs-train verify``: check an artifact on disk against the digest a ModelVersion records.
 
     acgs-train verify --artifact DIR --digest sha256:<64 hex> [--constitutional-hash H]
-                      [--termination-log PATH]
+                      [--constitution-digest sha256:<64 hex>] [--termination-log PATH]
 
-Runs ``artifact.verify_artifact`` (constitutional hash, every file's sha256, no missing or extra
-file, the manifest's digest, the expected digest), prints one compact JSON line and writes it to
+Runs ``artifact.verify_artifact`` (constitutional hash, the manifest's own digest over all its
+fields, every file's sha256, no missing, extra or linked file, the expected digest, and the
+artifact's constitution being the content pinned to the hash: the contract's pin, or
+--constitution-digest / $ACGS_CONSTITUTION_DIGEST from the operator's configuration), prints one compact JSON line and writes it to
 the termination-message path (--termination-log, else $ACGS_TERMINATION_LOG, else
 /dev/termination-log when writable): ``phase`` Succeeded/Failed, ``reason``, ``digest``,
 ``fileCount``, ``file``, ``expected``, ``actual``, ``message``. On a mismatch ``reason`` is the
@@ -23,7 +25,7 @@ import traceback
 from typing import Any, Sequence
 
 from acgs_contract import env
-from acgs_contract.constitution import CONSTITUTIONAL_HASH, HASH_PATTERN
+from acgs_contract.constitution import CONSTITUTIONAL_HASH, CONTENT_DIGEST_PATTERN, HASH_PATTERN
 from acgs_contract.exitcodes import (ARTIFACT_ERROR, INVALID_CONFIG, SUCCESS, UNEXPECTED_ERROR,
                                      reason_of)
 from acgs_contract.manifest import DIGEST_PATTERN
@@ -48,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--digest", required=True, help="expected digest, sha256:<64 hex>")
     p.add_argument("--constitutional-hash", default=CONSTITUTIONAL_HASH,
                    help=f"expected constitutional hash (default {CONSTITUTIONAL_HASH})")
+    p.add_argument("--constitution-digest", default=os.environ.get(env.CONSTITUTION_DIGEST) or None,
+                   help="content digest the operator pins to the hash (default: the contract's pin)")
     p.add_argument("--termination-log", default=os.environ.get(env.TERMINATION_LOG),
                    help="where to write the result (default $ACGS_TERMINATION_LOG or "
                    "/dev/termination-log when writable)")
@@ -58,6 +62,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     args = _parser().parse_args(argv)
     if not re.match(DIGEST_PATTERN, args.digest):
         raise ConfigError(f"--digest={args.digest}: expected sha256: and 64 lowercase hex digits")
+    if args.constitution_digest and not re.match(CONTENT_DIGEST_PATTERN, args.constitution_digest):
+        raise ConfigError(f"--constitution-digest={args.constitution_digest}: expected sha256: and "
+                          "64 lowercase hex digits")
     if not re.match(HASH_PATTERN, args.constitutional_hash):
         raise ConfigError(f"--constitutional-hash={args.constitutional_hash}: expected 16 lowercase "
                           "hex digits")
@@ -84,7 +91,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         args = _parse(argv)
         termination_log = args.termination_log
-        manifest = verify_artifact(args.artifact, args.digest, args.constitutional_hash)
+        manifest = verify_artifact(args.artifact, args.digest, args.constitutional_hash,
+                                   args.constitution_digest)
         code = SUCCESS
         result = _result(SUCCEEDED, reason_of(SUCCESS), digest=manifest.digest,
                          fileCount=len(manifest.files),

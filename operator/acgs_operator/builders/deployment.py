@@ -103,8 +103,12 @@ def _resources(spec: DeploymentSpec) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def _env(spec: DeploymentSpec, mv: ModelVersionSpec, artifact_dir: str) -> list[dict[str, Any]]:
-    return [
+def _env(spec: DeploymentSpec, mv: ModelVersionSpec, artifact_dir: str,
+         constitution_digest: str | None) -> list[dict[str, Any]]:
+    # The content pinned to the hash by the operator's configuration: the server refuses an
+    # artifact whose constitution is anything else.
+    pinned = [{"name": env.CONSTITUTION_DIGEST, "value": constitution_digest}] if constitution_digest else []
+    return [*pinned,
         # The pod's own IP: listening there (not 0.0.0.0) works in a cluster and on the local runner,
         # where every pod is a process on a loopback address.
         {"name": env.HOST, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
@@ -129,7 +133,8 @@ def _http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 
 def server_deployment(owner: Owner, spec: DeploymentSpec, color: Color | str, mv_name: str,
-                      mv: ModelVersionSpec, replicas: int, image: str) -> dict[str, Any]:
+                      mv: ModelVersionSpec, replicas: int, image: str,
+                      constitution_digest: str | None = None) -> dict[str, Any]:
     """apps/v1 Deployment of one color serving one ModelVersion (raises UnsupportedArtifact)."""
     color = str(getattr(color, "value", color))
     claim, path = artifact_location(mv.artifact.uri, spec.artifact_pvc)
@@ -146,7 +151,7 @@ def server_deployment(owner: Owner, spec: DeploymentSpec, color: Color | str, mv
         "imagePullPolicy": "IfNotPresent",
         "command": ["acgs-serve"],
         "args": ["--artifact", artifact_dir, "--port", str(spec.port)],
-        "env": _env(spec, mv, artifact_dir),
+        "env": _env(spec, mv, artifact_dir, constitution_digest),
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         # /ready turns 200 only after the artifact's digest and hash were verified and the model loaded.
         "readinessProbe": _http_probe("/ready", 2, 2),

@@ -30,9 +30,13 @@ VOLUME_MOUNT = "/artifact-volume"
 TERMINATION_LOG = "/dev/termination-log"
 
 
-def verify_command(artifact_path: str, digest: str, constitutional_hash: str) -> list[str]:
+def verify_command(artifact_path: str, digest: str, constitutional_hash: str,
+                   constitution_digest: str | None = None) -> list[str]:
+    """``constitution_digest``: the content the operator's configuration pins to the hash; the
+    artifact's constitution must be exactly that (default: the contract's pin)."""
+    pinned = ["--constitution-digest", constitution_digest] if constitution_digest else []
     return ["acgs-train", "verify", "--artifact", artifact_path, "--digest", digest,
-            "--constitutional-hash", constitutional_hash, "--termination-log", TERMINATION_LOG]
+            "--constitutional-hash", constitutional_hash, *pinned, "--termination-log", TERMINATION_LOG]
 
 
 def parse_semver(version: str) -> tuple[int, int, int]:
@@ -100,7 +104,7 @@ def verify_job_name(mv_name: str) -> str:
 
 
 def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image: str,
-                     scheduling: dict[str, Any]) -> dict[str, Any]:
+                     scheduling: dict[str, Any], constitution_digest: str | None = None) -> dict[str, Any]:
     """A short Job that runs `acgs-train verify`: the manifest, every file's sha256 and the overall
     digest on the artifact volume (read-only), the outcome as JSON in its termination message."""
     location = artifact_location(spec.artifact.uri)
@@ -115,7 +119,7 @@ def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image
         "containers": [{
             "name": VERIFY_CONTAINER, "image": image,
             "command": verify_command(f"{VOLUME_MOUNT}/{path}", spec.artifact.digest,
-                                      spec.constitutional_hash),
+                                      spec.constitutional_hash, constitution_digest),
             "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                           "limits": {"cpu": "1", "memory": "1Gi"}},

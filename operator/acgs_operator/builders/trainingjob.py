@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from acgs_contract import env, exitcodes
+from acgs_contract.constitution import CONSTITUTION_FILE
 
 from ..api.trainingjob import TrainingJobSpec
 from ..config import Settings
@@ -25,6 +26,8 @@ LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
 
 CONFIG_DIR = "/etc/acgs/trainer"
 CONFIG_KEY = "config.json"
+CONSTITUTION_KEY = CONSTITUTION_FILE  # the operator's constitution, beside the config
+CONSTITUTION_PATH = f"{CONFIG_DIR}/{CONSTITUTION_KEY}"
 DATA_DIR = "/data"
 GENERATED_DATA = f"{DATA_DIR}/generated.jsonl"
 TOKEN_ENV = env.PROGRESS_TOKEN
@@ -97,6 +100,10 @@ def build_trainer_config(spec: TrainingJobSpec, owner: Owner, settings: Settings
         "output": f"{spec.output.path.rstrip('/')}/{output_subdir(owner)}",
         "baseModel": spec.base_model,
         "constitutionalHash": spec.constitutional_hash,
+        # The operator's constitution (from its ConfigMap) and the digest pinned to the hash: the
+        # trainer refuses any other content, whatever label it carries.
+        "constitution": CONSTITUTION_PATH,
+        "constitutionDigest": settings.constitution_content_digest,
         "maxSteps": t.max_steps,
         "epochs": None if t.max_steps else t.epochs,
         "batchSize": t.batch_size,
@@ -130,7 +137,8 @@ def build_config_map(spec: TrainingJobSpec, owner: Owner, settings: Settings,
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": config_map_name(owner.name), "namespace": owner.namespace,
                      "labels": _labels(spec, owner)},
-        "data": {CONFIG_KEY: json.dumps(config, indent=1, sort_keys=True) + "\n"},
+        "data": {CONFIG_KEY: json.dumps(config, indent=1, sort_keys=True) + "\n",
+                 CONSTITUTION_KEY: settings.constitution_text},
     }
 
 
@@ -193,19 +201,21 @@ def _env() -> list[dict[str, Any]]:
     ]
 
 
-def _generate_container(spec: TrainingJobSpec, image: str) -> dict[str, Any]:
+def _generate_container(spec: TrainingJobSpec, image: str, settings: Settings) -> dict[str, Any]:
     gen = spec.data.generate
     assert gen is not None
     return {
         "name": INIT_CONTAINER, "image": image,
-        "command": ["acgs-data", "--constitutional-hash", spec.constitutional_hash, "generate",
+        "command": ["acgs-data", "--constitutional-hash", spec.constitutional_hash,
+                    "--constitution", CONSTITUTION_PATH, "generate",
                     "--type", str(gen.type), "--size", str(gen.size), "--seed", str(gen.seed),
                     "--out", GENERATED_DATA],
-        "env": _env(),
+        "env": [*_env(), {"name": env.CONSTITUTION_DIGEST, "value": settings.constitution_content_digest}],
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                       "limits": {"cpu": spec.resources.cpu, "memory": spec.resources.memory}},
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
@@ -237,7 +247,7 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
         "volumes": volumes,
     }
     if spec.data.generate is not None:
-        pod_spec["initContainers"] = [_generate_container(spec, image)]
+        pod_spec["initContainers"] = [_generate_container(spec, image, settings)]
     if selector:
         pod_spec["nodeSelector"] = selector
     if tolerations:

@@ -104,7 +104,8 @@ def verify(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> N
     meta = mv["metadata"]
     if kube.get("batch/v1", "Job", meta["namespace"], mvb.verify_job_name(meta["name"])) is None:
         scheduling = json.loads((meta.get("annotations") or {}).get(mvb.ANNOTATION_VERIFY_SCHEDULING) or "{}")
-        job = mvb.build_verify_job(meta["name"], meta["namespace"], spec, settings.trainer_image, scheduling)
+        job = mvb.build_verify_job(meta["name"], meta["namespace"], spec, settings.trainer_image, scheduling,
+                                   settings.constitution_content_digest)
         kopf.append_owner_reference(job, owner=mv)
         kube.apply(job)
         logger.info("verification Job %s created", job["metadata"]["name"])
