@@ -26,8 +26,7 @@ from typing import Any, Sequence
 
 from acgs_contract import env
 from acgs_contract.constitution import CONSTITUTIONAL_HASH, CONTENT_DIGEST_PATTERN, HASH_PATTERN
-from acgs_contract.exitcodes import (ARTIFACT_ERROR, INVALID_CONFIG, SUCCESS, UNEXPECTED_ERROR,
-                                     reason_of)
+from acgs_contract.exitcodes import ARTIFACT_ERROR, INVALID_CONFIG, SUCCESS, UNEXPECTED_ERROR, reason_of
 from acgs_contract.manifest import DIGEST_PATTERN
 from acgs_contract.result import FAILED, SUCCEEDED, VerifyResult
 
