@@ -129,7 +129,6 @@ def test_killed_run_resumes_from_its_checkpoint_to_the_same_artifact(dataset, ba
     # Same batches, same noise (RNG restored): every file bit-identical to the uninterrupted run's
     # (the digest also seals when and how the run went - resumedFrom, createdAt - so it differs).
     assert manifest["files"] == _manifest(baseline_run["output"])["files"]
-    assert manifest["metrics"] == _manifest(baseline_run["output"])["metrics"]
 
 
 def test_tiny_budget_halts_with_exit_4_and_never_reports_more_than_the_target(dataset,
