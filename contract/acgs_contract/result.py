@@ -43,7 +43,7 @@ class TrainerResult(WireModel):
     #: optimizer steps planned (equals ``steps`` for a run that finished)
     total_steps: int | None = None
     data_digest: str | None = None
-    filter: dict[str, int] | None = None
+    filter: dict[str, Any] | None = None
 
 
 class VerifyResult(WireModel):
