@@ -158,6 +158,25 @@ class TestBuildTrainerConfig:
         assert cm["metadata"]["name"] == "cai-v1-trainer-config"
         assert json.loads(cm["data"][tjb.CONFIG_KEY]) == tjb.build_trainer_config(make_spec(), OWNER, SETTINGS)
 
+    def test_the_operators_constitution_and_its_pinned_digest_reach_the_trainer(self, tmp_path) -> None:
+        """The trainer reads the constitution the operator is configured with, never its own copy,
+        and gets the digest pinned to the hash so it can refuse anything else."""
+        from acgs_contract.constitution import PINNED_CONTENT_DIGESTS, default_text
+
+        source = tmp_path / "constitution.yaml"
+        source.write_text("# the operator's copy\n" + default_text())
+        settings = Settings(constitution_path=source)
+        cm = tjb.build_config_map(make_spec(), OWNER, settings)
+        assert cm["data"][tjb.CONSTITUTION_KEY] == source.read_text()
+        config = json.loads(cm["data"][tjb.CONFIG_KEY])
+        assert config["constitution"] == f"{tjb.CONFIG_DIR}/constitution.yaml"  # the mounted ConfigMap
+        assert config["constitutionDigest"] == PINNED_CONTENT_DIGESTS[CONSTITUTIONAL_HASH]
+        job = tjb.build_job(make_spec(data={"generate": {"type": "constitutional_ai", "size": 10}}), OWNER, settings)
+        init = job["spec"]["template"]["spec"]["initContainers"][0]
+        assert init["command"][init["command"].index("--constitution") + 1] == config["constitution"]
+        assert {"name": "config", "mountPath": tjb.CONFIG_DIR, "readOnly": True} in init["volumeMounts"]
+        assert {"name": "ACGS_CONSTITUTION_DIGEST", "value": config["constitutionDigest"]} in init["env"]
+
 
 class TestBuildNetworkPolicy:
     @pytest.mark.parametrize("port,rules", [(8083, 2), (0, 1)])
