@@ -63,12 +63,16 @@ def pods_of_job(cluster: Cluster, namespace: str, job: str) -> list[dict[str, An
 
 
 def digest_on_disk(directory: Path) -> str:
-    """The artifact digest recomputed from the files: sha256sum lines of every file but the
-    manifest, sorted by path, hashed again (trainer_image/acgs_trainer/artifact.py documents it)."""
-    lines = []
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != "manifest.json"):
-        lines.append(f"{path.relative_to(directory).as_posix()}  {hashlib.sha256(path.read_bytes()).hexdigest()}\n")
-    return "sha256:" + hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()
+    """The artifact digest recomputed here, independently of the trainer's code: every file on disk
+    (but the manifest) is listed in the manifest with its sha256, and the digest is the sha256 of the
+    canonical JSON of the manifest without its digest field (trainer_image/README.md documents it)."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    on_disk = {path.relative_to(directory).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+               for path in directory.rglob("*") if path.is_file() and path.name != "manifest.json"}
+    assert {f["path"]: f["sha256"] for f in manifest["files"]} == on_disk
+    body = {key: value for key, value in manifest.items() if key != "digest"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def volume_path(claim_dir: Path, uri: str) -> Path:
