@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "ACGS_PROGRESS_TOKEN"
+METRICS_HOST_ENV = "ACGS_METRICS_HOST"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 MAX_RESULT_BYTES = 4096  # kubelet keeps at most 4096 bytes of a termination message
 POST_TIMEOUT_S = 2.0
@@ -151,5 +152,8 @@ class TrainerMetrics:
         self.filter_records = Gauge("acgs_trainer_filter_records", "constitutional filter counts",
                                     ["outcome"], registry=r)
         if port is not None:
-            start_http_server(port, registry=r)
-            log.info("metrics on :%d/metrics", port)
+            # In a pod: the pod IP (ACGS_METRICS_HOST from the downward API), so pods sharing a
+            # host's network (the local pod runner) do not collide on the port.
+            host = os.environ.get(METRICS_HOST_ENV) or "0.0.0.0"
+            start_http_server(port, addr=host, registry=r)
+            log.info("metrics on %s:%d/metrics", host, port)
