@@ -1,0 +1,174 @@
+"""`kubectl acgs` through a real kubectl (plugin discovery on PATH) on real objects: a TrainingJob
+that trains on the pod runner (its trainer's /metrics scraped on the pod IP while it runs), the
+ModelVersion it produced, verified and promoted to production, and the Deployment serving it.
+
+    flock /tmp/acgs-cluster.lock .venv/bin/python -m pytest tests/cluster/test_kubectl_plugin.py
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from ..conftest import KUBECTL, ROOT, Cluster
+from .conftest import apply, pvc, wait_until
+from .test_deployment_e2e import deployment
+from .test_trainingjob_e2e import training_job
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.ml]
+
+TJ, DEP = "cai", "cai"
+
+
+class Pipeline:
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.cluster, self.namespace = cluster, namespace
+        self.scraped: dict[str, float] = {}
+        # kubectl finds the plugin (and its completion helper) on PATH, like an installed one.
+        self.env = {**cluster.env, "PATH": f"{ROOT / '.venv/bin'}{os.pathsep}{os.environ['PATH']}"}
+
+    def acgs(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([KUBECTL, "acgs", *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def get(self, *args: str) -> dict[str, Any]:
+        return self.cluster.get_json(*args, "-n", self.namespace)
+
+    def scrape_trainer(self, stop: threading.Event) -> None:
+        """Poll the trainer pod's metrics port on its IP until one scrape succeeds."""
+        while not stop.is_set() and not self.scraped:
+            pods = self.get("pods", "-l", f"acgs.io/training-job={TJ}")["items"]
+            for pod in pods:
+                ip = (pod.get("status") or {}).get("podIP")
+                if not ip:
+                    continue
+                try:
+                    with urllib.request.urlopen(f"http://{ip}:9090/metrics", timeout=1) as resp:
+                        text = resp.read().decode()
+                except OSError:
+                    continue
+                self.scraped = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                                if line.startswith("acgs_trainer_") and " " in line}
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def pipeline(cluster: Cluster, operator: Cluster, podrunner: Path) -> Iterator[Pipeline]:
+    namespace = f"t-kp-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace, check=True)
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted", check=True)
+    pvc(cluster, namespace, "artifacts")
+    p = Pipeline(cluster, namespace)
+    stop = threading.Event()
+    scraper = threading.Thread(target=p.scrape_trainer, args=(stop,), daemon=True)
+    scraper.start()
+    cluster.kubectl("apply", "-f", "-", input=training_job(namespace, TJ), check=True)
+    done = wait_until(lambda: (t := p.get("tj", TJ)).get("status", {}).get("phase") in ("Succeeded", "Failed") and t,
+                      400, "the TrainingJob to finish")
+    stop.set()
+    scraper.join(5)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    mv = done["status"]["modelVersion"]
+    wait_until(lambda: p.get("mv", mv).get("status", {}).get("phase") == "Ready", 120, "the ModelVersion verified")
+    cluster.kubectl("patch", "mv", mv, "-n", namespace, "--type=merge", "-p",
+                    '{"spec":{"stage":"production"}}', check=True)
+    body = deployment(DEP)
+    body["spec"]["model"]["selector"]["modelName"] = "constitutional-ai"
+    apply(cluster, {**body, "metadata": {"name": DEP, "namespace": namespace}})
+    wait_until(lambda: p.get("deployments.acgs.io", DEP).get("status", {}).get("phase") == "Healthy", 180,
+               "the Deployment to serve the version")
+    yield p
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def test_trainer_metrics_are_served_on_the_pod_ip_while_it_trains(pipeline: Pipeline) -> None:
+    assert pipeline.scraped, "no scrape of the trainer's metrics port succeeded while it ran"
+    assert pipeline.scraped["acgs_trainer_epsilon_target"] == 8
+    assert pipeline.scraped["acgs_trainer_total_steps"] in (0, 30)  # 0 before the first logged step
+    policy = pipeline.get("networkpolicy", f"{TJ}-train")["spec"]
+    assert {"protocol": "TCP", "port": 9090} in policy["ingress"][0]["ports"]
+
+
+def test_get_deployment_draws_colors_pods_version_and_its_training_job(pipeline: Pipeline) -> None:
+    proc = pipeline.acgs("get", "deployment", DEP, "-n", pipeline.namespace)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[1]: line for line in proc.stdout.splitlines()[1:]}
+    mv = pipeline.get("tj", TJ)["status"]["modelVersion"]
+    assert proc.stdout.startswith("NAME") and "✔ Healthy" in rows[DEP]
+    color = next(line for line in proc.stdout.splitlines() if "Color" in line)
+    assert "active" in color and mv in color and "ready:1/1" in color
+    pod = next(line for line in proc.stdout.splitlines() if " Pod " in line and "cai-blue" in line)
+    assert "✔ Running" in pod and "└──□" in pod
+    assert "✔ Ready" in rows[mv] and "production" in rows[mv]
+    assert "✔ Succeeded" in rows[TJ] and "100%" in rows[TJ] and "ε " in rows[TJ]
+    assert "⊞ cai-train" in proc.stdout  # the TrainingJob's batch Job
+
+
+def test_get_training_job_leads_to_where_its_version_is_served(pipeline: Pipeline) -> None:
+    proc = pipeline.acgs("get", "tj", TJ, "-n", pipeline.namespace)
+    assert proc.returncode == 0, proc.stderr
+    kinds = [line.split()[2] if line.split()[0] in "├└│" else line.split()[1]
+             for line in proc.stdout.splitlines()[1:]]
+    assert kinds[0] == "TrainingJob" and "ModelVersion" in kinds and "Deployment" in kinds and "Pod" in kinds
+    missing = pipeline.acgs("get", "mdeploy", "nope", "-n", pipeline.namespace)
+    assert missing.returncode == 1 and 'deployments.acgs.io "nope" not found' in missing.stderr
+
+
+@pytest.mark.parametrize("command,event", [("promote", "NothingToPromote"), ("abort", "NothingToAbort"),
+                                           ("undo", "NothingToUndo"), ("retry", None)])
+def test_rollout_commands_reach_the_operator(pipeline: Pipeline, command: str, event: str | None) -> None:
+    proc = pipeline.acgs(command, f"deployment/{DEP}", "-n", pipeline.namespace, "--wait", "--timeout", "30s")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"deployment.acgs.io/{DEP} {command} requested")
+    annotations = pipeline.get("deployments.acgs.io", DEP)["metadata"].get("annotations") or {}
+    assert f"acgs.io/{command}" not in annotations  # the operator took it
+    if event:
+        events = pipeline.get("events", "--field-selector", f"reason={event}")["items"]
+        assert any(e["involvedObject"]["name"] == DEP for e in events), f"no {event} event"
+    assert pipeline.get("deployments.acgs.io", DEP)["status"]["phase"] == "Healthy"  # nothing to do: still serving
+
+
+def test_watch_shows_a_retrained_job_appear(pipeline: Pipeline) -> None:
+    watch = subprocess.Popen([KUBECTL, "acgs", "watch", "trainingjobs", "-n", pipeline.namespace, "--timeout", "40s",
+                              "--interval", "0.5s"], env=pipeline.env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert watch.stdout is not None
+        first = watch.stdout.readline()
+        assert first.startswith("NAME"), first
+        retrain = pipeline.acgs("retrain", TJ, "--name", "cai-again", "-n", pipeline.namespace)
+        assert retrain.returncode == 0 and retrain.stdout.strip() == "trainingjob.acgs.io/cai-again created", \
+            retrain.stderr
+        seen = ""
+        deadline = time.monotonic() + 30
+        while "cai-again" not in seen and time.monotonic() < deadline:
+            seen += watch.stdout.readline()
+        assert "cai-again" in seen, seen
+    finally:
+        watch.kill()
+        watch.wait()
+    again = pipeline.get("tj", "cai-again")
+    assert again["spec"] == pipeline.get("tj", TJ)["spec"]
+    assert again["metadata"]["annotations"]["acgs.io/retrained-from"] == TJ
+    pipeline.cluster.kubectl("delete", "tj", "cai-again", "-n", pipeline.namespace, "--wait=false")
+
+
+def test_kubectl_completes_the_plugin_and_lists_it(pipeline: Pipeline) -> None:
+    run = lambda *a: subprocess.run([KUBECTL, *a], env=pipeline.env, capture_output=True, text=True, timeout=60)  # noqa: E731
+    names = run("__complete", "acgs", "promote", "-n", pipeline.namespace, "")
+    assert names.returncode == 0, names.stderr
+    assert DEP in names.stdout.split() and names.stdout.rstrip().endswith(":4")
+    commands = run("__complete", "acgs", "re")
+    assert {line.split("\t")[0] for line in commands.stdout.splitlines()} >= {"retry", "retrain"}
+    assert "kubectl-acgs" in run("plugin", "list").stdout
+    helped = run("acgs", "get", "--help")
+    assert "Usage:\n  kubectl acgs get" in helped.stdout
+    script = run("acgs", "completion", "bash").stdout
+    assert "complete -o default -F _kubectl_acgs kubectl-acgs" in script
