@@ -7,6 +7,7 @@ ModelVersion it produced, verified and promoted to production, and the Deploymen
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -172,3 +173,108 @@ def test_kubectl_completes_the_plugin_and_lists_it(pipeline: Pipeline) -> None:
     assert "Usage:\n  kubectl acgs get" in helped.stdout
     script = run("acgs", "completion", "bash").stdout
     assert "complete -o default -F _kubectl_acgs kubectl-acgs" in script
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools protocol (a websocket; aiohttp is the client)."""
+
+    def __init__(self, profile: Path) -> None:
+        import shutil as sh
+
+        exe = sh.which("chromium") or sh.which("chromium-browser")
+        if exe is None:
+            pytest.skip("Debian's chromium is not installed: run `make browser` (.ci/run does)")
+        self.port = _free_port()
+        self.proc = subprocess.Popen([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                      f"--remote-debugging-port={self.port}", f"--user-data-dir={profile}",
+                                      "--window-size=1280,1600", "about:blank"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.ws_url = wait_until(self._page_ws, 60, "chromium's DevTools endpoint", interval=0.5)
+        self._id = 0
+
+    def _page_ws(self) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=2) as resp:
+                pages = [t for t in json.loads(resp.read()) if t.get("type") == "page"]
+        except OSError:
+            return None
+        return pages[0]["webSocketDebuggerUrl"] if pages else None
+
+    async def call(self, ws: Any, method: str, **params: Any) -> dict[str, Any]:
+        self._id += 1
+        await ws.send_json({"id": self._id, "method": method, "params": params})
+        while True:
+            message = await ws.receive_json(timeout=60)
+            if message.get("id") == self._id:
+                assert "error" not in message, message
+                return message["result"]
+
+    async def evaluate(self, ws: Any, expression: str) -> Any:
+        result = await self.call(ws, "Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def test_dashboard_pushes_a_status_change_to_a_headless_chromium(pipeline: Pipeline, tmp_path: Path) -> None:
+    import asyncio
+
+    import aiohttp
+
+    port = _free_port()
+    server = subprocess.Popen([KUBECTL, "acgs", "dashboard", "-n", pipeline.namespace, "--port", str(port)],
+                              env=pipeline.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    browser = Browser(tmp_path / "profile")
+    try:
+        assert server.stdout is not None and "Serving the ACGS dashboard" in server.stdout.readline()
+
+        async def scenario() -> tuple[str, str, bool]:
+            async with aiohttp.ClientSession() as session, session.ws_connect(browser.ws_url, max_msg_size=0) as ws:
+                await browser.call(ws, "Page.navigate", url=f"http://127.0.0.1:{port}/")
+
+                async def text_when(predicate: Any, what: str) -> str:
+                    deadline = time.monotonic() + 60
+                    while time.monotonic() < deadline:
+                        text = await browser.evaluate(ws, "document.body ? document.body.innerText : ''") or ""
+                        if predicate(text):
+                            return text
+                        await asyncio.sleep(0.2)
+                    raise AssertionError(f"the page never showed {what}; it shows:\n{text}")
+
+                before = await text_when(lambda t: "live · updated" in t and TJ in t, "the first state")
+                await browser.evaluate(ws, "window.__sameLoad = 42")
+                # A status change the operator makes: a new (suspended) TrainingJob gets its phase.
+                probe = training_job(pipeline.namespace, "dash-probe", suspend=True)
+                pipeline.cluster.kubectl("apply", "-f", "-", input=probe, check=True)
+                phase = wait_until(lambda: pipeline.get("tj", "dash-probe").get("status", {}).get("phase"), 30,
+                                   "the operator to write dash-probe's phase")
+                after = await text_when(lambda t: "dash-probe" in t and phase in t.split("dash-probe", 1)[1][:40],
+                                        f"dash-probe {phase}")
+                same_load = await browser.evaluate(ws, "window.__sameLoad === 42")
+                shot = await browser.call(ws, "Page.captureScreenshot", format="png")
+                (tmp_path / "dashboard.png").write_bytes(__import__("base64").b64decode(shot["data"]))
+                return before, after, same_load
+
+        before, after, same_load = asyncio.run(scenario())
+    finally:
+        browser.close()
+        server.terminate()
+        server.wait(10)
+    mv = pipeline.get("tj", TJ)["status"]["modelVersion"]
+    assert "dash-probe" not in before and same_load, "the change must arrive without a reload"
+    for shown in (TJ, mv, DEP, "production", "ε spent / budget", "gate compliance"):
+        assert shown in after, f"{shown!r} missing from the page"
+    pipeline.cluster.kubectl("delete", "tj", "dash-probe", "-n", pipeline.namespace, "--wait=false")
+    if os.environ.get("ACGS_SCREENSHOT_DIR"):
+        Path(os.environ["ACGS_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
+        (Path(os.environ["ACGS_SCREENSHOT_DIR"]) / "dashboard.png").write_bytes((tmp_path / "dashboard.png").read_bytes())

@@ -142,3 +142,34 @@ def test_help_and_errors_follow_kubectl() -> None:
     script = subprocess.run([*exe, "completion", "bash"], capture_output=True, text=True).stdout
     assert "complete -o default -F _kubectl_acgs kubectl-acgs" in script
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+
+
+def test_dashboard_state_carries_progress_budget_lineage_gates_and_serving() -> None:
+    from acgs_kubectl import dashboard_state
+
+    state = dashboard_state.state(snapshot(), {"web": {"requests": 3.0, "errors": 0.0, "meanLatencySeconds": 0.02}})
+    tj = next(t for t in state["trainingJobs"] if t["name"] == "cai-v1")
+    assert (tj["percent"], tj["epsilon"], tj["targetEpsilon"], tj["modelVersion"]) == (100.0, 3.25, 8.0, "cai-1-0-0")
+    mv = next(m for m in state["modelVersions"] if m["name"] == "cai-1-0-0")
+    assert (mv["stage"], mv["trainingJob"], mv["complianceScore"]) == ("production", "cai-v1", 0.97)
+    (web,) = state["deployments"]
+    assert (web["activeColor"], web["activeModelVersion"], web["serving"]["requests"]) == ("blue", "cai-1-0-0", 3.0)
+    assert state["flywheelPolicies"][0]["candidates"][0]["state"] == "Rejected"
+
+
+def test_serving_latency_is_read_from_the_servers_metrics() -> None:
+    from acgs_kubectl.dashboard_state import latency_from_metrics
+    from acgs_server.metrics import ServerMetrics
+
+    texts = []
+    for seconds in ((0.01, 0.03), (0.02,)):
+        server = ServerMetrics()
+        for s in seconds:
+            server.request_latency.labels("/v1/predict", "cai", "1.0.0").observe(s)
+            server.requests.labels("/v1/predict", "200", "cai", "1.0.0").inc()
+        server.requests.labels("/v1/predict", "503", "cai", "1.0.0").inc()
+        texts.append(server.render().decode())
+    result = latency_from_metrics(texts)
+    assert result["requests"] == 5 and result["errors"] == 2
+    assert result["meanLatencySeconds"] == pytest.approx(0.02)
+    assert latency_from_metrics([]) == {}

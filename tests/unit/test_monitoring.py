@@ -190,14 +190,23 @@ def test_rules_fire_on_bad_series_and_stay_quiet_on_good_ones(promtool_bin: Path
     assert "SUCCESS" in proc.stdout, proc.stdout
 
 
-def test_promtool_catches_a_rule_that_no_longer_fires(promtool_bin: Path, tmp_path: Path) -> None:
-    """The tests can fail: a 95 % privacy threshold misses the series the tests expect to fire."""
+@pytest.mark.parametrize("original,mutant,alert", [
+    (">= 0.9", ">= 0.95", "AcgsPrivacyBudgetNearlySpent"),            # misses 91 %
+    ('{stage="production"}', "", "AcgsProductionComplianceBelowGate"),  # would page for staging
+    ('{trigger="automatic"}', "", "AcgsAutomaticRollback"),            # would page for a person's abort
+    ('{outcome="failed"}', "", "AcgsFlywheelRunFailed"),               # would page for successes
+    ("[15m]) == 0", "[5m]) == 0", "AcgsTrainingJobStalled"),           # too eager
+])
+def test_promtool_catches_a_wrong_rule(promtool_bin: Path, tmp_path: Path, original: str, mutant: str,
+                                       alert: str) -> None:
+    """The tests can fail: each plausible mistake in a rule breaks at least one expectation."""
     directory = _rules_dir(tmp_path)
     rules = directory / "rules.yaml"
-    rules.write_text(rules.read_text().replace(">= 0.9", ">= 0.95"))
+    assert original in rules.read_text()
+    rules.write_text(rules.read_text().replace(original, mutant, 1))
     proc = subprocess.run([str(promtool_bin), "test", "rules", "rules_test.yaml"], cwd=directory,
                           capture_output=True, text=True)
-    assert proc.returncode != 0 and "AcgsPrivacyBudgetNearlySpent" in proc.stdout + proc.stderr
+    assert proc.returncode != 0 and f"alertname: {alert}" in proc.stdout + proc.stderr, proc.stdout
 
 
 def test_dashboard_is_grafana_json() -> None:
@@ -206,3 +215,23 @@ def test_dashboard_is_grafana_json() -> None:
     titles = {p["title"] for p in board["panels"]}
     assert {"Training progress", "ε spent vs target", "Served compliance vs gate", "Latency"} <= titles
     assert all(t["datasource"]["uid"] == "${datasource}" for p in board["panels"] for t in p.get("targets", []))
+
+
+def test_trainer_serves_metrics_on_the_address_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a pod: the pod IP (ACGS_METRICS_HOST from the downward API), scraped over real HTTP."""
+    import socket
+    import urllib.request
+
+    from acgs_trainer.reporting import METRICS_HOST_ENV, TrainerMetrics
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv(METRICS_HOST_ENV, "127.0.0.1")
+    trainer = TrainerMetrics(port)
+    trainer.epsilon_target.set(8)
+    trainer.epsilon.set(7.5)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    assert "acgs_trainer_epsilon_spent 7.5" in text and "acgs_trainer_epsilon_target 8.0" in text
+    assert METRICS_HOST_ENV == tj_build.METRICS_HOST_ENV  # what the operator's pod spec sets

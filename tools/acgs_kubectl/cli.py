@@ -45,6 +45,8 @@ EXAMPLES = {
 
   # Train from the model the first run produced, under a chosen name
   kubectl acgs retrain cai-v1 --name cai-v2 --parent-version constitutional-ai-1-0-0""",
+    "dashboard": """  # Open http://127.0.0.1:8765/ : training, versions, rollouts and flywheel runs, updated live
+  kubectl acgs dashboard -n acgs-demo""",
     "completion": """  # bash, for the current shell (kubectl ≥ 1.26 also completes `kubectl acgs` itself through
   # kubectl_complete-acgs, installed next to kubectl-acgs)
   source <(kubectl acgs completion bash)""",
@@ -86,7 +88,7 @@ class CobraParser(argparse.ArgumentParser):
                 continue
             long = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
             short = next((o for o in action.option_strings if not o.startswith("--")), None)
-            kind = "" if action.nargs == 0 else " string" if action.type is None else " duration"
+            kind = "" if action.nargs == 0 else " string" if action.type is None else " int" if action.type is int else " duration"
             name = f"{short + ', ' if short else '    '}{long}{kind}"
             help_ = "help for " + self.prog.split()[-1] if long == "--help" else action.help or ""
             flags.append((name, help_))
@@ -140,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", dest="new_name", help="Name of the new TrainingJob (default: NAME-<random>)")
     p.add_argument("--parent-version", help="ModelVersion to continue from (spec.parentVersion)")
     p.add_argument("--dry-run", action="store_true", help="Print the new TrainingJob instead of creating it")
+    p = _parser("dashboard", sub, "Serve a live page of the namespace on localhost (your kubeconfig's RBAC)",
+                "[flags]")
+    p.add_argument("--address", default="127.0.0.1", help="Address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="Port to listen on (default 8765)")
     p = _parser("completion", sub, "Output shell completion code for bash or zsh", "SHELL")
     p.add_argument("shell", choices=("bash", "zsh"), metavar="SHELL", help="bash or zsh")
     return parser
@@ -253,6 +259,10 @@ def run(argv: Sequence[str]) -> int:
         _rollout_command(kube, args)
     elif args.command == "retrain":
         _retrain(kube, args)
+    elif args.command == "dashboard":
+        from .dashboard import serve
+
+        serve(kube, args.address, args.port)
     return 0
 
 
