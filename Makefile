@@ -12,7 +12,7 @@ KIND_CLUSTER ?= acgs
 
 .PHONY: help setup crds crds-check cluster-build cluster-up cluster-down cluster-status install run \
         operator-bg demo test test-unit test-cluster bench images kind-up kind-load deploy \
-        webhook-secret clean promtool monitoring monitoring-check
+        webhook-secret clean promtool browser monitoring monitoring-check
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -37,6 +37,10 @@ cluster-build: ## Build etcd, kube-apiserver, controller-manager, scheduler and 
 
 promtool: ## Build promtool from the Prometheus Go module (cached; the alert rules' unit tests use it)
 	bash hack/build-promtool.sh
+
+browser: ## Install Debian's chromium (apt) for the dashboard's headless-browser test
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends chromium; }
 
 monitoring: setup ## Regenerate docs/metrics.md and manifests/monitoring/dashboard.json from code
 	$(BIN)/python -m acgs_monitoring
