@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "manifests/monitoring"
 HASH = "cdd01ef066bc6cf2"
 SUFFIXES = ("_bucket", "_sum", "_count", "_created")
+TJ_SPEC = {"constitutionalHash": HASH, "modelName": "cai", "baseModel": "builtin:tiny-gpt",
+           "data": {"generate": {"type": "constitutional_ai"}}}
 
 
 def _load(name: str) -> dict:
@@ -77,9 +79,7 @@ def test_alerts_and_panels_read_only_real_metrics() -> None:
 
 def test_scrape_selectors_match_the_pods_the_operator_builds() -> None:
     settings = Settings()
-    tj_spec = TrainingJobSpec.model_validate({
-        "constitutionalHash": HASH, "modelName": "cai", "baseModel": "builtin:tiny-gpt",
-        "data": {"generate": {"type": "constitutional_ai"}}})
+    tj_spec = TrainingJobSpec.model_validate(TJ_SPEC)
     owner = tj_build.Owner("cai-v1", "team-a", "uid-1", {})
     pod = tj_build.build_job(tj_spec, owner, settings)["spec"]["template"]
     trainer_monitor = _load("podmonitor-trainer.yaml")["spec"]
@@ -222,16 +222,19 @@ def test_trainer_serves_metrics_on_the_address_it_is_given(monkeypatch: pytest.M
     import socket
     import urllib.request
 
-    from acgs_trainer.reporting import METRICS_HOST_ENV, TrainerMetrics
+    from acgs_contract.env import METRICS_HOST
+    from acgs_trainer.reporting import TrainerMetrics
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    monkeypatch.setenv(METRICS_HOST_ENV, "127.0.0.1")
+    monkeypatch.setenv(METRICS_HOST, "127.0.0.1")
     trainer = TrainerMetrics(port)
     trainer.epsilon_target.set(8)
     trainer.epsilon.set(7.5)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     assert "acgs_trainer_epsilon_spent 7.5" in text and "acgs_trainer_epsilon_target 8.0" in text
-    assert METRICS_HOST_ENV == tj_build.METRICS_HOST_ENV  # what the operator's pod spec sets
+    pod = tj_build.build_job(TrainingJobSpec.model_validate(TJ_SPEC), tj_build.Owner("a", "b", "c", {}), Settings())
+    assert {"name": METRICS_HOST, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} \
+        in pod["spec"]["template"]["spec"]["containers"][0]["env"]  # what the operator's pod spec sets
