@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -26,7 +27,8 @@ from .test_trainingjob_e2e import training_job
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.ml]
 
-TJ, DEP = "cai", "cai"
+TJ, DEP = "cai", "web"
+ROW = re.compile(r"^[│├└─ ]*\S (?P<name>.+?)\s{2,}(?P<kind>\S+)\s+(?P<rest>.*)$")
 
 
 class Pipeline:
@@ -98,27 +100,39 @@ def test_trainer_metrics_are_served_on_the_pod_ip_while_it_trains(pipeline: Pipe
     assert {"protocol": "TCP", "port": 9090} in policy["ingress"][0]["ports"]
 
 
+def rows(text: str) -> dict[tuple[str, str], str]:
+    """(kind, name) -> the rest of its row (status, age, info) of a `kubectl acgs get` tree."""
+    found = {}
+    for line in text.splitlines()[1:]:
+        match = ROW.match(line)
+        assert match, f"not a tree row: {line!r}"
+        found[(match["kind"], match["name"])] = match["rest"]
+    return found
+
+
 def test_get_deployment_draws_colors_pods_version_and_its_training_job(pipeline: Pipeline) -> None:
     proc = pipeline.acgs("get", "deployment", DEP, "-n", pipeline.namespace)
     assert proc.returncode == 0, proc.stderr
-    rows = {line.split()[1]: line for line in proc.stdout.splitlines()[1:]}
+    assert proc.stdout.split("\n", 1)[0].split() == ["NAME", "KIND", "STATUS", "AGE", "INFO"]
+    shown = rows(proc.stdout)
     mv = pipeline.get("tj", TJ)["status"]["modelVersion"]
-    assert proc.stdout.startswith("NAME") and "✔ Healthy" in rows[DEP]
-    color = next(line for line in proc.stdout.splitlines() if "Color" in line)
+    assert "✔ Healthy" in shown[("Deployment", DEP)]
+    color = shown[("Color", f"{DEP} blue")]
     assert "active" in color and mv in color and "ready:1/1" in color
-    pod = next(line for line in proc.stdout.splitlines() if " Pod " in line and "cai-blue" in line)
-    assert "✔ Running" in pod and "└──□" in pod
-    assert "✔ Ready" in rows[mv] and "production" in rows[mv]
-    assert "✔ Succeeded" in rows[TJ] and "100%" in rows[TJ] and "ε " in rows[TJ]
-    assert "⊞ cai-train" in proc.stdout  # the TrainingJob's batch Job
+    pods = [rest for (kind, name), rest in shown.items() if kind == "Pod" and name.startswith(f"{DEP}-blue-")]
+    assert pods and "✔ Running" in pods[0]
+    assert "✔ Ready" in shown[("ModelVersion", mv)] and "production" in shown[("ModelVersion", mv)]
+    trained = shown[("TrainingJob", TJ)]
+    assert "✔ Succeeded" in trained and "100%" in trained and "ε " in trained
+    assert ("Job", f"{TJ}-train") in shown  # the TrainingJob's batch Job
+    print(proc.stdout)  # the README shows a run of this
 
 
 def test_get_training_job_leads_to_where_its_version_is_served(pipeline: Pipeline) -> None:
     proc = pipeline.acgs("get", "tj", TJ, "-n", pipeline.namespace)
     assert proc.returncode == 0, proc.stderr
-    kinds = [line.split()[2] if line.split()[0] in "├└│" else line.split()[1]
-             for line in proc.stdout.splitlines()[1:]]
-    assert kinds[0] == "TrainingJob" and "ModelVersion" in kinds and "Deployment" in kinds and "Pod" in kinds
+    kinds = [kind for kind, _ in rows(proc.stdout)]
+    assert kinds[0] == "TrainingJob" and {"Job", "ModelVersion", "Deployment", "Color", "Pod"} <= set(kinds)
     missing = pipeline.acgs("get", "mdeploy", "nope", "-n", pipeline.namespace)
     assert missing.returncode == 1 and 'deployments.acgs.io "nope" not found' in missing.stderr
 
