@@ -52,6 +52,10 @@ class Settings(BaseModel):
         default=None, description="HMAC key for per-job progress tokens; random per process when "
         "unset (tokens of running pods then stop working when the operator restarts).")
     progress_min_interval: float = Field(default=2.0, ge=0, description="Seconds between writes per job.")
+    # Monitoring: trainers serve Prometheus metrics on this port (0: none), and the NetworkPolicies
+    # admit scrapes from this namespace (empty: from nowhere).
+    trainer_metrics_port: int = Field(default=9090, ge=0, le=65535)
+    monitoring_namespace: str = Field(default="monitoring", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
     gpu_node_selector: dict[str, str] = Field(
         default_factory=lambda: {"nvidia.com/gpu.present": "true"},
         description="Node labels added to pods that request GPUs (GPU feature discovery's label).")

@@ -181,7 +181,7 @@ class TestBuildTrainerConfig:
 class TestBuildNetworkPolicy:
     @pytest.mark.parametrize("port,rules", [(8083, 2), (0, 1)])
     def test_no_ingress_egress_only_dns_and_progress(self, port: int, rules: int) -> None:
-        settings = Settings(progress_port=port)
+        settings = Settings(progress_port=port, trainer_metrics_port=0)
         np = tjb.build_network_policy(make_spec(), OWNER, settings)
         assert np["spec"]["policyTypes"] == ["Ingress", "Egress"] and np["spec"]["ingress"] == []
         assert len(np["spec"]["egress"]) == rules
@@ -198,3 +198,37 @@ class TestProgressToken:
         assert base == progress_token(b"key", "ns", "tj", "uid-1")
         assert len({base, progress_token(b"key", "ns", "tj", "uid-2"), progress_token(b"other", "ns", "tj", "uid-1"),
                     progress_token(b"key", "ns2", "tj", "uid-1")}) == 4
+
+
+class TestTrainerMetricsReachable:
+    """The trainer serves /metrics on its pod IP and only the monitoring namespace may scrape it."""
+
+    def test_monitoring_namespace_may_reach_only_the_metrics_port(self) -> None:
+        settings = Settings(trainer_metrics_port=9100, monitoring_namespace="observability")
+        np = tjb.build_network_policy(make_spec(), OWNER, settings)
+        assert np["spec"]["ingress"] == [{
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}],
+            "ports": [{"protocol": "TCP", "port": 9100}]}]
+        trainer = tjb.build_job(make_spec(), OWNER, settings)["spec"]["template"]["spec"]["containers"][0]
+        assert trainer["ports"] == [{"name": tjb.METRICS_PORT_NAME, "containerPort": 9100, "protocol": "TCP"}]
+        assert {"name": "ACGS_METRICS_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in trainer["env"]
+        assert tjb.build_trainer_config(make_spec(), OWNER, settings)["metricsPort"] == 9100
+
+    @pytest.mark.parametrize("port,namespace", [(0, "monitoring"), (9090, "")])
+    def test_no_scrape_rule_when_disabled(self, port: int, namespace: str) -> None:
+        settings = Settings(trainer_metrics_port=port, monitoring_namespace=namespace)
+        assert tjb.build_network_policy(make_spec(), OWNER, settings)["spec"]["ingress"] == []
+        if not port:
+            trainer = tjb.build_job(make_spec(), OWNER, settings)["spec"]["template"]["spec"]["containers"][0]
+            assert "ports" not in trainer
+            assert "metricsPort" not in tjb.build_trainer_config(make_spec(), OWNER, settings)
+
+    def test_trainer_accepts_the_config_key(self) -> None:
+        from acgs_trainer.config import TrainConfig
+
+        config = tjb.build_trainer_config(make_spec(), OWNER, Settings(trainer_metrics_port=9100))
+        assert TrainConfig.model_validate(config).metrics_port == 9100
+
+    def test_bad_monitoring_namespace_is_rejected(self) -> None:
+        with pytest.raises(ValueError, match="monitoring_namespace"):
+            Settings(monitoring_namespace="Not A Namespace")

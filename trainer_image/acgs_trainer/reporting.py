@@ -137,5 +137,8 @@ class TrainerMetrics:
         self.filter_records = Gauge("acgs_trainer_filter_records", "constitutional filter counts",
                                     ["outcome"], registry=r)
         if port is not None:
-            start_http_server(port, registry=r)
-            log.info("metrics on :%d/metrics", port)
+            # In a pod: the pod IP (ACGS_METRICS_HOST from the downward API), so pods sharing a
+            # host's network (the local pod runner) do not collide on the port.
+            host = os.environ.get(env.METRICS_HOST) or "0.0.0.0"
+            start_http_server(port, addr=host, registry=r)
+            log.info("metrics on %s:%d/metrics", host, port)

@@ -19,6 +19,7 @@ KIND = "TrainingJob"
 COMPONENT = "trainer"
 CONTAINER = "trainer"
 INIT_CONTAINER = "generate-data"
+METRICS_PORT_NAME = "metrics"  # manifests/monitoring/podmonitor-trainer.yaml scrapes this port
 
 LABEL_TRAINING_JOB = "acgs.io/training-job"
 LABEL_SPEC_HASH = "acgs.io/spec-hash"
@@ -125,6 +126,7 @@ def build_trainer_config(spec: TrainingJobSpec, owner: Owner, settings: Settings
         "splitSeed": spec.data.split_seed,
         "parentVersion": parent_version,
         "progressUrl": progress_url(settings, owner) if settings.progress_port else None,
+        "metricsPort": settings.trainer_metrics_port or None,
         "resume": True,
     }
     return {k: v for k, v in config.items() if v is not None}
@@ -238,6 +240,10 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
         "volumeMounts": mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if settings.trainer_metrics_port:
+        trainer["env"].append({"name": env.METRICS_HOST, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+        trainer["ports"] = [{"name": METRICS_PORT_NAME, "containerPort": settings.trainer_metrics_port,
+                             "protocol": "TCP"}]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",  # required by podFailurePolicy; retries are new pods
         "automountServiceAccountToken": False,
@@ -274,7 +280,8 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
 
 
 def build_network_policy(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[str, Any]:
-    """No ingress at all; egress only to DNS and the operator's progress endpoint."""
+    """Ingress only from the monitoring namespace to the metrics port; egress only to DNS and the
+    operator's progress endpoint."""
     egress: list[dict[str, Any]] = [{
         "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
@@ -286,6 +293,13 @@ def build_network_policy(spec: TrainingJobSpec, owner: Owner, settings: Settings
                     "podSelector": {"matchLabels": dict(settings.operator_pod_labels)}}],
             "ports": [{"protocol": "TCP", "port": settings.progress_port}],
         })
+    ingress: list[dict[str, Any]] = []
+    if settings.trainer_metrics_port and settings.monitoring_namespace:
+        ingress.append({
+            "from": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": settings.monitoring_namespace}}}],
+            "ports": [{"protocol": "TCP", "port": settings.trainer_metrics_port}],
+        })
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": job_name(owner.name), "namespace": owner.namespace,
@@ -293,7 +307,7 @@ def build_network_policy(spec: TrainingJobSpec, owner: Owner, settings: Settings
         "spec": {
             "podSelector": {"matchLabels": {LABEL_TRAINING_JOB: owner.name[:63]}},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [],
+            "ingress": ingress,
             "egress": egress,
         },
     }

@@ -33,6 +33,9 @@ def _register(info: KindInfo) -> None:
         except admission.Rejected as e:
             result = "rejected"
             raise kopf.AdmissionError(f"{info.kind} rejected: {e}", code=422) from None
+        except Exception:
+            result = "error"  # a bug, not a verdict: AcgsWebhookErrors pages on these
+            raise
         finally:
             ADMISSION_LATENCY.labels(info.kind).observe(time.perf_counter() - started)
             ADMISSION_REQUESTS.labels(info.kind, operation or "UNKNOWN", result).inc()
@@ -40,3 +43,5 @@ def _register(info: KindInfo) -> None:
 
 for _info in KINDS:
     _register(_info)
+    for _operation in ("CREATE", "UPDATE"):  # at 0 from the start, so increase() sees the first error
+        ADMISSION_REQUESTS.labels(_info.kind, _operation, "error")

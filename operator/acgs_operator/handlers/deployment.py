@@ -25,7 +25,7 @@ from ..api.modelversion import ModelVersionSpec
 from ..builders import deployment as build
 from ..config import Settings
 from ..constants import API_VERSION, GROUP, VERSION
-from ..metrics import RECONCILES
+from ..metrics import RECONCILES, forget_deployment, observe_deployment
 from . import lifecycle
 
 PLURAL = "deployments"
@@ -158,6 +158,7 @@ def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger
         obj = kube.get(API_VERSION, KIND, namespace, name)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             _due.pop((namespace, name), None)
+            forget_deployment(namespace, name)
             return None
         generation = obj["metadata"].get("generation")
         try:
@@ -211,6 +212,8 @@ def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger
         delay = decision.requeue
         _due[(namespace, name)] = time.time() + (delay if delay is not None else RESYNC_SECONDS)
         RECONCILES.labels(KIND, decision.phase).inc()
+        observe_deployment(namespace, name, spec.promotion.min_compliance_score,
+                           mvs.get(decision.active_model_version or ""), decision.history)
         return delay
 
 
