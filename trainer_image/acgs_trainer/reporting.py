@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import queue
+import secrets
 import threading
 import urllib.request
 from pathlib import Path
@@ -36,6 +37,10 @@ class ProgressReporter:
         self.total_steps = total_steps
         self.sent = 0
         self.failed = 0
+        # The operator refuses replays: each report carries this process's random stream id and a
+        # sequence that only increases (a retried pod is a new stream that replaces the old one).
+        self.stream = secrets.token_hex(16)
+        self.sequence = 0
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=1)
         self._thread: threading.Thread | None = None
         if url:
@@ -47,7 +52,8 @@ class ProgressReporter:
         if not self.url:
             return
         total = max(self.total_steps, 1)
-        body = {"phase": phase, "step": step, "totalSteps": self.total_steps,
+        self.sequence += 1
+        body = {"stream": self.stream, "sequence": self.sequence, "phase": phase, "step": step, "totalSteps": self.total_steps,
                 "percent": round(min(100.0, 100.0 * step / total), 2),
                 "loss": None if loss is None else round(float(loss), 6),
                 "epsilon": None if epsilon is None else round(float(epsilon), 6),
