@@ -70,7 +70,7 @@ class TestServerDeployment:
         assert dep["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
         c = container(dep)
         assert c["command"] == ["acgs-serve"]
-        assert c["args"] == ["--artifact", "/artifacts/cai/1.0.0/artifact", "--port", "8080"]
+        assert c["args"] == ["--artifact", "/artifacts", "--port", "8080"]
         assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
         assert c["livenessProbe"]["httpGet"]["path"] == "/health"
 
@@ -88,7 +88,9 @@ class TestServerDeployment:
         assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
         assert sc["capabilities"] == {"drop": ["ALL"]} and pod["securityContext"]["runAsNonRoot"]
         mounts = {m["mountPath"]: m for m in container(dep)["volumeMounts"]}
-        assert mounts["/artifacts"]["readOnly"] and "/tmp" in mounts
+        # only this artifact's directory of the shared claim, read-only
+        assert mounts["/artifacts"]["readOnly"] and mounts["/artifacts"]["subPath"] == "cai/1.0.0/artifact"
+        assert "/tmp" in mounts
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["artifacts"]["persistentVolumeClaim"] == {"claimName": "artifacts", "readOnly": True}
         assert pod["automountServiceAccountToken"] is False
@@ -144,7 +146,13 @@ class TestNetworkPolicy:
         assert policy["policyTypes"] == ["Ingress", "Egress"]
         assert policy["podSelector"]["matchLabels"] == b.server_selector("cai")
         assert len(policy["ingress"]) == rules
-        assert all(rule["ports"] == [{"protocol": "TCP", "port": 8080}] for rule in policy["ingress"])
+        scraper = [r for r in policy["ingress"] if r["from"] == [{"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": "monitoring"}}}]]
+        assert len(scraper) == (1 if metrics_ns else 0)
+        # the scraper reaches the metrics port only; clients and the operator the predict port only
+        assert all(rule["ports"] == [{"protocol": "TCP", "port": 9090}] for rule in scraper)
+        assert all(rule["ports"] == [{"protocol": "TCP", "port": 8080}] for rule in policy["ingress"]
+                   if rule not in scraper)
         operator_peer = policy["ingress"][-1]["from"][0]
         assert operator_peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "acgs-system"}
         if clients:
@@ -152,6 +160,14 @@ class TestNetworkPolicy:
             assert peer["podSelector"]["matchLabels"] == {"app": "gw"}
             assert ("namespaceSelector" in peer) == ("namespaceSelector" in clients[0])
         assert [p["port"] for e in policy["egress"] for p in e["ports"]] == [53, 53]
+
+
+    def test_metrics_port_is_its_own_and_must_differ_from_the_predict_port(self) -> None:
+        c = container(b.server_deployment(OWNER, make_spec(metricsPort=9100), "blue", "v", make_mv(), 1, "s"))
+        assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "metrics": 9100}
+        assert {e["name"]: e.get("value") for e in c["env"]}["ACGS_METRICS_PORT"] == "9100"
+        with pytest.raises(ValueError, match="metricsPort 8080 equals port"):
+            make_spec(metricsPort=8080)
 
 
 class TestNoGitOpsLabelsOnChildren:

@@ -75,8 +75,10 @@ class TestBuildVerifyJob:
         job = mvb.build_verify_job("cai-0-1-0", "ns", spec, "img", {"tolerations": [{"operator": "Exists"}]})
         pod = job["spec"]["template"]["spec"]
         assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "artifacts", "readOnly": True}
+        assert pod["containers"][0]["volumeMounts"][0] == {  # only this artifact's directory, read-only
+            "name": "artifact", "mountPath": "/artifact-volume", "subPath": "tj/artifact", "readOnly": True}
         assert pod["containers"][0]["command"] == [
-            "acgs-train", "verify", "--artifact", "/artifact-volume/tj/artifact", "--digest", DIGEST,
+            "acgs-train", "verify", "--artifact", "/artifact-volume", "--digest", DIGEST,
             "--constitutional-hash", HASH, "--termination-log", "/dev/termination-log"]
         assert pod["tolerations"] == [{"operator": "Exists"}]
         fail_now = job["spec"]["podFailurePolicy"]["rules"][0]

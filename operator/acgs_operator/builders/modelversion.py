@@ -105,7 +105,8 @@ def verify_job_name(mv_name: str) -> str:
 def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image: str,
                      scheduling: dict[str, Any]) -> dict[str, Any]:
     """A short Job that runs `acgs-train verify`: the manifest, every file's sha256 and the overall
-    digest on the artifact volume (read-only), the outcome as JSON in its termination message."""
+    digest of the artifact, the outcome as JSON in its termination message. It mounts only the
+    artifact's directory of the claim (subPath), read-only."""
     location = artifact_location(spec.artifact.uri)
     assert location is not None
     claim, path = location
@@ -117,13 +118,13 @@ def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image
         "securityContext": pod_security_context(),
         "containers": [{
             "name": VERIFY_CONTAINER, "image": image,
-            "command": verify_command(f"{VOLUME_MOUNT}/{path}", spec.artifact.digest,
+            "command": verify_command(VOLUME_MOUNT, spec.artifact.digest,
                                       spec.constitutional_hash),
             "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                           "limits": {"cpu": "1", "memory": "1Gi"}},
             "securityContext": container_security_context(),
-            "volumeMounts": [{"name": "artifact", "mountPath": VOLUME_MOUNT, "readOnly": True},
+            "volumeMounts": [{"name": "artifact", "mountPath": VOLUME_MOUNT, "subPath": path, "readOnly": True},
                              {"name": "tmp", "mountPath": "/tmp"}],
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }],
