@@ -9,6 +9,10 @@ import pytest
 from acgs_operator.api.deployment import DeploymentSpec
 from acgs_operator.api.modelversion import ModelVersionSpec
 from acgs_operator.builders import deployment as b
+from acgs_operator.api.deployment import PromotionGates
+from acgs_operator.api.modelversion import Metrics
+from acgs_operator.builders import modelversion as mvb
+from acgs_operator.rollout import gate_failures
 from acgs_operator.selection import resolve_desired, semver_key
 
 HASH = "cdd01ef066bc6cf2"
@@ -219,6 +223,31 @@ class TestSelection:
         desired = resolve_desired(make_spec(), [mv], True)
         assert desired.target is not None and desired.target.invalid is not None
         assert desired.target.invalid[0] == reason
+
+
+class TestGatesReadVerifiedMetrics:
+    def test_target_metrics_come_from_status_never_from_spec(self) -> None:
+        mv = mv_obj("cai-1-0-0", "1.0.0", "production", "Ready")
+        mv["spec"]["metrics"] = {"complianceScore": 0.99, "accuracy": 0.99}  # what the spec claims
+        desired = resolve_desired(make_spec(), [mv], True)
+        assert desired.target is not None and desired.target.metrics == {}  # nothing verified yet
+        mv["status"]["verifiedMetrics"] = {"complianceScore": 0.5, "accuracy": 0.6}
+        target = resolve_desired(make_spec(), [mv], True).target
+        assert target is not None and target.metrics == {"complianceScore": 0.5, "accuracy": 0.6}
+        failures = gate_failures(target.metrics, PromotionGates(minComplianceScore=0.9))
+        assert failures and "0.5000" in failures[0]
+
+
+class TestMetricMismatches:
+    def test_declared_figures_must_equal_the_artifacts(self) -> None:
+        verified = mvb.verified_metrics({"metrics": {"accuracy": 0.61234, "complianceScore": 0.5},
+                                         "epsilon": 2.00001, "delta": 1e-5})
+        assert mvb.metric_mismatches(Metrics(accuracy=0.6123, epsilon=2.0001), verified) == []
+        assert mvb.metric_mismatches(Metrics(), verified) == []  # declaring nothing is not a claim
+        problems = mvb.metric_mismatches(Metrics(complianceScore=0.99, epsilon=1.0, evalLoss=0.1), verified)
+        assert problems == ["spec.metrics.complianceScore is 0.99 but the artifact records 0.5",
+                            "spec.metrics.evalLoss is 0.1 but the artifact records none",
+                            "spec.metrics.epsilon is 1.0 but the artifact records 2.0001"]
 
 
 class TestSmokeRequest:

@@ -91,7 +91,10 @@ class TestBuildVerifyJob:
             (d / "adapter").mkdir()
             (d / "adapter" / "w.bin").write_bytes(b"weights")
 
-        manifest = write_artifact(tmp_path / "artifact", populate, {"constitutional_hash": HASH})
+        manifest = write_artifact(tmp_path / "artifact", populate, {
+            "constitutional_hash": HASH,
+            "metrics": {"accuracy": 0.75, "complianceScore": 0.875, "evalLoss": 1.5, "parseRate": 1.0},
+            "privacy": {"enabled": True, "epsilonSpent": 2.345678, "targetDelta": 1e-5}})
         log = tmp_path / "termination-log"
 
         def run(digest: str) -> tuple[int, dict[str, Any]]:
@@ -104,6 +107,9 @@ class TestBuildVerifyJob:
 
         code, ok = run(manifest.digest)
         assert code == 0 and (ok["phase"], ok["digest"]) == (mvb.RESULT_SUCCEEDED, manifest.digest)
+        # the figures the operator gates on come from the verified manifest
+        assert ok["metrics"] == {"accuracy": 0.75, "complianceScore": 0.875, "evalLoss": 1.5}
+        assert (ok["epsilon"], ok["delta"]) == (2.345678, 1e-5)
         (tmp_path / "artifact" / "adapter" / "w.bin").write_bytes(b"tampered")
         code, bad = run(manifest.digest)
         assert code == mvb.EXIT_ARTIFACT_ERROR and bad["phase"] == mvb.RESULT_FAILED

@@ -7,7 +7,10 @@ Runs ``artifact.verify_artifact`` (constitutional hash, every file's sha256, no 
 file, the manifest's digest, the expected digest), prints one compact JSON line and writes it to
 the termination-message path (--termination-log, else $ACGS_TERMINATION_LOG, else
 /dev/termination-log when writable): ``phase`` Succeeded/Failed, ``reason``, ``digest``,
-``fileCount``, ``file``, ``expected``, ``actual``, ``message``. On a mismatch ``reason`` is the
+``fileCount``, ``file``, ``expected``, ``actual``, ``message``; when verified also ``metrics``
+(accuracy, complianceScore, evalLoss), ``epsilon`` and ``delta`` as the verified manifest records
+them: the operator gates promotion on these, never on figures a ModelVersion's spec declares.
+On a mismatch ``reason`` is the
 ArtifactError code (FileDigestMismatch, DigestMismatch, ...). Exit codes: 0 verified,
 5 (ARTIFACT_ERROR) mismatch or unreadable artifact, 2 (INVALID_CONFIG) bad arguments,
 1 (UNEXPECTED_ERROR) anything else (an I/O error while hashing, say).
@@ -61,6 +64,18 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+GATED_METRICS = ("accuracy", "complianceScore", "evalLoss")
+
+
+def verified_figures(manifest: Any) -> dict[str, Any]:
+    """The figures a verified manifest records, in the ModelVersion's spec.metrics vocabulary."""
+    privacy = manifest.privacy or {}
+    dp = bool(privacy.get("enabled"))
+    return {"metrics": {k: manifest.metrics[k] for k in GATED_METRICS if manifest.metrics.get(k) is not None},
+            "epsilon": privacy.get("epsilonSpent") if dp else None,
+            "delta": privacy.get("targetDelta") if dp else None}
+
+
 def _result(phase: str, reason: str, **fields: Any) -> dict[str, Any]:
     return {"phase": phase, "reason": reason, "digest": None, "fileCount": None, "file": None,
             "expected": None, "actual": None, "message": "", **fields}
@@ -85,7 +100,7 @@ def main(argv: Sequence[str]) -> int:
         manifest = verify_artifact(args.artifact, args.digest, args.constitutional_hash)
         code = SUCCESS
         result = _result("Succeeded", REASONS[SUCCESS], digest=manifest.digest,
-                         fileCount=len(manifest.files),
+                         fileCount=len(manifest.files), **verified_figures(manifest),
                          message=f"{args.artifact}: manifest, {len(manifest.files)} files and "
                          f"digest {manifest.digest} verified")
     except ConfigError as exc:

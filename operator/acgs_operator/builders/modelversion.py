@@ -90,6 +90,22 @@ def build_model_version(spec: TrainingJobSpec, tj_name: str, namespace: str, ver
     }
 
 
+def verified_metrics(result: dict[str, Any]) -> Metrics:
+    """The figures `acgs-train verify` read from the verified manifest, rounded as spec.metrics is."""
+    return _metrics(result)
+
+
+def metric_mismatches(declared: Metrics, verified: Metrics) -> list[str]:
+    """Each figure the spec declares that its artifact does not record, naming both values."""
+    problems = []
+    for name, value in declared.to_api().items():
+        actual = verified.to_api().get(name)
+        if actual != value:
+            problems.append(f"spec.metrics.{name} is {value} but the artifact records "
+                            f"{'none' if actual is None else actual}")
+    return problems
+
+
 def artifact_location(uri: str) -> tuple[str, str] | None:
     """pvc://<claim>/<path> → (claim, path); None for URIs a verify Job cannot mount."""
     match = re.match(r"^pvc://([a-z0-9]([-a-z0-9.]*[a-z0-9])?)/(.+)$", uri)

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from .. import conditions as cond
 from .. import kube
 from ..admission import describe
-from ..api.modelversion import ModelVersionSpec
+from ..api.modelversion import Metrics, ModelVersionSpec
 from ..builders import jobstatus
 from ..builders import modelversion as mvb
 from ..config import Settings
@@ -42,6 +42,13 @@ def _status(mv: dict[str, Any], phase: str, verified: bool | str, reason: str, m
             "observedGeneration": generation, **extra}
 
 
+def _verified_before(mv: dict[str, Any]) -> bool:
+    """Verified, figures included (a record verified before figures were recorded is verified again)."""
+    status = mv.get("status") or {}
+    return (status.get("verifiedDigest") == (mv.get("spec") or {}).get("artifact", {}).get("digest")
+            and status.get("verifiedMetrics") is not None)
+
+
 def sync_verification(mv: dict[str, Any]) -> None:
     meta, spec = mv["metadata"], mv["spec"]
     job = kube.get("batch/v1", "Job", meta["namespace"], mvb.verify_job_name(meta["name"]))
@@ -54,10 +61,20 @@ def sync_verification(mv: dict[str, Any]) -> None:
     result = obs.result or {}  # acgs-train verify's JSON (builders/modelversion.py)
     expected = spec["artifact"]["digest"]
     verified = result.get("phase") == mvb.RESULT_SUCCEEDED and result.get("digest") == expected
-    if obs.phase == jobstatus.SUCCEEDED and verified:
+    figures = mvb.verified_metrics(result) if verified else None
+    mismatches = mvb.metric_mismatches(Metrics.model_validate(spec.get("metrics") or {}), figures) \
+        if figures is not None else []
+    if obs.phase == jobstatus.SUCCEEDED and verified and mismatches:
+        # The record must say what the artifact says: gates read the verified figures, and a spec
+        # claiming others (say, a better complianceScore) is refused outright.
+        status = _status(mv, "Invalid", False, cond.METRICS_MISMATCH,
+                         f"digest {expected} verified, but " + "; ".join(mismatches))
+    elif obs.phase == jobstatus.SUCCEEDED and verified:
+        assert figures is not None
         status = _status(mv, "Ready", True, cond.DIGEST_VERIFIED,
                          f"manifest, {result.get('fileCount')} files and digest {expected} verified",
-                         verifiedDigest=expected, verifiedAt=obs.completion_time or cond.now())
+                         verifiedDigest=expected, verifiedAt=obs.completion_time or cond.now(),
+                         verifiedMetrics=figures.to_api())
     elif obs.phase == jobstatus.SUCCEEDED:
         status = _status(mv, "Pending", False, cond.RESULT_MISSING,
                          "the verification Job finished without a verification result in its termination "
@@ -91,7 +108,7 @@ def verify(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> N
         message = describe(exc)
         _write_status(mv, _status(mv, "Invalid", False, cond.INVALID_SPEC, message))
         raise kopf.PermanentError(message) from None
-    if (mv.get("status") or {}).get("verifiedDigest") == spec.artifact.digest:
+    if _verified_before(mv):
         return  # verified before (the spec is immutable)
     if mvb.artifact_location(spec.artifact.uri) is None:
         _write_status(mv, _status(mv, "Pending", "Unknown", cond.UNSUPPORTED_ARTIFACT_URI,
@@ -119,7 +136,7 @@ def verify_job_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     mv = kube.get(API_VERSION, "ModelVersion", body.metadata.namespace, ref["name"])
     if mv is None or mv["metadata"]["uid"] != ref["uid"]:
         return
-    if (mv.get("status") or {}).get("verifiedDigest") == mv["spec"]["artifact"]["digest"]:
+    if _verified_before(mv):
         return
     sync_verification(mv)
 
