@@ -70,6 +70,11 @@ def validate(kind: str, spec: dict[str, Any] | None, old_spec: dict[str, Any] | 
     if kind not in BY_KIND:
         raise Rejected(f"unknown kind {kind!r}: expected one of {sorted(BY_KIND)}")
     spec = spec or {}
+    if old_spec is not None and spec == old_spec:
+        # A metadata-only update (labels, annotations, kopf's bookkeeping) of an object admitted
+        # earlier. Refusing it after a reconfiguration would leave the object unable to carry the
+        # operator's own notes; the reconcilers hold such an object instead (ConstitutionMismatch).
+        return
     check_hash(spec, expected_hash)
     try:
         BY_KIND[kind].spec.model_validate(spec)

@@ -126,3 +126,25 @@ def test_allow_all_client_selectors_are_refused(peer, field):
 def test_named_clients_are_admitted():
     validate("Deployment", {**DEPLOY, "network": {"allowedClients": [
         {"podSelector": {"app": "gw"}, "namespaceSelector": {"kubernetes.io/metadata.name": "apps"}}]}}, None, HASH)
+
+
+def test_metadata_only_update_of_an_object_under_an_older_constitution_is_admitted():
+    # kopf's annotations and people's labels on an object admitted under the previous hash still
+    # go through; the reconcilers hold the object (ConstitutionMismatch) instead.
+    amended = "1111111111111111"
+    validate("ModelVersion", MV, MV, amended)
+    with pytest.raises(Rejected, match="does not match the operator's constitution"):
+        validate("ModelVersion", {**MV, "stage": "production"}, MV, amended)  # no promotion under it
+
+
+def test_constitution_mismatch_message_names_both_hashes():
+    from acgs_operator import constitution
+
+    assert constitution.mismatch("Deployment", HASH, HASH) is None
+    message = constitution.mismatch("Deployment", HASH, "1111111111111111")
+    assert f"'{HASH}'" in message and "'1111111111111111'" in message
+    marked = constitution.mark([], message, 3)
+    assert constitution.is_marked({"conditions": marked}) and marked[0]["reason"] == "ConstitutionalHashMismatch"
+    cleared = constitution.mark(marked, None, 4)
+    assert not constitution.is_marked({"conditions": cleared}) and cleared[0]["reason"] == "ConstitutionMatches"
+    assert constitution.mark([], None, 4) == []  # never marked: no condition appears

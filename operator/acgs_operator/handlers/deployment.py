@@ -19,7 +19,7 @@ import kopf
 from pydantic import ValidationError
 
 from .. import conditions as cond
-from .. import kube, probes, rollout, selection
+from .. import constitution, kube, probes, rollout, selection
 from ..api.deployment import Color, DeploymentSpec, RolloutState
 from ..api.modelversion import ModelVersionSpec
 from ..builders import deployment as build
@@ -151,6 +151,24 @@ def _changed(current: dict[str, Any], new: dict[str, Any]) -> bool:
     return strip({k: current.get(k) for k in new}) != strip(new)
 
 
+def _hold_for_constitution(obj: dict[str, Any], status: dict[str, Any], problem: str, generation: int | None,
+                           logger: kopf.Logger) -> None:
+    """Touch no child: the active color keeps serving what it serves; no version is selected,
+    previewed or promoted until the constitutions match. The status says so."""
+    meta = obj["metadata"]
+    serving = (f"{status['activeColor']} keeps serving {status.get('activeModelVersion')}"
+               if status.get("activeColor") else "nothing is served")
+    message = f"{problem}; {serving}"
+    conditions = constitution.mark(status.get("conditions"), message, generation)
+    conditions = cond.set_condition(conditions, cond.PROGRESSING, False, constitution.MISMATCH, message, generation)
+    new = {"phase": "Degraded", "message": message, "conditions": conditions, "observedGeneration": generation}
+    if _changed(status, new):
+        kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], new)
+    if not constitution.is_marked(status):
+        kopf.event(obj, type=rollout.WARNING, reason=constitution.MISMATCH, message=message[:1000])
+        logger.warning("%s: %s", constitution.MISMATCH, message)
+
+
 def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger) -> float | None:
     """One look at a Deployment; returns seconds until it needs another look (None: steady)."""
     with _locks[(namespace, name)]:
@@ -169,6 +187,11 @@ def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger
                                                  False, cond.INVALID_SPEC, message, generation)})
             raise kopf.PermanentError(message) from None
         status = obj.get("status") or {}
+        problem = constitution.mismatch(KIND, spec.constitutional_hash, settings.constitutional_hash)
+        if problem:
+            _hold_for_constitution(obj, status, problem, generation, logger)
+            _due[(namespace, name)] = time.time() + constitution.RECHECK_SECONDS
+            return None
         state = RolloutState.model_validate(status.get("rollout") or {})
         annotations = obj["metadata"].get("annotations") or {}
         commands = frozenset(c for key, c in COMMAND_ANNOTATIONS.items() if key in annotations)
@@ -189,6 +212,8 @@ def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger
             active_model_version=status.get("activeModelVersion"), desired=desired, known=known,
             colors=colors, commands=commands, generation=generation)
         decision = rollout.step(obs)
+        if constitution.is_marked(status):  # reconfigured back: the rollout resumes
+            decision.conditions.append((constitution.CONDITION, False, constitution.MATCHES, ""))
         targets = {**known, **({desired.target.name: desired.target} if desired.target else {})}
         for _ in range(2):  # pre-checks, then possibly post-checks on the same pass
             if decision.needs is None:

@@ -10,7 +10,7 @@ import kopf
 from pydantic import ValidationError
 
 from .. import conditions as cond
-from .. import kube
+from .. import constitution, kube
 from ..admission import describe
 from ..api.modelversion import Metrics, ModelVersionSpec
 from ..builders import jobstatus
@@ -97,6 +97,34 @@ def sync_verification(mv: dict[str, Any]) -> None:
         RECONCILES.labels("ModelVersion", status["phase"]).inc()
 
 
+def _held_for_constitution(mv: dict[str, Any], spec: ModelVersionSpec, settings: Settings) -> bool:
+    """Not Ready while its constitution is not the operator's current one (so no Deployment selects
+    it); back to Ready, without a new verification, once they match again."""
+    status = mv.get("status") or {}
+    generation = mv["metadata"].get("generation")
+    problem = constitution.mismatch("ModelVersion", spec.constitutional_hash, settings.constitutional_hash)
+    if problem is None:
+        if constitution.is_marked(status):
+            conditions = constitution.mark(status.get("conditions"), None, generation)
+            if _verified_before(mv):
+                message = f"digest {spec.artifact.digest} verified; constitution matches again"
+                conditions = cond.set_condition(conditions, cond.READY, True, cond.DIGEST_VERIFIED, message, generation)
+                _write_status(mv, {"phase": "Ready", "message": message, "conditions": conditions})
+            else:
+                _write_status(mv, {"conditions": conditions})
+            mv["status"] = {**status, "conditions": conditions}
+        return False
+    if status.get("phase") == "Invalid":
+        return True  # never servable anyway; its reason stays
+    conditions = constitution.mark(status.get("conditions"), problem, generation)
+    conditions = cond.set_condition(conditions, cond.READY, False, constitution.MISMATCH, problem, generation)
+    _write_status(mv, {"phase": "Pending", "message": problem, "conditions": conditions,
+                       "observedGeneration": generation})
+    if not constitution.is_marked(status):
+        kopf.warn(mv, reason=constitution.MISMATCH, message=problem)
+    raise kopf.TemporaryError(problem, delay=constitution.RECHECK_SECONDS)
+
+
 @kopf.on.resume(GROUP, VERSION, "modelversions", id="verify")
 @kopf.on.create(GROUP, VERSION, "modelversions", id="verify")
 def verify(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
@@ -108,6 +136,8 @@ def verify(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> N
         message = describe(exc)
         _write_status(mv, _status(mv, "Invalid", False, cond.INVALID_SPEC, message))
         raise kopf.PermanentError(message) from None
+    if _held_for_constitution(mv, spec, settings):
+        return
     if _verified_before(mv):
         return  # verified before (the spec is immutable)
     if mvb.artifact_location(spec.artifact.uri) is None:
@@ -127,7 +157,7 @@ def verify(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> N
 
 @kopf.on.event("batch", "v1", "jobs", id="modelversion-verify-job",
                labels={LABEL_OWNER_KIND: "modelversion", LABEL_COMPONENT: mvb.VERIFY_COMPONENT})
-def verify_job_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+def verify_job_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":
         return
     ref = next((r for r in body.metadata.get("ownerReferences") or [] if r.get("kind") == "ModelVersion"), None)
@@ -136,7 +166,8 @@ def verify_job_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     mv = kube.get(API_VERSION, "ModelVersion", body.metadata.namespace, ref["name"])
     if mv is None or mv["metadata"]["uid"] != ref["uid"]:
         return
-    if _verified_before(mv):
+    if _verified_before(mv) or constitution.mismatch(
+            "ModelVersion", (mv.get("spec") or {}).get("constitutionalHash"), memo.settings.constitutional_hash):
         return
     sync_verification(mv)
 

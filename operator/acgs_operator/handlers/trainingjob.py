@@ -10,7 +10,7 @@ import kopf
 from pydantic import ValidationError
 
 from .. import conditions as cond
-from .. import kube
+from .. import constitution, kube
 from ..admission import describe
 from ..api.trainingjob import TrainingJobSpec, TrainingProgress
 from ..builders import jobstatus
@@ -218,6 +218,7 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
     tj = _plain(body)
     try:
         spec = _parse(tj)
+        _check_constitution(tj, spec, memo.settings)
         if (tj.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
             parent = _parent(spec, tj["metadata"]["namespace"])
             apply_children(tj, spec, memo.settings, memo.progress_key, parent["metadata"]["name"] if parent else None)
@@ -227,6 +228,29 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
         _fail(tj, exc.reason, str(exc))
         RECONCILES.labels("TrainingJob", "invalid").inc()
         raise kopf.PermanentError(str(exc)) from None
+
+
+def _check_constitution(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings) -> None:
+    """Hold a TrainingJob whose constitution is not the operator's current one: no Job is created
+    (one started earlier runs on; its ModelVersion is held by the ModelVersion reconciler)."""
+    status = tj.get("status") or {}
+    generation = tj["metadata"].get("generation")
+    problem = constitution.mismatch("TrainingJob", spec.constitutional_hash, settings.constitutional_hash)
+    if problem is None:
+        if constitution.is_marked(status):  # reconfigured back: say so, then carry on
+            tj["status"] = {**status, "conditions": constitution.mark(status.get("conditions"), None, generation)}
+            _write_status({**tj, "status": status}, {"conditions": tj["status"]["conditions"]})
+        return
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return  # finished before the reconfiguration: its outcome stands
+    update = {"conditions": constitution.mark(status.get("conditions"), problem, generation),
+              "message": problem, "observedGeneration": generation}
+    if not status.get("phase") or status.get("phase") == "Pending":
+        update["phase"] = "Pending"
+    _write_status(tj, update)
+    if not constitution.is_marked(status):
+        kopf.warn(tj, reason=constitution.MISMATCH, message=problem)
+    raise kopf.TemporaryError(problem, delay=constitution.RECHECK_SECONDS)
 
 
 @kopf.on.update(GROUP, VERSION, "trainingjobs", id="spec-changed", field="spec")
