@@ -12,7 +12,7 @@ from . import conditions as cond
 CONDITION = "ConstitutionMismatch"
 MISMATCH = cond.CONSTITUTIONAL_HASH_MISMATCH
 MATCHES = "ConstitutionMatches"
-RECHECK_SECONDS = 60.0  # a held object is looked at again this often (and on every operator start)
+RECHECK_SECONDS = 30.0  # a held object is looked at again this often (and on every operator start)
 
 
 def mismatch(kind: str, given: str | None, current: str) -> str | None:
