@@ -191,8 +191,14 @@ def test_reconfigured_constitution_holds_objects_admitted_under_the_old_one(
 
     # 1. Objects admitted under HASH by an operator that serves the webhook but watches elsewhere, so
     #    nothing has been reconciled yet. The Deployment already serves blue (as an earlier rollout left it).
-    operator_as.start(KUBECONFIG=kubeconfig, ACGS_NAMESPACES="acgs-nowhere")
-    apply(cluster, *objects(ns))
+    from acgs_operator.config import Settings
+
+    own = Settings.from_env(operator_as.install.operator_env()).image_allowlist.entries
+    operator_as.start(KUBECONFIG=kubeconfig, ACGS_NAMESPACES="acgs-nowhere",
+                      ACGS_ALLOWED_IMAGES=",".join(["ghcr.io/acgs/", *own]))  # wider than the default
+    experimental = {**objects(ns)[0], "metadata": {"name": "experimental", "namespace": ns}}
+    experimental["spec"] = {**experimental["spec"], "image": "ghcr.io/acgs/experimental:1"}
+    apply(cluster, *objects(ns), experimental)
     cluster.kubectl("patch", "deployments.acgs.io/cai", "-n", ns, "--subresource=status", "--type=merge", "-p",
                     json.dumps({"status": {"activeColor": "blue", "activeModelVersion": "cai-1-0-0"}}), check=True)
 
@@ -241,4 +247,10 @@ def test_reconfigured_constitution_holds_objects_admitted_under_the_old_one(
     wait_until(lambda: exists(cluster, ns, "job", "cai-1-0-0-verify"), 60, "the verification Job")
     dep = wait_until(lambda: cleared("deployments.acgs.io", "cai"), 120, "the Deployment to proceed")
     assert "constitutionalHash" not in dep["status"]["message"]
+    # The allowlist is narrower now than when `experimental` was admitted: its Job is never created.
+    failed = wait_until(lambda: (t := cluster.get_json("trainingjob", "experimental", "-n", ns))
+                        .get("status", {}).get("phase") == "Failed" and t, 120, "the experimental image refused")
+    assert condition(failed, "Failed")["reason"] == "ImageNotAllowed"
+    assert "'ghcr.io/acgs/experimental:1'" in condition(failed, "Failed")["message"]
+    assert not exists(cluster, ns, "job", "experimental-train")
     assert operator_as.forbidden() == [], "the operator hit RBAC refusals"

@@ -25,6 +25,7 @@ from .progress import progress_token
 lifecycle.RECONCILED.add("TrainingJob")
 
 ANNOTATION_TJ_UID = "acgs.io/training-job-uid"
+IMAGE_NOT_ALLOWED = "ImageNotAllowed"
 CONDITION_TYPES = (cond.CREATED, cond.RUNNING, cond.SUSPENDED, cond.SUCCEEDED, cond.FAILED)
 
 
@@ -95,6 +96,10 @@ def apply_children(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings
         kube.apply(child)
     job = kube.get("batch/v1", "Job", owner.namespace, tjb.job_name(owner.name))
     if job is None:
+        # Admission checked spec.image against the allowlist of its day; the allowlist may have shrunk.
+        refused = settings.image_allowlist.problem("spec.image", spec.image or settings.trainer_image)
+        if refused:
+            raise Invalid(IMAGE_NOT_ALLOWED, refused)
         # Created once: Kueue owns suspend/nodeSelector afterwards, and a pod template is immutable.
         job = tjb.build_job(spec, owner, settings)
         kopf.append_owner_reference(job, owner=tj)
