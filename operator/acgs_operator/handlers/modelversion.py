@@ -60,7 +60,9 @@ def sync_verification(mv: dict[str, Any]) -> None:
     obs = jobstatus.observe(job, pods, mvb.VERIFY_CONTAINER)
     result = obs.result or {}  # acgs-train verify's JSON (builders/modelversion.py)
     expected = spec["artifact"]["digest"]
-    verified = result.get("phase") == mvb.RESULT_SUCCEEDED and result.get("digest") == expected
+    # A verifier older than this operator reports no figures: not verified (gates would have nothing).
+    verified = (result.get("phase") == mvb.RESULT_SUCCEEDED and result.get("digest") == expected
+                and "metrics" in result)
     figures = mvb.verified_metrics(result) if verified else None
     mismatches = mvb.metric_mismatches(Metrics.model_validate(spec.get("metrics") or {}), figures) \
         if figures is not None else []
@@ -77,8 +79,8 @@ def sync_verification(mv: dict[str, Any]) -> None:
                          verifiedMetrics=figures.to_api())
     elif obs.phase == jobstatus.SUCCEEDED:
         status = _status(mv, "Pending", False, cond.RESULT_MISSING,
-                         "the verification Job finished without a verification result in its termination "
-                         "message; the artifact is not verified")
+                         "the verification Job finished without a verification result (digest and metrics) "
+                         "in its termination message; the artifact is not verified")
     elif obs.phase == jobstatus.FAILED and result.get("phase") == mvb.RESULT_FAILED \
             and obs.exit_code == mvb.EXIT_ARTIFACT_ERROR:
         # reason: the trainer's ArtifactError code (FileDigestMismatch, ...); the message names the file.
