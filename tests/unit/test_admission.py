@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from acgs_operator.admission import Rejected, validate
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 MV = {"constitutionalHash": HASH, "modelName": "m", "version": "1.0.0", "baseModel": "builtin:tiny-llama",
       "artifact": {"uri": "pvc://a/m/1.0.0", "digest": "sha256:" + "a" * 64}, "stage": "candidate"}
 
@@ -138,13 +139,13 @@ def test_metadata_only_update_of_an_object_under_an_older_constitution_is_admitt
 
 
 def test_constitution_mismatch_message_names_both_hashes():
-    from acgs_operator import constitution
+    from acgs_operator import constitution_check
 
-    assert constitution.mismatch("Deployment", HASH, HASH) is None
-    message = constitution.mismatch("Deployment", HASH, "1111111111111111")
+    assert constitution_check.mismatch("Deployment", HASH, HASH) is None
+    message = constitution_check.mismatch("Deployment", HASH, "1111111111111111")
     assert f"'{HASH}'" in message and "'1111111111111111'" in message
-    marked = constitution.mark([], message, 3)
-    assert constitution.is_marked({"conditions": marked}) and marked[0]["reason"] == "ConstitutionalHashMismatch"
-    cleared = constitution.mark(marked, None, 4)
-    assert not constitution.is_marked({"conditions": cleared}) and cleared[0]["reason"] == "ConstitutionMatches"
-    assert constitution.mark([], None, 4) == []  # never marked: no condition appears
+    marked = constitution_check.mark([], message, 3)
+    assert constitution_check.is_marked({"conditions": marked}) and marked[0]["reason"] == "ConstitutionalHashMismatch"
+    cleared = constitution_check.mark(marked, None, 4)
+    assert not constitution_check.is_marked({"conditions": cleared}) and cleared[0]["reason"] == "ConstitutionMatches"
+    assert constitution_check.mark([], None, 4) == []  # never marked: no condition appears

@@ -9,13 +9,16 @@ import pytest
 from acgs_operator.api.deployment import DeploymentSpec
 from acgs_operator.api.modelversion import ModelVersionSpec
 from acgs_operator.builders import deployment as b
+from acgs_contract.result import VerifyResult
+
 from acgs_operator.api.deployment import PromotionGates
 from acgs_operator.api.modelversion import Metrics
 from acgs_operator.builders import modelversion as mvb
 from acgs_operator.rollout import gate_failures
 from acgs_operator.selection import resolve_desired, semver_key
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 DIGEST = "sha256:" + "ab" * 32
 OWNER = b.Owner(name="cai", namespace="team-a", uid="uid-1")
 
@@ -240,8 +243,8 @@ class TestGatesReadVerifiedMetrics:
 
 class TestMetricMismatches:
     def test_declared_figures_must_equal_the_artifacts(self) -> None:
-        verified = mvb.verified_metrics({"metrics": {"accuracy": 0.61234, "complianceScore": 0.5},
-                                         "epsilon": 2.00001, "delta": 1e-5})
+        verified = mvb.verified_metrics(VerifyResult(phase="Succeeded", reason="Verified", metrics={
+            "accuracy": 0.61234, "complianceScore": 0.5}, epsilon=2.00001, delta=1e-5))
         assert mvb.metric_mismatches(Metrics(accuracy=0.6123, epsilon=2.0001), verified) == []
         assert mvb.metric_mismatches(Metrics(), verified) == []  # declaring nothing is not a claim
         problems = mvb.metric_mismatches(Metrics(complianceScore=0.99, epsilon=1.0, evalLoss=0.1), verified)

@@ -19,7 +19,7 @@ import kopf
 from pydantic import ValidationError
 
 from .. import conditions as cond
-from .. import constitution, kube, probes, rollout, selection
+from .. import constitution_check, kube, probes, rollout, selection
 from ..api.deployment import Color, DeploymentSpec, RolloutState
 from ..api.modelversion import ModelVersionSpec
 from ..builders import deployment as build
@@ -100,7 +100,8 @@ def _apply_children(owner: build.Owner, spec: DeploymentSpec, decision: rollout.
             if mv is None:
                 raise ValueError(f"ModelVersion {plan.model_version} no longer exists")
             manifest = build.server_deployment(owner, spec, color, plan.model_version,
-                                               ModelVersionSpec.model_validate(mv["spec"]), plan.replicas, image)
+                                               ModelVersionSpec.model_validate(mv["spec"]), plan.replicas, image,
+                                               constitution_digest=settings.constitution_content_digest)
         except (ValueError, ValidationError) as error:
             # Cannot rebuild this color's template: leave its pods alone, but honour a scale-down.
             child = children.get(color)
@@ -152,14 +153,14 @@ def _changed(current: dict[str, Any], new: dict[str, Any]) -> bool:
 
 
 IMAGE_NOT_ALLOWED = "ImageNotAllowed"
-HOLDS = {constitution.CONDITION: constitution.MISMATCH, IMAGE_NOT_ALLOWED: IMAGE_NOT_ALLOWED}  # condition: reason
+HOLDS = {constitution_check.CONDITION: constitution_check.MISMATCH, IMAGE_NOT_ALLOWED: IMAGE_NOT_ALLOWED}  # condition: reason
 
 
 def _hold_reason(spec: DeploymentSpec, settings: Settings) -> tuple[str, str] | None:
     """(condition type, message) of what keeps this Deployment from acting at all, if anything."""
-    problem = constitution.mismatch(KIND, spec.constitutional_hash, settings.constitutional_hash)
+    problem = constitution_check.mismatch(KIND, spec.constitutional_hash, settings.constitutional_hash)
     if problem:
-        return constitution.CONDITION, problem
+        return constitution_check.CONDITION, problem
     # Admission checked spec.image against the allowlist of its day; the allowlist may have shrunk.
     problem = settings.image_allowlist.problem("spec.image", spec.image or settings.server_image)
     return (IMAGE_NOT_ALLOWED, problem) if problem else None
@@ -204,7 +205,7 @@ def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger
         held = _hold_reason(spec, settings)
         if held:
             _hold(obj, status, *held, generation, logger)
-            _due[(namespace, name)] = time.time() + constitution.RECHECK_SECONDS
+            _due[(namespace, name)] = time.time() + constitution_check.RECHECK_SECONDS
             return None
         state = RolloutState.model_validate(status.get("rollout") or {})
         annotations = obj["metadata"].get("annotations") or {}
