@@ -202,8 +202,17 @@ def test_reconfigured_constitution_holds_objects_admitted_under_the_old_one(
     cluster.kubectl("patch", "deployments.acgs.io/cai", "-n", ns, "--subresource=status", "--type=merge", "-p",
                     json.dumps({"status": {"activeColor": "blue", "activeModelVersion": "cai-1-0-0"}}), check=True)
 
-    # 2. The operator is reconfigured with an amended constitution (its own RBAC, all namespaces).
-    operator_as.start(KUBECONFIG=kubeconfig, ACGS_CONSTITUTIONAL_HASH=AMENDED)
+    # 2. The operator is reconfigured with an amended constitution (its own RBAC, all namespaces):
+    #    new content, its digest pinned by configuration to the new hash.
+    from acgs_contract import constitution as contract_constitution
+
+    amended = yaml.safe_load(contract_constitution.default_text())
+    amended["amendment"] = "test: a constitution the objects above were not admitted under"
+    amended_file = tmp_path / "amended-constitution.yaml"
+    amended_file.write_text(yaml.safe_dump(amended))
+    operator_as.start(KUBECONFIG=kubeconfig, ACGS_CONSTITUTIONAL_HASH=AMENDED,
+                      ACGS_CONSTITUTION_PATH=str(amended_file),
+                      ACGS_CONSTITUTION_DIGEST=contract_constitution.content_digest_of_text(amended_file.read_text()))
 
     def held(kind: str, name: str) -> dict[str, Any] | None:
         obj = cluster.get_json(kind, name, "-n", ns)
