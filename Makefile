@@ -28,9 +28,11 @@ setup: $(BIN)/.stamp ## Create .venv with every pinned dependency (torch is a la
 
 crds: setup ## Regenerate crds/ and the webhook configuration from the pydantic models
 	$(BIN)/python -m acgs_operator.crdgen
+	$(BIN)/python -m acgs_operator.rbac
 
 crds-check: setup ## Fail when the committed CRDs differ from the models
 	$(BIN)/python -m acgs_operator.crdgen --check
+	$(BIN)/python -m acgs_operator.rbac --check
 
 cluster-build: ## Build etcd, kube-apiserver, controller-manager, scheduler and kwok (cached)
 	bash hack/build-control-plane.sh

@@ -106,6 +106,20 @@ class TestBuildJob:
         assert ("initContainers" in pod) is expect_init
         assert {"name": "output", "persistentVolumeClaim": {"claimName": "artifacts"}} in pod["volumes"]
 
+    def test_shared_claims_are_mounted_only_at_the_jobs_own_paths(self) -> None:
+        spec = make_spec(data={"path": "/sets/train.jsonl", "pvc": "artifacts"})  # one claim for both
+        job = tjb.build_job(spec, OWNER, SETTINGS)
+        mounts = {m["name"]: m for m in trainer(job)["volumeMounts"]}
+        own = tjb.output_subdir(OWNER)
+        # output: this job's directory only, where the trainer config says it writes
+        assert mounts["output"]["subPath"] == own and not mounts["output"].get("readOnly")
+        config = tjb.build_trainer_config(spec, OWNER, SETTINGS)
+        assert mounts["output"]["mountPath"] == config["output"]
+        # data: the one file, read-only, at the path the trainer reads
+        assert mounts["data"] == {"name": "data", "mountPath": config["data"], "subPath": "sets/train.jsonl",
+                                  "readOnly": True}
+        assert all(m.get("subPath") for m in mounts.values() if m["name"] in ("output", "data"))
+
     def test_labels_deterministic_and_no_gitops_labels(self) -> None:
         a, b = (tjb.build_job(make_spec(), OWNER, SETTINGS) for _ in range(2))
         assert a == b and a["metadata"]["name"] == "cai-v1-train"
@@ -190,6 +204,10 @@ class TestBuildNetworkPolicy:
         assert job["spec"]["template"]["metadata"]["labels"][tjb.LABEL_TRAINING_JOB] == "cai-v1"
         if port:
             assert np["spec"]["egress"][1]["ports"] == [{"protocol": "TCP", "port": port}]
+        # DNS only to kube-dns in kube-system, not to any pod anywhere that calls itself kube-dns
+        assert np["spec"]["egress"][0]["to"] == [{
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
 
 
 class TestProgressToken:

@@ -182,16 +182,21 @@ def _volumes(spec: TrainingJobSpec, owner: Owner) -> tuple[list[dict[str, Any]],
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
+    # A shared claim is mounted only where this job may look: its own output directory (read-write;
+    # no other job's artifact is visible, let alone writable) and its one data file (read-only).
     if spec.output.pvc:
+        subdir = output_subdir(owner)
         volumes.append({"name": "output", "persistentVolumeClaim": {"claimName": spec.output.pvc}})
-        mounts.append({"name": "output", "mountPath": spec.output.path})
+        mounts.append({"name": "output", "mountPath": f"{spec.output.path.rstrip('/')}/{subdir}", "subPath": subdir})
     if spec.data.generate is not None:
         volumes.append({"name": "data", "emptyDir": {}})
         mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True})
     elif spec.data.pvc:
+        assert spec.data.path is not None
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": spec.data.pvc,
                                                                   "readOnly": True}})
-        mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True})
+        mounts.append({"name": "data", "mountPath": data_path(spec), "subPath": spec.data.path.lstrip("/"),
+                       "readOnly": True})
     return volumes, mounts
 
 
@@ -280,10 +285,12 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
 
 
 def build_network_policy(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[str, Any]:
-    """Ingress only from the monitoring namespace to the metrics port; egress only to DNS and the
-    operator's progress endpoint."""
+    """Ingress only from the monitoring namespace to the metrics port; egress only to the cluster
+    DNS (kube-dns pods in kube-system: a pod that merely carries the k8s-app=kube-dns label
+    elsewhere is no DNS server) and the operator's progress endpoint."""
     egress: list[dict[str, Any]] = [{
-        "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
     }]
     if settings.progress_port:

@@ -29,7 +29,8 @@ def _register(info: KindInfo) -> None:
         result = "allowed"
         try:
             old_spec = dict(old.get("spec") or {}) if old else None
-            admission.validate(info.kind, dict(spec), old_spec, settings.constitutional_hash)
+            admission.validate(info.kind, dict(spec), old_spec, settings.constitutional_hash,
+                               settings.image_allowlist)
         except admission.Rejected as e:
             result = "rejected"
             raise kopf.AdmissionError(f"{info.kind} rejected: {e}", code=422) from None
