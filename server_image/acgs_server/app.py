@@ -87,8 +87,9 @@ async def _load_in_background(state: ServerState) -> None:
     try:
         # The default executor: verification hashes files and loading imports torch; neither may
         # block the loop that is answering /health.
-        state.constitution = await loop.run_in_executor(None, _constitution, state.cfg)
         card = await loop.run_in_executor(None, state.backend.load)
+        # After the artifact: its verification reason (e.g. ConstitutionalHashMismatch) comes first.
+        state.constitution = await loop.run_in_executor(None, _constitution, state.cfg)
     except LoadFailure as failure:
         state.failure, state.phase = failure, FAILED
         logger.error("artifact %s will not be served: %s: %s %s", state.cfg.artifact, failure.reason,

@@ -166,11 +166,11 @@ def check_hash(given: Any, expected: str, required: bool) -> None:
     if given is None and not required:
         return
     if given != expected:
-        shown = "missing" if given is None else repr(given)
+        shown = "missing" if given is None else repr(given)[:80]
         raise ConstitutionalHashMismatch(
             "constitutional_hash",
             f"constitutional_hash is {shown}: this server serves constitutional hash {expected!r}",
-            given,
+            _short(given),
         )
 
 
@@ -193,6 +193,8 @@ def parse_request(path: str, payload: Any, expected_hash: str, require_hash: boo
     """Validate a JSON body for `path`; raise InvalidInput naming the first bad field."""
     if not isinstance(payload, dict):
         raise InvalidInput("body", f"expected a JSON object, got {type(payload).__name__}", _short(payload))
+    # First: a request for another constitution is refused whatever else is in it.
+    check_hash(payload.get("constitutional_hash"), expected_hash, require_hash)
     if path in SEED_BODY_MODELS and is_seed_shaped(payload):
         parsed = _parse_seed_body(path, payload)
     else:
@@ -207,7 +209,6 @@ def parse_request(path: str, payload: Any, expected_hash: str, require_hash: boo
             except ValidationError as error:
                 raise invalid_from_validation(error, prefix="scenario") from error
         parsed = ParsedRequest(structured.task_name(), structured.scenario_dict(), structured.request)
-    check_hash(payload.get("constitutional_hash"), expected_hash, require_hash)
     return parsed
 
 
