@@ -181,7 +181,7 @@ async def health(request: web.Request) -> web.Response:
     not a liveness failure (restarting cannot fix it; /ready says why); a dead model process is."""
     state = request.app[STATE_KEY]
     dead = state.failure is not None and state.failure.reason == WORKER_EXITED
-    body = {"status": "dead" if dead else "alive", "phase": state.phase,
+    body: dict[str, Any] = {"status": "dead" if dead else "alive", "phase": state.phase,
             "uptime_seconds": round(time.time() - state.started_at, 3)}
     if dead and state.failure is not None:
         body["reason"] = state.failure.to_json()
@@ -247,12 +247,7 @@ async def predict(request: web.Request) -> web.Response:
     result = schemas.PredictResponse(
         request_id=request_id(request),
         type=parsed.dataset_type,
-        decision=judgement.decision,
-        reasoning=judgement.reasoning,
-        principles=judgement.principles,
-        rules=judgement.rules,
-        compliance_score=judgement.compliance_score,
-        constitution_decision=judgement.constitution_decision,
+        **asdict(judgement),  # decision, reasoning, principles, rules, compliance_score, constitution_decision
         missing_fields=parsed.missing,
         generated_text=text,
         model_name=card.name,

@@ -38,7 +38,7 @@ def invalid_from_validation(error: ValidationError, prefix: str = "") -> Invalid
         value = None if item["type"] == "missing" else _short(item.get("input"))
         details.append({"field": path, "message": item["msg"], "input": value})
     first = details[0] if details else {"field": prefix or "body", "message": "invalid"}
-    return InvalidInput(first["field"], f"{first['field']}: {first['message']}", details=details)
+    return InvalidInput(str(first["field"]), f"{first['field']}: {first['message']}", details=details)
 
 
 def _annotation(spec: FieldSpec) -> Any:
@@ -95,7 +95,7 @@ def _endpoint_model(dataset_type: str, class_name: str) -> type[PredictRequest]:
         scenario=(SCENARIO_MODELS[dataset_type], Field(..., description=f"A {dataset_type} scenario.")),
     )
     model.dataset_type = dataset_type
-    model.scenario_dict = lambda self: self.scenario.model_dump()
+    model.scenario_dict = lambda self: self.scenario.model_dump()  # type: ignore[method-assign, attr-defined]
     return model  # type: ignore[no-any-return]
 
 

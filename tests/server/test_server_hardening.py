@@ -128,9 +128,8 @@ def test_a_missing_or_wrong_request_hash_is_refused_naming_both_values(served: t
         request.pop("constitutional_hash")
     else:
         request["constitutional_hash"] = given
-    for path, payload in (("/multi-agent/predict", request),
-                          ("/policy-governance/predict", {"policy_type": "audit", "framework": "SOX",
-                                                          **({} if given is None else {"constitutional_hash": given})})):
+    seed_body = {"policy_type": "audit", "framework": "SOX", **({} if given is None else {"constitutional_hash": given})}
+    for path, payload in (("/multi-agent/predict", request), ("/policy-governance/predict", seed_body)):
         result = server.post(path, payload)
         assert result.status == 400, result.text
         error = result.body["error"]
@@ -155,7 +154,8 @@ def _log_lines(log_dir: Path, total: int, server: ServerProcess) -> list[dict[st
     deadline = time.monotonic() + 10
     while server.get("/v1/interactions/stats").body["total"] < total and time.monotonic() < deadline:
         time.sleep(0.05)
-    return [json.loads(line) for f in sorted(log_dir.glob("interactions-*.jsonl")) for line in f.read_text().splitlines()]
+    files = sorted(log_dir.glob("interactions-*.jsonl"))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
 
 
 def test_free_text_stays_out_of_the_log_by_default_and_files_are_0600(served: tuple[ServerProcess, Path]) -> None:

@@ -68,7 +68,8 @@ def test_types_without_a_seed_endpoint_are_not_reshaped() -> None:
     [
         ("policy_governance", {"policy_type": "audit", "framework": "CCPA"}, "framework"),
         ("constitutional_ai", {"scenario": "x", "context": {"user_role": "ceo"}}, "context.user_role"),
-        ("constitutional_ai", {"scenario": "model_deployment", "context": {"action": "policy_change"}}, "context.action"),
+        ("constitutional_ai", {"scenario": "model_deployment", "context": {"action": "policy_change"}},
+         "context.action"),
         ("multi_agent_coordination", {"scenario": "x", "involved_agents": ["a"]}, "involved_agents"),
     ],
 )

@@ -1,10 +1,11 @@
 """The text contract between data, trainer evaluation and the model server.
 
 A prompt lists the scenario as ``field: value`` pairs (schema order, so equal scenarios give equal
-text) and ends with ``decision:``; free text a request carries in ``input.text`` (the seeds' request
-bodies, see request_shapes) comes after the task as ``text:`` and at most MAX_TEXT_WORDS normalised
-words (lower case, no punctuation, so it can never spell the ``decision:`` marker); the model continues with ``DECISION principle ...``, e.g.
-``DENY privacy fairness`` or ``APPROVE none``. The server and the trainer's evaluation use these
+text) and ends with ``decision:``; the model continues with ``DECISION principle ...``, e.g.
+``DENY privacy fairness`` or ``APPROVE none``. Free text a record carries in ``input.text`` (the
+seeds' request bodies, see request_shapes) comes right after the task as ``text:`` and at most
+MAX_TEXT_WORDS normalised words (lower case, no punctuation, so it can never spell the
+``decision:`` marker). The server and the trainer's evaluation use these
 same functions, so a model is scored on exactly what it will be asked in production.
 """
 

@@ -102,12 +102,12 @@ def record_from_seed_body(dataset_type: str, body: Mapping[str, Any]) -> dict[st
     context = body.get("context")
     if isinstance(context, Mapping):
         for key, value in context.items():
-            name = CONTEXT_ALIASES.get(key, key)
-            if name in schema:
-                if name in scenario and scenario[name] != value:
-                    raise SeedBodyError(f"context.{key}", f"contradicts {name}={scenario[name]!r} given elsewhere",
+            target = CONTEXT_ALIASES.get(str(key), str(key))
+            if target in schema:
+                if target in scenario and scenario[target] != value:
+                    raise SeedBodyError(f"context.{key}", f"contradicts {target}={scenario[target]!r} given elsewhere",
                                         value)
-                scenario[name] = _checked(dataset_type, name, value, f"context.{key}")
+                scenario[target] = _checked(dataset_type, target, value, f"context.{key}")
             else:
                 text.append(f"{key} {_words(value)}")
     elif context is not None:
