@@ -75,7 +75,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 def _constitution(cfg: ServerConfig) -> reasoning.Constitution:
     try:
-        return reasoning.load(cfg.constitutional_hash)
+        return reasoning.load(cfg.constitutional_hash, cfg.constitution_path, cfg.constitution_digest)
     except reasoning.ConstitutionError as error:
         raise LoadFailure(reasoning.CONSTITUTION_INVALID, str(error)) from error
 

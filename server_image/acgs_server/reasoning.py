@@ -12,6 +12,7 @@ fields given; the reply lists the rest in `missing_fields`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from acgs_trainer.constitution import Constitution, ConstitutionError, Verdict, load_constitution
@@ -31,10 +32,11 @@ class Judgement:
     constitution_decision: str
 
 
-def load(constitutional_hash: str) -> Constitution:
-    """The constitution this server judges with (the trainer's loader: --constitution path from
-    ACGS_CONSTITUTION_PATH, else the packaged one), refused unless it carries `constitutional_hash`."""
-    return load_constitution(expected_hash=constitutional_hash)
+def load(constitutional_hash: str, path: Path | None = None, pinned_digest: str | None = None) -> Constitution:
+    """The constitution this server judges with: --constitution-path (the operator's ConfigMap),
+    else ACGS_CONSTITUTION_PATH, else the packaged one; the trainer's loader refuses any content
+    that is not the one pinned to `constitutional_hash`."""
+    return load_constitution(path, expected_hash=constitutional_hash, pinned_digest=pinned_digest)
 
 
 def judge(constitution: Constitution, scenario: Mapping[str, Any], generated_text: str) -> Judgement:
