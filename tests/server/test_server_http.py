@@ -150,7 +150,7 @@ class TestServing:
                                                path: str, mutate: Any, field: str) -> None:
         server, _, _ = served
         dataset_type = ENDPOINT_TYPES.get(path, "wina_optimization")
-        body: dict[str, Any] = {"scenario": scenarios(dataset_type, 1)[0]}
+        body: dict[str, Any] = {"scenario": scenarios(dataset_type, 1)[0], "constitutional_hash": HASH}
         if path == "/v1/predict":
             body["type"] = dataset_type
         mutate(body)
@@ -172,14 +172,14 @@ class TestServing:
 
     def test_concurrent_requests_are_batched_and_all_succeed(self, served: tuple[ServerProcess, HttpResult, Path]) -> None:
         server, _, _ = served
-        before = server.get("/metrics").text
+        before = server.metrics()
         batches_before = metric_value(before, "acgs_server_batch_size_count", model_name="acgs-test")
         requests_before = metric_value(before, "acgs_server_batch_size_sum", model_name="acgs-test")
-        bodies = [{"scenario": s} for s in scenarios("multi_agent_coordination", 48, seed=11)]
+        bodies = [{"scenario": s, "constitutional_hash": HASH} for s in scenarios("multi_agent_coordination", 48, seed=11)]
         results = asyncio.run(post_many(server.url + "/multi-agent/predict", bodies))
         assert [status for status, _ in results] == [200] * 48
         assert all(body["decision"] in DECISIONS for _, body in results)
-        after = server.get("/metrics").text
+        after = server.metrics()
         batches = metric_value(after, "acgs_server_batch_size_count", model_name="acgs-test") - batches_before
         generated = metric_value(after, "acgs_server_batch_size_sum", model_name="acgs-test") - requests_before
         assert generated == 48
@@ -188,9 +188,10 @@ class TestServing:
     def test_metrics_carry_endpoint_status_and_model_labels(self, served: tuple[ServerProcess, HttpResult, Path],
                                                              tiny_artifact: Path) -> None:
         server, _, _ = served
-        server.post("/policy-governance/predict", {"scenario": scenarios("policy_governance", 1)[0]})
-        server.post("/policy-governance/predict", {"scenario": {}})
-        text = server.get("/metrics").text
+        server.post("/policy-governance/predict", {"scenario": scenarios("policy_governance", 1)[0],
+                                                   "constitutional_hash": HASH})
+        server.post("/policy-governance/predict", {"scenario": {}, "constitutional_hash": HASH})
+        text = server.metrics()
         model = {"model_name": "acgs-test", "model_version": "1.2.3"}
         endpoint = {"endpoint": "/policy-governance/predict", **model}
         assert metric_value(text, "acgs_server_request_latency_seconds_count", **endpoint) >= 2
@@ -207,7 +208,8 @@ class TestServing:
         before = wait_logged(server, 0)
         time.sleep(0.3)
         before = server.get("/v1/interactions/stats").body
-        bodies = [{"type": "constitutional_ai", "scenario": s} for s in scenarios("constitutional_ai", 12, seed=5)]
+        bodies = [{"type": "constitutional_ai", "scenario": s, "constitutional_hash": HASH}
+                  for s in scenarios("constitutional_ai", 12, seed=5)]
         results = asyncio.run(post_many(server.url + "/v1/predict", bodies))
         assert all(status == 200 for status, _ in results)
         after = wait_logged(server, before["total"] + 12)
@@ -324,7 +326,7 @@ def test_sigterm_drains_in_flight_requests_and_flushes_the_log(tiny_artifact: Pa
     server = start_server(tiny_artifact, "--interaction-log-dir", str(log_dir), "--max-batch-wait-ms", "2500",
                           "--max-batch-size", "64")
     server.wait_ready()
-    bodies = [{"scenario": s} for s in scenarios("constitutional_ai", 20, seed=9)]
+    bodies = [{"scenario": s, "constitutional_hash": HASH} for s in scenarios("constitutional_ai", 20, seed=9)]
 
     async def scenario() -> list[tuple[int, dict[str, Any]]]:
         pending = asyncio.ensure_future(post_many(server.url + "/constitutional-ai/predict", bodies))
