@@ -259,6 +259,6 @@ class TestSmokeRequest:
         schemas = pytest.importorskip("acgs_server.schemas")
         from acgs_operator.probes import SMOKE_PATH, SMOKE_SCENARIO
 
-        parsed = schemas.parse_request(schemas.ENDPOINTS[SMOKE_PATH],
+        parsed = schemas.parse_request(SMOKE_PATH,
                                        {"scenario": SMOKE_SCENARIO, "constitutional_hash": HASH}, HASH)
         assert parsed.task_name() == "constitutional_ai"
