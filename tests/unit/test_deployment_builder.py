@@ -261,4 +261,4 @@ class TestSmokeRequest:
 
         parsed = schemas.parse_request(SMOKE_PATH,
                                        {"scenario": SMOKE_SCENARIO, "constitutional_hash": HASH}, HASH)
-        assert parsed.task_name() == "constitutional_ai"
+        assert parsed.dataset_type == "constitutional_ai"
