@@ -38,9 +38,10 @@ SOCK = NODE / "containerd.sock"
 PAUSE_IMAGE = "localhost/acgs-pause:1"
 COREDNS_IMAGE = "localhost/acgs-coredns:1"
 BASE_IMAGE = os.environ.get("ACGS_BASE_IMAGE", "localhost/acgs-base:bookworm")
-# Images of the product loaded when present in podman's store (hack/build-images.sh).
-PRODUCT_IMAGES = tuple(os.environ.get(
-    "ACGS_NODE_IMAGES", "ghcr.io/acgs/operator:0.1.0 ghcr.io/acgs/trainer:0.1.0 ghcr.io/acgs/server:0.1.0").split())
+# Images of the product loaded when present in podman's store (hack/build-images.sh). The trainer
+# and server images (PyPI's CUDA torch, ~5.6 GB each, twice that once unpacked in containerd) only
+# on request: ACGS_NODE_IMAGES="ghcr.io/acgs/operator:0.1.0 ghcr.io/acgs/trainer:0.1.0 ...".
+PRODUCT_IMAGES = tuple(os.environ.get("ACGS_NODE_IMAGES", "ghcr.io/acgs/operator:0.1.0").split())
 COMPONENTS = ("containerd", "kubelet", "kube-proxy", "kube-network-policies")
 KUBELET_PORT = int(os.environ.get("ACGS_KUBELET_PORT", "10250"))
 PORTS = {"kubelet-healthz": 10248, "proxy-healthz": 10256, "proxy-metrics": 10249, "knp-metrics": 9080}
