@@ -14,7 +14,7 @@ REAL_NODE ?=
 # The image and real-node tests use a cluster of their own (directory, ports, lock), beside the
 # shared one on 6443.
 OWN_CLUSTER_ENV := ACGS_CLUSTER_DIR=$(CURDIR)/.cluster-real ACGS_API_PORT=16443 ACGS_ETCD_PORT=12379 \
-  ACGS_CM_PORT=20257 ACGS_SCHEDULER_PORT=20259 ACGS_KWOK_PORT=20247
+  ACGS_CM_PORT=20257 ACGS_SCHEDULER_PORT=20259 ACGS_KWOK_PORT=20247 ACGS_PODRUNNER_CIDR=198.18.1.0/24
 REALNODE_ENV := ACGS_REAL_NODE=1 $(OWN_CLUSTER_ENV)
 
 .PHONY: help setup crds crds-check cluster-build cluster-up cluster-down cluster-status install run \

@@ -234,8 +234,10 @@ def up() -> None:
 def start_podrunner() -> None:
     """Pods bound to LOCAL_NODE run for real, as local processes; `down` stops it by its pidfile."""
     python = ROOT / ".venv/bin/python"
+    # A second cluster on this machine needs its own range: each runner removes its lo route on exit.
+    cidr = [f"--pod-cidr={os.environ['ACGS_PODRUNNER_CIDR']}"] if os.environ.get("ACGS_PODRUNNER_CIDR") else []
     start("podrunner", [str(python if python.exists() else sys.executable), str(ROOT / "hack/podrunner.py"),
-                        f"--kubeconfig={KUBECONFIG}", f"--node={LOCAL_NODE}", f"--state-dir={STATE}"])
+                        f"--kubeconfig={KUBECONFIG}", f"--node={LOCAL_NODE}", f"--state-dir={STATE}", *cidr])
 
 
 def start_provisioner() -> None:
