@@ -63,7 +63,7 @@ def dns_service_ip() -> str:
 
 
 def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, capture_output=True, text=True, **kw)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kw)
     if check and proc.returncode:
         raise SystemExit(f"[realnode] {' '.join(argv)} failed: {proc.stderr.strip()[-800:]}")
     return proc
@@ -356,6 +356,11 @@ def down() -> None:
     restore_sysctls((*KUBELET_SYSCTLS, *NETWORK_SYSCTLS))
     SAVED_SYSCTLS.unlink(missing_ok=True)
     unmount_under(NODE)
+    # containerd's images and snapshots (GBs with the ML images) on a shared disk: the next `up`
+    # imports again from podman's store, which stays the cache.
+    if not os.environ.get("ACGS_KEEP_NODE_IMAGES"):
+        for state in ("containerd", "kubelet", "pod-logs", "cni/ipam"):
+            sh("rm", "-rf", "--one-file-system", str(NODE / state), check=False)
     lc.log("real node stopped")
 
 

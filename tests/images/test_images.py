@@ -23,7 +23,8 @@ RESTRICTED = ["--user=65532:65532", "--read-only", "--cap-drop=ALL", "--security
 
 
 def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, env=PODMAN_ENV)
+    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, env=PODMAN_ENV,
+                          check=False)
 
 
 def image(name: str) -> str:

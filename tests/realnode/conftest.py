@@ -7,7 +7,7 @@ import json
 import os
 import shlex
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

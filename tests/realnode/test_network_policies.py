@@ -6,14 +6,21 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from acgs_operator.api.deployment import DeploymentSpec
 from acgs_operator.api.trainingjob import TrainingJobSpec
 from acgs_operator.builders import deployment as serving
 from acgs_operator.builders import trainingjob as training
 from acgs_operator.config import Settings
+
 from tests.conftest import Cluster, wait_until
-from tests.realnode.conftest import SLEEPER, apply, http_server_pod, probe, restricted_pod, wait_running
+from tests.realnode.conftest import (
+    SLEEPER,
+    apply,
+    http_server_pod,
+    probe,
+    restricted_pod,
+    wait_running,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.realnode]
 HASH = "cdd01ef066bc6cf2"
