@@ -199,7 +199,7 @@ class Trainer:
             # An empty Poisson batch is still a DP step: the update is pure noise.
             for p in self.params:
                 p.grad_sample = torch.zeros((0, *p.shape), device=p.device, dtype=p.dtype)
-        chunks = idx.split(self.cfg.batch_size)
+        chunks = idx.split(self.cfg.batch_size) if len(idx) else ()
         for k, chunk in enumerate(chunks):
             per = self._loss(chunk)
             per.mean().backward()
