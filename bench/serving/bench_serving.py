@@ -32,10 +32,11 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402  (bench/common.py: machine description, percentiles)
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 log = logging.getLogger("bench_serving")
 BIN = Path(sys.executable).parent
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 
 
 @dataclass

@@ -39,6 +39,8 @@ def build_backend(cfg: ServerConfig) -> ModelBackend:
         artifact_dir=cfg.artifact,
         expected_digest=cfg.expected_digest,
         constitutional_hash=cfg.constitutional_hash,
+        constitution_digest=cfg.constitution_digest,
+        constitution_path=cfg.constitution_path,
         max_new_tokens=cfg.max_new_tokens,
         min_new_tokens=cfg.min_new_tokens,
         device=cfg.device,

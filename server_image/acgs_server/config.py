@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from acgs_contract import env
+from acgs_contract.constitution import CONSTITUTIONAL_HASH as DEFAULT_CONSTITUTIONAL_HASH
+from acgs_contract.manifest import DIGEST_PATTERN
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-# The constitution's hash (seeds; ARCHITECTURE "The constitution and its hash"). Kept here as a
-# literal so the server's config can be parsed without importing the trainer package.
-DEFAULT_CONSTITUTIONAL_HASH = "cdd01ef066bc6cf2"
 
 
 class ServerConfig(BaseModel):
@@ -34,6 +34,11 @@ class ServerConfig(BaseModel):
     constitutional_hash: str = Field(
         DEFAULT_CONSTITUTIONAL_HASH, description="Constitutional hash the artifact must carry."
     )
+    constitution_digest: str | None = Field(
+        None, description="Content digest the operator's configuration pins to the hash; default: the "
+        "contract's pin. The artifact's constitution (and --constitution-path) must have it.")
+    constitution_path: Path | None = Field(
+        None, description="A constitution file (the operator's ConfigMap) that must be the pinned content too.")
     model_name: str | None = Field(None, description="Name reported in /models and metrics; default from manifest.")
     model_version: str | None = Field(None, description="Version reported; default from manifest.")
     interaction_log_dir: Path | None = Field(None, description="Directory for interaction JSONL; None disables logging.")
@@ -51,14 +56,13 @@ class ServerConfig(BaseModel):
     device: str = Field("cpu", description="torch device for the model ('cpu', 'cuda', 'cuda:0').")
     log_level: str = Field("INFO", description="Python logging level.")
 
-    @field_validator("expected_digest")
+    @field_validator("expected_digest", "constitution_digest")
     @classmethod
     def _digest_shape(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
         assert value is not None
-        hexpart = value.removeprefix("sha256:")
-        if not value.startswith("sha256:") or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+        if not re.match(DIGEST_PATTERN, value):
             raise ValueError(f"expected 'sha256:' followed by 64 lowercase hex digits, got {value!r}")
         return value
 
@@ -71,10 +75,8 @@ class ServerConfig(BaseModel):
         return upper
 
 
-# field name -> environment variable. Every field can come from the environment.
-ENV_VARS: dict[str, str] = {name: "ACGS_" + name.upper() for name in ServerConfig.model_fields}
-# Shorter historical spellings the brief and pod specs use.
-ENV_VARS["artifact"] = "ACGS_ARTIFACT"
+# field name -> environment variable (the contract's names). Every field can come from the environment.
+ENV_VARS: dict[str, str] = {name: env.server_var(name) for name in ServerConfig.model_fields}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from ..conftest import ROOT, wait_until
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 pytestmark = pytest.mark.cluster
 DATA = Path(__file__).parent / "data"
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 
 
 class TestCrds:

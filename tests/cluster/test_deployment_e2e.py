@@ -24,10 +24,11 @@ import pytest
 
 from ..conftest import ROOT, Cluster
 from .conftest import ON_LOCAL_NODE, apply, pvc, wait_until
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.ml]
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 MODEL = "e2e-cai"
 NAME = "cai"
 PORT = 18080

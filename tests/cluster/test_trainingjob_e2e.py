@@ -20,10 +20,11 @@ import yaml
 
 from ..conftest import Cluster, localcluster
 from .conftest import apply, pvc, wait_until
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 ON_LOCAL_RUNNER = {  # GPU fields come from gpus: 1; these put the pod where it really runs
     "cpu": "1", "memory": "2Gi", "gpus": 1,
     "nodeSelector": {"acgs.io/local-runner": "true"},
@@ -268,22 +269,30 @@ def test_child_of_a_parent_bumps_its_version(cluster, namespace, artifacts):
 
 
 def test_model_version_verification_names_the_tampered_file(cluster, namespace, artifacts):
-    """Ready needs a verification Job that really read the files: a changed byte makes it Invalid."""
+    """Ready needs a verification Job that really read the files and the manifest: a changed byte,
+    or a manifest edited to point elsewhere, makes it Invalid."""
+    from acgs_contract.constitution import default_text
     from acgs_trainer.artifact import write_artifact
 
     def populate(directory: Path) -> None:
         (directory / "adapter").mkdir()
         (directory / "adapter" / "adapter_model.safetensors").write_bytes(b"\x00" * 64)
-        (directory / "constitution.yaml").write_text("principles: []\n")
+        (directory / "constitution.yaml").write_text(default_text())
 
     good = write_artifact(artifacts / "hand" / "good", populate, {"constitutional_hash": HASH})
     bad = write_artifact(artifacts / "hand" / "bad", populate, {"constitutional_hash": HASH})
     (artifacts / "hand" / "bad" / "adapter" / "adapter_model.safetensors").write_bytes(b"\x01" * 64)
+    edited = write_artifact(artifacts / "hand" / "edited", populate, {"constitutional_hash": HASH})
+    manifest_path = artifacts / "hand" / "edited" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["tokenizerPath"] = "adapter"  # every file intact; only where the tokenizer is read from
+    manifest_path.write_text(json.dumps(manifest))
     # What the TrainingJob handler records from the trainer pod: run the check where the volume is.
     scheduling = json.dumps({"nodeSelector": ON_LOCAL_RUNNER["nodeSelector"], "tolerations": [
         *ON_LOCAL_RUNNER["tolerations"], {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]})
     for name, version, path, digest in (("hand-1-0-0", "1.0.0", "hand/good", good.digest),
-                                        ("hand-1-0-1", "1.0.1", "hand/bad", bad.digest)):
+                                        ("hand-1-0-1", "1.0.1", "hand/bad", bad.digest),
+                                        ("hand-1-0-2", "1.0.2", "hand/edited", edited.digest)):
         apply(cluster, {"apiVersion": "acgs.io/v1alpha1", "kind": "ModelVersion",
                         "metadata": {"name": name, "namespace": namespace,
                                      "annotations": {"acgs.io/verify-scheduling": scheduling}},
@@ -303,6 +312,10 @@ def test_model_version_verification_names_the_tampered_file(cluster, namespace, 
     assert (broken["status"]["phase"], verified["status"], verified["reason"]) == ("Invalid", "False", "ArtifactError")
     assert "adapter/adapter_model.safetensors" in verified["message"] and "sha256" in verified["message"]
     assert verified["message"].startswith("FileDigestMismatch: "), "the trainer's ArtifactError code leads"
+    rewired = wait_until(lambda: settled("hand-1-0-2"), 90, "hand-1-0-2 verified")
+    verified = condition(rewired, "Verified")
+    assert (rewired["status"]["phase"], verified["reason"]) == ("Invalid", "ArtifactError")
+    assert verified["message"].startswith("ManifestInconsistent: "), verified["message"]
 
     # The stage is the one mutable field; each change is recorded.
     cluster.kubectl("patch", "mv", "hand-1-0-0", "-n", namespace, "--type=merge", "-p",

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 VENV_BIN = Path(sys.executable).parent
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 
 
 def free_port() -> int:

@@ -13,8 +13,9 @@ import pytest
 from acgs_server.backend import ArtifactBackend
 from acgs_server.schemas import warmup_records
 from acgs_server.worker import ProcessBackend, _load_tokenizer
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 
 
 def _workload_prompts(backend: Any, n: int) -> list[str]:

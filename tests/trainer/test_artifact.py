@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
-from acgs_trainer.artifact import (MANIFEST_NAME, ArtifactError, compute_digest, verify_artifact,
-                                   write_artifact)
+from acgs_contract.constitution import CONSTITUTIONAL_HASH, default_text
+from acgs_contract.manifest import manifest_digest
+
+from acgs_trainer.artifact import MANIFEST_NAME, ArtifactError, verify_artifact, write_artifact
 
 from .conftest import child_env, run_cli
 
-H = "cdd01ef066bc6cf2"
+H = CONSTITUTIONAL_HASH
 
 
 def _make(dest: Path, payload: bytes = b"weights") -> str:
@@ -23,16 +25,19 @@ def _make(dest: Path, payload: bytes = b"weights") -> str:
         (tmp / "adapter").mkdir()
         (tmp / "adapter" / "adapter_model.safetensors").write_bytes(payload)
         (tmp / "adapter" / "adapter_config.json").write_text('{"r": 8}')
+        (tmp / "constitution.yaml").write_text(default_text())
 
     return write_artifact(dest, populate, {"constitutional_hash": H}).digest
 
 
-def test_digest_covers_every_file_and_verifies(tmp_path: Path) -> None:
+def test_digest_covers_every_file_and_the_manifest_and_verifies(tmp_path: Path) -> None:
     digest = _make(tmp_path / "a")
     manifest = verify_artifact(tmp_path / "a", digest, H)
     assert [f.path for f in manifest.files] == ["adapter/adapter_config.json",
-                                                "adapter/adapter_model.safetensors"]
-    assert compute_digest(tmp_path / "a") == digest
+                                                "adapter/adapter_model.safetensors",
+                                                "constitution.yaml"]
+    written = json.loads((tmp_path / "a" / MANIFEST_NAME).read_text())
+    assert manifest_digest(written) == digest  # every field but the digest, as written
     assert _make(tmp_path / "b") == digest  # same content, same digest
     assert _make(tmp_path / "c", b"other weights") != digest
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left
@@ -87,8 +92,9 @@ def test_edited_manifest_is_caught(tmp_path: Path) -> None:
     manifest = json.loads(path.read_text())
     manifest["files"][0]["sha256"] = "0" * 64  # a forger rewrites one entry, not the digest
     path.write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="adapter_config.json: sha256"):
+    with pytest.raises(ArtifactError, match="the manifest was edited") as caught:
         verify_artifact(tmp_path / "a", None, H)
+    assert caught.value.code == "ManifestInconsistent"
     with pytest.raises(ArtifactError, match="cannot read manifest"):
         verify_artifact(tmp_path / "missing", None, H)
 
@@ -144,7 +150,7 @@ def test_verify_command_succeeds_on_an_intact_artifact(tmp_path: Path) -> None:
     code, result, _ = _verify(tmp_path / "a", digest, tmp_path / "log", "--constitutional-hash", H)
     assert code == 0
     assert (result["phase"], result["reason"], result["digest"], result["fileCount"]) == (
-        "Succeeded", "Succeeded", digest, 2)
+        "Succeeded", "Succeeded", digest, 3)
     assert result["file"] is None and result["expected"] is None and result["actual"] is None
 
 

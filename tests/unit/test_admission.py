@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from acgs_operator.admission import Rejected, validate
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 MV = {"constitutionalHash": HASH, "modelName": "m", "version": "1.0.0", "baseModel": "builtin:tiny-llama",
       "artifact": {"uri": "pvc://a/m/1.0.0", "digest": "sha256:" + "a" * 64}, "stage": "candidate"}
 

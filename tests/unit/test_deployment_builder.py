@@ -10,8 +10,9 @@ from acgs_operator.api.deployment import DeploymentSpec
 from acgs_operator.api.modelversion import ModelVersionSpec
 from acgs_operator.builders import deployment as b
 from acgs_operator.selection import resolve_desired, semver_key
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 DIGEST = "sha256:" + "ab" * 32
 OWNER = b.Owner(name="cai", namespace="team-a", uid="uid-1")
 

@@ -1,12 +1,12 @@
 """Progress and result reporting to the operator, and Prometheus metrics.
 
-Progress: POST JSON to ``--progress-url`` (or $ACGS_PROGRESS_URL) with ``Authorization: Bearer
-$ACGS_PROGRESS_TOKEN``, at every log interval and at the end. Best effort: a background thread
-sends the newest report with a short timeout; failures are logged, never raised, because the
-operator being unreachable must not cost a training run.
+Progress: POST an ``acgs_contract.progress.ProgressReport`` to ``--progress-url`` (or
+$ACGS_PROGRESS_URL) with ``Authorization: Bearer $ACGS_PROGRESS_TOKEN``, at every log interval and
+at the end. Best effort: a background thread sends the newest report with a short timeout; failures
+are logged, never raised, because the operator being unreachable must not cost a training run.
 
-Result: a compact JSON (< 4 KiB) written to the pod's termination-message path and to
-``<output>/result.json``.
+Result: an ``acgs_contract.result`` model as compact JSON (< 4 KiB) written to the pod's
+termination-message path and to ``<output>/result.json``.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from acgs_contract import env
+from acgs_contract.progress import ProgressReport
+from acgs_contract.result import WireModel, termination_message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "ACGS_PROGRESS_TOKEN"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-MAX_RESULT_BYTES = 4096  # kubelet keeps at most 4096 bytes of a termination message
 POST_TIMEOUT_S = 2.0
 
 
@@ -46,12 +47,7 @@ class ProgressReporter:
                epsilon: float | None = None, message: str = "", final: bool = False) -> None:
         if not self.url:
             return
-        total = max(self.total_steps, 1)
-        body = {"phase": phase, "step": step, "totalSteps": self.total_steps,
-                "percent": round(min(100.0, 100.0 * step / total), 2),
-                "loss": None if loss is None else round(float(loss), 6),
-                "epsilon": None if epsilon is None else round(float(epsilon), 6),
-                "message": message[:512]}
+        body = ProgressReport.at(phase, step, self.total_steps, loss, epsilon, message).to_wire()
         if final:
             self.close()
             self._post(body)  # synchronous: the pod may exit right after
@@ -75,7 +71,7 @@ class ProgressReporter:
     def _post(self, body: dict[str, Any]) -> None:
         assert self.url
         headers = {"Content-Type": "application/json"}
-        token = os.environ.get(TOKEN_ENV)
+        token = os.environ.get(env.PROGRESS_TOKEN)
         if token:
             headers["Authorization"] = f"Bearer {token}"
         req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers,
@@ -98,22 +94,12 @@ class ProgressReporter:
         self._thread = None
 
 
-def compact_result(result: dict[str, Any]) -> str:
-    """JSON of ``result`` under 4 KiB: drop detail first, then shorten the message."""
-    text = json.dumps(result, sort_keys=True, separators=(",", ":"))
-    if len(text.encode()) <= MAX_RESULT_BYTES:
-        return text
-    slim = {k: v for k, v in result.items() if k not in ("metrics", "filter")}
-    slim["metrics"] = {k: v for k, v in (result.get("metrics") or {}).items()
-                       if k in ("accuracy", "complianceScore", "evalLoss")}
-    text = json.dumps(slim, sort_keys=True, separators=(",", ":"))
-    while len(text.encode()) > MAX_RESULT_BYTES and slim.get("message"):
-        slim["message"] = slim["message"][: len(slim["message"]) // 2] + "…"
-        text = json.dumps(slim, sort_keys=True, separators=(",", ":"))
-    return text
+def compact_result(result: WireModel | dict[str, Any]) -> str:
+    """JSON of ``result`` that fits a termination message (the contract's rule)."""
+    return termination_message(result)
 
 
-def write_result(result: dict[str, Any], output_dir: Path | None,
+def write_result(result: WireModel | dict[str, Any], output_dir: Path | None,
                  termination_log: str | None) -> None:
     text = compact_result(result)
     targets: list[Path] = []

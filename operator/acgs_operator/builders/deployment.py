@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from acgs_contract import env
+
 from ..api.deployment import Color, DeploymentSpec, PeerSelector
 from ..api.modelversion import ModelVersionSpec
 from ..constants import API_VERSION, LABEL_COMPONENT, LABEL_OWNER_KIND, LABEL_OWNER_NAME
@@ -101,20 +103,24 @@ def _resources(spec: DeploymentSpec) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def _env(spec: DeploymentSpec, mv: ModelVersionSpec, artifact_dir: str) -> list[dict[str, Any]]:
-    return [
+def _env(spec: DeploymentSpec, mv: ModelVersionSpec, artifact_dir: str,
+         constitution_digest: str | None) -> list[dict[str, Any]]:
+    # The content pinned to the hash by the operator's configuration: the server refuses an
+    # artifact whose constitution is anything else.
+    pinned = [{"name": env.CONSTITUTION_DIGEST, "value": constitution_digest}] if constitution_digest else []
+    return [*pinned,
         # The pod's own IP: listening there (not 0.0.0.0) works in a cluster and on the local runner,
         # where every pod is a process on a loopback address.
-        {"name": "ACGS_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        {"name": "ACGS_PORT", "value": str(spec.port)},
-        {"name": "ACGS_ARTIFACT", "value": artifact_dir},
-        {"name": "ACGS_EXPECTED_DIGEST", "value": mv.artifact.digest},
-        {"name": "ACGS_CONSTITUTIONAL_HASH", "value": spec.constitutional_hash},
-        {"name": "ACGS_MODEL_NAME", "value": mv.model_name},
-        {"name": "ACGS_MODEL_VERSION", "value": mv.version},
-        {"name": "ACGS_INTERACTION_LOG_DIR", "value": f"{INTERACTION_LOG_MOUNT}/interactions"},
-        {"name": "ACGS_TORCH_THREADS", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
-        {"name": "ACGS_DEVICE", "value": "cuda" if spec.resources.gpus else "cpu"},
+        {"name": env.HOST, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": env.PORT, "value": str(spec.port)},
+        {"name": env.ARTIFACT, "value": artifact_dir},
+        {"name": env.EXPECTED_DIGEST, "value": mv.artifact.digest},
+        {"name": env.CONSTITUTIONAL_HASH, "value": spec.constitutional_hash},
+        {"name": env.MODEL_NAME, "value": mv.model_name},
+        {"name": env.MODEL_VERSION, "value": mv.version},
+        {"name": env.INTERACTION_LOG_DIR, "value": f"{INTERACTION_LOG_MOUNT}/interactions"},
+        {"name": env.TORCH_THREADS, "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+        {"name": env.DEVICE, "value": "cuda" if spec.resources.gpus else "cpu"},
         # Read-only root filesystem: anything a library caches goes to the /tmp emptyDir.
         {"name": "HOME", "value": "/tmp"},
         {"name": "HF_HOME", "value": "/tmp/hf"},
@@ -127,7 +133,8 @@ def _http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 
 def server_deployment(owner: Owner, spec: DeploymentSpec, color: Color | str, mv_name: str,
-                      mv: ModelVersionSpec, replicas: int, image: str) -> dict[str, Any]:
+                      mv: ModelVersionSpec, replicas: int, image: str,
+                      constitution_digest: str | None = None) -> dict[str, Any]:
     """apps/v1 Deployment of one color serving one ModelVersion (raises UnsupportedArtifact)."""
     color = str(getattr(color, "value", color))
     claim, path = artifact_location(mv.artifact.uri, spec.artifact_pvc)
@@ -144,7 +151,7 @@ def server_deployment(owner: Owner, spec: DeploymentSpec, color: Color | str, mv
         "imagePullPolicy": "IfNotPresent",
         "command": ["acgs-serve"],
         "args": ["--artifact", artifact_dir, "--port", str(spec.port)],
-        "env": _env(spec, mv, artifact_dir),
+        "env": _env(spec, mv, artifact_dir, constitution_digest),
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         # /ready turns 200 only after the artifact's digest and hash were verified and the model loaded.
         "readinessProbe": _http_probe("/ready", 2, 2),

@@ -13,6 +13,9 @@ import json
 import re
 from typing import Any
 
+from acgs_contract import exitcodes
+from acgs_contract.result import TrainerResult
+
 from ..api.common import SEMVER_PATTERN
 from ..api.modelversion import Artifact, Lineage, Metrics, ModelVersionSpec, Stage, model_version_name
 from ..api.trainingjob import TrainingJobSpec, VersionPolicy
@@ -25,16 +28,15 @@ VERIFY_COMPONENT = "verifier"
 VERIFY_CONTAINER = "verify"
 VOLUME_MOUNT = "/artifact-volume"
 TERMINATION_LOG = "/dev/termination-log"
-# trainer_image/acgs_trainer/exitcodes.py: neither outcome changes on a retry, so the Job fails at once.
-EXIT_INVALID_CONFIG = 2
-EXIT_ARTIFACT_ERROR = 5
-# What `acgs-train verify` writes as its termination message (trainer_image/acgs_trainer/verify_cli.py).
-RESULT_SUCCEEDED, RESULT_FAILED = "Succeeded", "Failed"
 
 
-def verify_command(artifact_path: str, digest: str, constitutional_hash: str) -> list[str]:
+def verify_command(artifact_path: str, digest: str, constitutional_hash: str,
+                   constitution_digest: str | None = None) -> list[str]:
+    """``constitution_digest``: the content the operator's configuration pins to the hash; the
+    artifact's constitution must be exactly that (default: the contract's pin)."""
+    pinned = ["--constitution-digest", constitution_digest] if constitution_digest else []
     return ["acgs-train", "verify", "--artifact", artifact_path, "--digest", digest,
-            "--constitutional-hash", constitutional_hash, "--termination-log", TERMINATION_LOG]
+            "--constitutional-hash", constitutional_hash, *pinned, "--termination-log", TERMINATION_LOG]
 
 
 def parse_semver(version: str) -> tuple[int, int, int]:
@@ -62,21 +64,20 @@ def candidate_versions(parent_version: str | None, policy: str, limit: int = 100
     return out
 
 
-def _metrics(result: dict[str, Any]) -> Metrics:
-    measured = result.get("metrics") or {}
+def _metrics(result: TrainerResult) -> Metrics:
+    measured = result.metrics or {}
     return Metrics(accuracy=measured.get("accuracy"), compliance_score=measured.get("complianceScore"),
-                   eval_loss=measured.get("evalLoss"), epsilon=result.get("epsilon"),
-                   delta=result.get("delta"))
+                   eval_loss=measured.get("evalLoss"), epsilon=result.epsilon, delta=result.delta)
 
 
 def build_model_version(spec: TrainingJobSpec, tj_name: str, namespace: str, version: str,
-                        parent: str | None, artifact_uri: str, result: dict[str, Any],
+                        parent: str | None, artifact_uri: str, result: TrainerResult,
                         scheduling: dict[str, Any]) -> dict[str, Any]:
     """The ModelVersion for a successful run, from the trainer's result (never invented figures)."""
     mv_spec = ModelVersionSpec(
         constitutional_hash=spec.constitutional_hash, model_name=spec.model_name, version=version,
-        artifact=Artifact(uri=artifact_uri, digest=result["digest"]), base_model=spec.base_model,
-        lineage=Lineage(parent_version=parent, training_job=tj_name, data_digest=result.get("dataDigest")),
+        artifact=Artifact(uri=artifact_uri, digest=str(result.digest)), base_model=spec.base_model,
+        lineage=Lineage(parent_version=parent, training_job=tj_name, data_digest=result.data_digest),
         metrics=_metrics(result), stage=Stage.CANDIDATE,
     )
     labels = child_labels("TrainingJob", tj_name, spec.constitutional_hash, "model-version",
@@ -103,7 +104,7 @@ def verify_job_name(mv_name: str) -> str:
 
 
 def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image: str,
-                     scheduling: dict[str, Any]) -> dict[str, Any]:
+                     scheduling: dict[str, Any], constitution_digest: str | None = None) -> dict[str, Any]:
     """A short Job that runs `acgs-train verify`: the manifest, every file's sha256 and the overall
     digest on the artifact volume (read-only), the outcome as JSON in its termination message."""
     location = artifact_location(spec.artifact.uri)
@@ -118,7 +119,7 @@ def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image
         "containers": [{
             "name": VERIFY_CONTAINER, "image": image,
             "command": verify_command(f"{VOLUME_MOUNT}/{path}", spec.artifact.digest,
-                                      spec.constitutional_hash),
+                                      spec.constitutional_hash, constitution_digest),
             "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                           "limits": {"cpu": "1", "memory": "1Gi"}},
@@ -143,7 +144,7 @@ def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image
             "ttlSecondsAfterFinished": 3600,
             "podFailurePolicy": {"rules": [
                 {"action": "FailJob", "onExitCodes": {"operator": "In",
-                                                      "values": [EXIT_INVALID_CONFIG, EXIT_ARTIFACT_ERROR]}},
+                                                      "values": list(exitcodes.VERIFY_NON_RETRIABLE)}},
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]},
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},

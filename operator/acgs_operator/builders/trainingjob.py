@@ -8,6 +8,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from acgs_contract import env, exitcodes
+from acgs_contract.constitution import CONSTITUTION_FILE
+
 from ..api.trainingjob import TrainingJobSpec
 from ..config import Settings
 from .common import child_labels, child_name, container_security_context, pod_security_context
@@ -23,19 +26,17 @@ LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
 
 CONFIG_DIR = "/etc/acgs/trainer"
 CONFIG_KEY = "config.json"
+CONSTITUTION_KEY = CONSTITUTION_FILE  # the operator's constitution, beside the config
+CONSTITUTION_PATH = f"{CONFIG_DIR}/{CONSTITUTION_KEY}"
 DATA_DIR = "/data"
 GENERATED_DATA = f"{DATA_DIR}/generated.jsonl"
-TOKEN_ENV = "ACGS_PROGRESS_TOKEN"
+TOKEN_ENV = env.PROGRESS_TOKEN
 TOKEN_KEY = "token"
 OUTPUT_ROOT = "trainingjobs"  # per-job directory on the output volume: trainingjobs/<name>-<uid8>
 ARTIFACT_DIR = "artifact"
 
-# trainer_image/acgs_trainer/exitcodes.py: a new pod cannot change these outcomes, so the Job fails
-# at once instead of retrying (tests/unit/test_trainingjob_builder.py checks they still match).
-EXIT_INVALID_CONFIG = 2
-EXIT_INVALID_DATA = 3
-EXIT_PRIVACY_BUDGET_EXHAUSTED = 4
-NON_RETRIABLE_EXIT_CODES = (EXIT_INVALID_CONFIG, EXIT_INVALID_DATA, EXIT_PRIVACY_BUDGET_EXHAUSTED)
+# A new pod cannot change these outcomes, so the Job fails at once instead of retrying.
+NON_RETRIABLE_EXIT_CODES = exitcodes.TRAINER_NON_RETRIABLE
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,10 @@ def build_trainer_config(spec: TrainingJobSpec, owner: Owner, settings: Settings
         "output": f"{spec.output.path.rstrip('/')}/{output_subdir(owner)}",
         "baseModel": spec.base_model,
         "constitutionalHash": spec.constitutional_hash,
+        # The operator's constitution (from its ConfigMap) and the digest pinned to the hash: the
+        # trainer refuses any other content, whatever label it carries.
+        "constitution": CONSTITUTION_PATH,
+        "constitutionDigest": settings.constitution_content_digest,
         "maxSteps": t.max_steps,
         "epochs": None if t.max_steps else t.epochs,
         "batchSize": t.batch_size,
@@ -132,7 +137,8 @@ def build_config_map(spec: TrainingJobSpec, owner: Owner, settings: Settings,
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": config_map_name(owner.name), "namespace": owner.namespace,
                      "labels": _labels(spec, owner)},
-        "data": {CONFIG_KEY: json.dumps(config, indent=1, sort_keys=True) + "\n"},
+        "data": {CONFIG_KEY: json.dumps(config, indent=1, sort_keys=True) + "\n",
+                 CONSTITUTION_KEY: settings.constitution_text},
     }
 
 
@@ -195,19 +201,21 @@ def _env() -> list[dict[str, Any]]:
     ]
 
 
-def _generate_container(spec: TrainingJobSpec, image: str) -> dict[str, Any]:
+def _generate_container(spec: TrainingJobSpec, image: str, settings: Settings) -> dict[str, Any]:
     gen = spec.data.generate
     assert gen is not None
     return {
         "name": INIT_CONTAINER, "image": image,
-        "command": ["acgs-data", "--constitutional-hash", spec.constitutional_hash, "generate",
+        "command": ["acgs-data", "--constitutional-hash", spec.constitutional_hash,
+                    "--constitution", CONSTITUTION_PATH, "generate",
                     "--type", str(gen.type), "--size", str(gen.size), "--seed", str(gen.seed),
                     "--out", GENERATED_DATA],
-        "env": _env(),
+        "env": [*_env(), {"name": env.CONSTITUTION_DIGEST, "value": settings.constitution_content_digest}],
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                       "limits": {"cpu": spec.resources.cpu, "memory": spec.resources.memory}},
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
@@ -239,7 +247,7 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
         "volumes": volumes,
     }
     if spec.data.generate is not None:
-        pod_spec["initContainers"] = [_generate_container(spec, image)]
+        pod_spec["initContainers"] = [_generate_container(spec, image, settings)]
     if selector:
         pod_spec["nodeSelector"] = selector
     if tolerations:

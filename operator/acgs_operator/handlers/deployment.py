@@ -100,7 +100,8 @@ def _apply_children(owner: build.Owner, spec: DeploymentSpec, decision: rollout.
             if mv is None:
                 raise ValueError(f"ModelVersion {plan.model_version} no longer exists")
             manifest = build.server_deployment(owner, spec, color, plan.model_version,
-                                               ModelVersionSpec.model_validate(mv["spec"]), plan.replicas, image)
+                                               ModelVersionSpec.model_validate(mv["spec"]), plan.replicas, image,
+                                               constitution_digest=settings.constitution_content_digest)
         except (ValueError, ValidationError) as error:
             # Cannot rebuild this color's template: leave its pods alone, but honour a scale-down.
             child = children.get(color)

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import kopf
+from acgs_contract import exitcodes
+from acgs_contract import result as contract_result
 from pydantic import ValidationError
 
 from .. import conditions as cond
@@ -51,24 +53,25 @@ def sync_verification(mv: dict[str, Any]) -> None:
                        label_selector=f"batch.kubernetes.io/controller-uid={job['metadata']['uid']}")
             if job else [])
     obs = jobstatus.observe(job, pods, mvb.VERIFY_CONTAINER)
-    result = obs.result or {}  # acgs-train verify's JSON (builders/modelversion.py)
+    result = contract_result.parse_verify_result(obs.result)  # what acgs-train verify wrote
     expected = spec["artifact"]["digest"]
-    verified = result.get("phase") == mvb.RESULT_SUCCEEDED and result.get("digest") == expected
+    verified = (result is not None and result.phase == contract_result.SUCCEEDED
+                and result.digest == expected)
     if obs.phase == jobstatus.SUCCEEDED and verified:
+        assert result is not None
         status = _status(mv, "Ready", True, cond.DIGEST_VERIFIED,
-                         f"manifest, {result.get('fileCount')} files and digest {expected} verified",
+                         f"manifest, {result.file_count} files and digest {expected} verified",
                          verifiedDigest=expected, verifiedAt=obs.completion_time or cond.now())
     elif obs.phase == jobstatus.SUCCEEDED:
         status = _status(mv, "Pending", False, cond.RESULT_MISSING,
                          "the verification Job finished without a verification result in its termination "
                          "message; the artifact is not verified")
-    elif obs.phase == jobstatus.FAILED and result.get("phase") == mvb.RESULT_FAILED \
-            and obs.exit_code == mvb.EXIT_ARTIFACT_ERROR:
-        # reason: the trainer's ArtifactError code (FileDigestMismatch, ...); the message names the file.
-        status = _status(mv, "Invalid", False, cond.ARTIFACT_ERROR,
-                         f"{result.get('reason')}: {result.get('message')}")
+    elif obs.phase == jobstatus.FAILED and result is not None and result.phase == contract_result.FAILED \
+            and obs.exit_code == exitcodes.ARTIFACT_ERROR:
+        # reason: the artifact error code (FileDigestMismatch, ...); the message names the file.
+        status = _status(mv, "Invalid", False, cond.ARTIFACT_ERROR, f"{result.reason}: {result.message}")
     elif obs.phase == jobstatus.FAILED:
-        status = _status(mv, "Invalid", False, obs.reason, result.get("message") or obs.message)
+        status = _status(mv, "Invalid", False, obs.reason, (result.message if result else "") or obs.message)
     else:
         status = _status(mv, "Pending", "Unknown", cond.VERIFYING, f"verifying the artifact: {obs.message}")
     old_phase = (mv.get("status") or {}).get("phase")
@@ -101,7 +104,8 @@ def verify(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> N
     meta = mv["metadata"]
     if kube.get("batch/v1", "Job", meta["namespace"], mvb.verify_job_name(meta["name"])) is None:
         scheduling = json.loads((meta.get("annotations") or {}).get(mvb.ANNOTATION_VERIFY_SCHEDULING) or "{}")
-        job = mvb.build_verify_job(meta["name"], meta["namespace"], spec, settings.trainer_image, scheduling)
+        job = mvb.build_verify_job(meta["name"], meta["namespace"], spec, settings.trainer_image, scheduling,
+                                   settings.constitution_content_digest)
         kopf.append_owner_reference(job, owner=mv)
         kube.apply(job)
         logger.info("verification Job %s created", job["metadata"]["name"])

@@ -2,7 +2,7 @@
 
     POST /v1/progress/<namespace>/<name>/<uid>
     Authorization: Bearer <HMAC-SHA256(progress key, "<namespace>/<name>/<uid>")>
-    {"phase": "Running", "step": 12, "totalSteps": 40, "percent": 30.0, "loss": 2.1, "epsilon": 1.3}
+    body: acgs_contract.progress.ProgressReport
 
 The token reaches the pod through a per-job Secret (env ACGS_PROGRESS_TOKEN via secretKeyRef), so it
 never appears in the Job spec. Writes are throttled per job (Settings.progress_min_interval; the
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from acgs_contract.progress import TERMINAL_PHASES, ProgressReport
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import ValidationError
 
 from .. import kube
 from ..api.trainingjob import TrainingProgress
@@ -31,7 +31,6 @@ from ..config import Settings
 from ..constants import API_VERSION
 
 logger = logging.getLogger("acgs_operator.progress")
-TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 def progress_token(key: bytes, namespace: str, name: str, uid: str) -> str:
@@ -46,22 +45,10 @@ def progress_key(settings: Settings) -> bytes:
     return secrets.token_bytes(32)
 
 
-class ProgressReport(BaseModel):
-    """What acgs_trainer.reporting.ProgressReporter sends."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    phase: str = "Running"
-    step: int = Field(ge=0)
-    total_steps: int | None = Field(default=None, ge=0)
-    percent: float | None = Field(default=None, ge=0, le=100)
-    loss: float | None = None
-    epsilon: float | None = Field(default=None, ge=0)
-    message: str = ""
-
-    def progress(self) -> dict[str, Any]:
-        return TrainingProgress(percent=self.percent, step=self.step, total_steps=self.total_steps,
-                                loss=self.loss, epsilon=self.epsilon).to_api()
+def status_progress(report: ProgressReport) -> dict[str, Any]:
+    """A trainer's report as TrainingJob status.progress (rounded for people, ε rounded up)."""
+    return TrainingProgress(percent=report.percent, step=report.step, total_steps=report.total_steps,
+                            loss=report.loss, epsilon=report.epsilon).to_api()
 
 
 @dataclass
@@ -106,8 +93,8 @@ class ProgressServer:
         except (ValueError, ValidationError) as exc:
             return web.json_response({"error": f"invalid progress report: {exc}"}, status=400)
         state = self.jobs.setdefault((ns, name, uid), _JobState())
-        state.pending = report.progress()
-        final = report.phase in TERMINAL_PHASES
+        state.pending = status_progress(report)
+        final = report.final
         wait = self.settings.progress_min_interval - (time.monotonic() - state.written_at)
         if final or wait <= 0:
             status = await self._flush(ns, name, uid, state)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import kopf
+from acgs_contract.result import TrainerResult, parse_trainer_result
 from pydantic import ValidationError
 
 from .. import conditions as cond
@@ -107,8 +108,8 @@ def apply_children(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings
     return job
 
 
-def _artifact_uri(spec: TrainingJobSpec, owner: tjb.Owner, result: dict[str, Any]) -> str:
-    path = str(result.get("artifactPath") or "")
+def _artifact_uri(spec: TrainingJobSpec, owner: tjb.Owner, result: TrainerResult) -> str:
+    path = result.artifact_path or ""
     mount = spec.output.path.rstrip("/") + "/"
     if path.startswith(mount):
         return f"pvc://{spec.output.pvc}/{path[len(mount):].strip('/')}"
@@ -116,7 +117,7 @@ def _artifact_uri(spec: TrainingJobSpec, owner: tjb.Owner, result: dict[str, Any
 
 
 def ensure_model_version(tj: dict[str, Any], spec: TrainingJobSpec, job: dict[str, Any],
-                         result: dict[str, Any]) -> dict[str, Any]:
+                         result: TrainerResult) -> dict[str, Any]:
     """Create (once) the ModelVersion of a successful run; a retried call finds the one it made."""
     owner = _owner(tj)
     parent = _parent(spec, owner.namespace)
@@ -142,7 +143,7 @@ def ensure_model_version(tj: dict[str, Any], spec: TrainingJobSpec, job: dict[st
                 raise
             kopf.info(tj, reason=cond.MODEL_VERSION_CREATED,
                       message=f"Created ModelVersion {created['metadata']['name']} (version {version}, "
-                              f"digest {result['digest']})")
+                              f"digest {result.digest})")
             return created
     raise Invalid(cond.INVALID_SPEC, f"no free version after {parent_semver or '0.0.0'} for model "
                   f"{spec.model_name!r} in namespace {owner.namespace!r}")
@@ -167,22 +168,22 @@ def sync_status(tj: dict[str, Any]) -> None:
         status["startTime"] = obs.start_time
     if obs.completion_time:
         status["completionTime"] = obs.completion_time
-    result = obs.result or {}
+    result = parse_trainer_result(obs.result)  # None: the pod left no result (a crash's log tail)
     if obs.phase == jobstatus.SUCCEEDED and not old.get("modelVersion"):
-        if not result.get("digest"):
+        if result is None or not result.digest:
             obs.phase, obs.reason = jobstatus.FAILED, cond.RESULT_MISSING
             obs.message = ("the trainer pod exited 0 but left no result (digest) in its termination message; "
                            "no ModelVersion was created")
             status.update(phase=obs.phase, message=obs.message)
         else:
-            mv = ensure_model_version(tj, spec, job, result)  # type: ignore[arg-type]
+            mv = ensure_model_version(tj, spec, job, result)  # type: ignore[arg-type]  # job: not None
             status["modelVersion"] = mv["metadata"]["name"]
             status["artifactDigest"] = mv["spec"]["artifact"]["digest"]
             status["message"] = f"ModelVersion {mv['metadata']['name']} created; {obs.message}"[:2000]
-    if obs.phase in (jobstatus.SUCCEEDED, jobstatus.FAILED) and result:
+    if obs.phase in (jobstatus.SUCCEEDED, jobstatus.FAILED) and result is not None:
         progress = dict(old.get("progress") or {})
-        for key, value in (("epsilon", result.get("epsilon")), ("step", result.get("steps")),
-                           ("totalSteps", result.get("totalSteps"))):
+        for key, value in (("epsilon", result.epsilon), ("step", result.steps),
+                           ("totalSteps", result.total_steps)):
             if value is not None:
                 progress[key] = value
         if obs.phase == jobstatus.SUCCEEDED:
