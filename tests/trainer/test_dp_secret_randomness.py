@@ -102,7 +102,8 @@ class _RecordingTrainer:
     """Builds the real Trainer on a tiny model and records the batch each step sampled."""
 
     @staticmethod
-    def run(tmp: Path, steps: int = 6) -> tuple[list[list[int]], dict[str, torch.Tensor], Any]:
+    def run(tmp: Path, steps: int = 6, resume: bool = True
+            ) -> tuple[list[list[int]], dict[str, torch.Tensor], Any]:
         from acgs_trainer.config import validate_config
         from acgs_trainer.constitution import load_constitution
         from acgs_trainer.datasets import generate
@@ -117,7 +118,8 @@ class _RecordingTrainer:
         model = apply_lora(build_base_model("builtin:tiny-llama", len(tok), 3, tok), 4, 8, 0.0,
                            ALL_LINEAR)
         cfg = validate_config({"data": "x", "output": str(tmp), "max_steps": steps, "seed": 3,
-                               "batch_size": 4, "checkpoint_every": 0, "log_every": steps})
+                               "batch_size": 4, "checkpoint_every": 0, "log_every": steps,
+                               "resume": resume})
         batches: list[list[int]] = []
 
         class Recording(Trainer):
@@ -148,6 +150,19 @@ def test_two_runs_with_the_same_public_seed_draw_different_batches_and_noise(tmp
     assert batches_a == [secret.poisson_batch(s, 40, trainer_a.sample_rate).tolist()
                          for s in range(6)]
     assert trainer_a.sample_rate == 4 / 40
+
+
+@pytest.mark.ml
+def test_a_checkpoint_without_its_secret_key_is_not_resumed(tmp_path) -> None:
+    """Another key would redo already-released steps with other noise."""
+    pytest.importorskip("opacus")
+    from acgs_trainer.exitcodes import ConfigError
+
+    Checkpointer(tmp_path / "checkpoints").save(2, {"step": 2, "data_digest": "d", "dp": True})
+    with pytest.raises(ConfigError, match="not the run's secret key"):
+        _RecordingTrainer.run(tmp_path)
+    _RecordingTrainer.run(tmp_path, steps=1, resume=False)  # --no-resume: a new run, a new key
+    assert (tmp_path / "checkpoints" / SECRET_KEY_FILE).is_file()
 
 
 # -- what the baseline CLI run published --------------------------------------------------------------

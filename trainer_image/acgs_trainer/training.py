@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .checkpoint import Checkpointer
 from .config import TrainConfig
-from .exitcodes import PrivacyBudgetExhausted
+from .exitcodes import ConfigError, PrivacyBudgetExhausted
 from .privacy import PrivacyBudget, SecretNoiseDPOptimizer, calibrate_noise, noised_loss
 from .secret_randomness import SecretRandomness, new_key
 
@@ -251,10 +251,16 @@ class Trainer:
             raise ValueError(f"{self.checkpointer.root}: the checkpoint was made with other data "
                              "or --dp setting; use a fresh --output or --no-resume")
         if cfg.dp:
+            # Resuming with another key would redo released steps with other noise: refuse (a
+            # retry cannot fix it, hence ConfigError: exit 2, not retried).
             if state is not None and not self.checkpointer.has_secret_key():
-                raise ValueError(f"{self.checkpointer.root}: a checkpoint without the run's "
-                                 "secret key cannot resume the same noise; use --no-resume")
-            secret_key = self.checkpointer.secret_key(reuse=cfg.resume)
+                raise ConfigError(f"--resume: {self.checkpointer.root} holds a checkpoint but not "
+                                  "the run's secret key, so the same noise cannot be redrawn; use "
+                                  "--no-resume or a fresh --output")
+            try:
+                secret_key = self.checkpointer.secret_key(reuse=cfg.resume)
+            except ValueError as exc:
+                raise ConfigError(f"--resume: {exc}") from exc
             if state is not None and state["privacy"]:
                 noise = float(state["privacy"]["noise_multiplier"])  # keep the accounting consistent
             else:
