@@ -171,7 +171,7 @@ class SecretNoiseDPOptimizer(DPOptimizer):
             _check_processed_flag(p.summed_grad)
             unit = self.secret.gaussian(GRADIENT_NOISE, self.noise_step, index,
                                         tuple(p.summed_grad.shape))
-            noise = torch.from_numpy(unit * std).to(device=p.summed_grad.device,
+            noise = torch.from_numpy(unit * np.float32(std)).to(device=p.summed_grad.device,
                                                     dtype=p.summed_grad.dtype)
             p.grad = (p.summed_grad + noise).view_as(p)
             _mark_as_processed(p.summed_grad)

@@ -267,9 +267,10 @@ class Trainer:
                 noise = cfg.noise_multiplier or calibrate_noise(
                     cfg.target_epsilon, cfg.target_delta, self.sample_rate, self.total)
             self._enable_dp(noise, secret_key)
-            log.info("DP-SGD: noise multiplier %.4f, sampling rate %.5f, %d planned steps, "
-                     "target ε=%s δ=%s", noise, self.sample_rate, self.total, cfg.target_epsilon,
-                     cfg.target_delta)
+            log.info("DP-SGD: noise multiplier %.4f (accounted %.4f with the noised loss), "
+                     "sampling rate %.5f, %d planned steps, target ε=%s δ=%s", noise,
+                     self.budget.accounted_noise if self.budget else noise, self.sample_rate,
+                     self.total, cfg.target_epsilon, cfg.target_delta)
         step = 0
         resumed_from = None
         if state is not None:
