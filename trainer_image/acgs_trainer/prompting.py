@@ -2,7 +2,10 @@
 
 A prompt lists the scenario as ``field: value`` pairs (schema order, so equal scenarios give equal
 text) and ends with ``decision:``; the model continues with ``DECISION principle ...``, e.g.
-``DENY privacy fairness`` or ``APPROVE none``. The server and the trainer's evaluation use these
+``DENY privacy fairness`` or ``APPROVE none``. Free text a record carries in ``input.text`` (the
+seeds' request bodies, see request_shapes) comes right after the task as ``text:`` and at most
+MAX_TEXT_WORDS normalised words (lower case, no punctuation, so it can never spell the
+``decision:`` marker). The server and the trainer's evaluation use these
 same functions, so a model is scored on exactly what it will be asked in production.
 """
 
@@ -17,6 +20,10 @@ from .datasets import SCHEMAS
 DECISION_MARKER = "decision:"
 _DECISION_RE = re.compile(r"\b(" + "|".join(DECISIONS) + r")\b", re.IGNORECASE)
 _WORD_RE = re.compile(r"[a-z_]+")
+_TEXT_WORD_RE = re.compile(r"[a-z0-9_]+")
+# Bounds the prompt whatever a client sends; the trainer truncates prompts from the front, so the
+# text (before the scenario fields) is what a too-long prompt loses first.
+MAX_TEXT_WORDS = 24
 
 
 def _value_text(value: Any) -> str:
@@ -37,12 +44,26 @@ def scenario_of(record: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
     return dataset_type, scenario
 
 
+def free_text_of(record: Mapping[str, Any]) -> str:
+    """The prompted free text of a record (``input.text``) or request body (``text``), normalised."""
+    inp = record.get("input")
+    raw = inp.get("text") if isinstance(inp, Mapping) else record.get("text")
+    if not isinstance(raw, str):
+        return ""
+    return " ".join(_TEXT_WORD_RE.findall(raw.lower())[:MAX_TEXT_WORDS])
+
+
 def format_prompt(record: Mapping[str, Any]) -> str:
     dataset_type, scenario = scenario_of(record)
     known = list(SCHEMAS.get(dataset_type, {}))
     names = [n for n in known if n in scenario] + sorted(n for n in scenario if n not in known)
-    pairs = " ".join(f"{n}: {_value_text(scenario[n])}" for n in names)
-    return f"task: {dataset_type} {pairs} {DECISION_MARKER}"
+    parts = [f"task: {dataset_type}"]
+    text = free_text_of(record)
+    if text:
+        parts.append(f"text: {text}")
+    parts.extend(f"{n}: {_value_text(scenario[n])}" for n in names)
+    parts.append(DECISION_MARKER)
+    return " ".join(parts)
 
 
 def format_target(decision: str, principles: Iterable[str]) -> str:
