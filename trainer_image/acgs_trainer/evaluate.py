@@ -56,5 +56,8 @@ def evaluate_generations(model: Any, tokenizer: Any, records: Sequence[dict[str,
                "accuracy": exact / n, "decisionAccuracy": agree_target / n,
                "parseRate": decided / n, "confusion": dict(sorted(confusion.items()))}
     if outputs:
-        log.info("eval sample: %r -> %r", prompts[0][-60:], outputs[0])
+        # The prompt as the model saw it: a word outside the public vocabulary shows as [UNK],
+        # so the log cannot carry a private record's words.
+        seen = tokenizer.decode(tokenizer(prompts[0], add_special_tokens=False)["input_ids"])
+        log.info("eval sample: %r -> %r", seen[-60:], outputs[0])
     return metrics

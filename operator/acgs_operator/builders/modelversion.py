@@ -63,10 +63,11 @@ def candidate_versions(parent_version: str | None, policy: str, limit: int = 100
 
 
 def _metrics(result: dict[str, Any]) -> Metrics:
-    measured = result.get("metrics") or {}
+    measured, base = result.get("metrics") or {}, result.get("baseMetrics") or {}
     return Metrics(accuracy=measured.get("accuracy"), compliance_score=measured.get("complianceScore"),
                    eval_loss=measured.get("evalLoss"), epsilon=result.get("epsilon"),
-                   delta=result.get("delta"))
+                   delta=result.get("delta"), base_compliance_score=base.get("complianceScore"),
+                   base_accuracy=base.get("accuracy"))
 
 
 def build_model_version(spec: TrainingJobSpec, tj_name: str, namespace: str, version: str,
