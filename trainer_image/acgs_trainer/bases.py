@@ -15,8 +15,9 @@ knows the task's language. So a built-in base is:
 The recipe (config, corpus digest, vocabulary digest, hyper-parameters, constitution sha256) has a
 digest; a build lives in ``<cache>/<name>-<recipe digest>/`` with ``build.json`` recording the
 digest of the files written, checked on every load. Cache: ``$ACGS_MODEL_CACHE`` (os.pathsep
-separated; the image bakes one in), else ``~/.cache/acgs/models``; a run that can write to neither
-builds into its own work directory.
+separated), else ``~/.cache/acgs/models``; a run that can write to neither builds into its own
+work directory. The tiny base's build is shipped in the package (``pretrained/``), so no run has
+to pre-train it; ``acgs-train build-base --cache DIR`` rebuilds it from the recipe.
 """
 
 from __future__ import annotations
@@ -41,13 +42,13 @@ from .constitution import DECISIONS, Constitution
 from .datasets import DATASET_TYPES, PUBLIC, SCHEMAS, generate
 from .dataio import records_digest
 from .modeling import BUILTIN_CONFIGS, BUILTIN_PREFIX, build_base_model, build_tokenizer
-from .prompting import DECISION_MARKER, format_prompt, target_of
+from .prompting import DECISION_MARKER, field_text, format_prompt, target_of
 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "ACGS_MODEL_CACHE"
 BUILD_FILE = "build.json"
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,15 @@ RECIPES: dict[str, PretrainRecipe] = {
 
 
 def public_words(constitution: Constitution) -> list[str]:
-    """Every public string a prompt or answer is made of: template words, dataset types, schema
-    field names and values, decisions, the constitution's principles, rule ids and texts."""
-    texts = ["task", DECISION_MARKER, "yes no none . : -", " ".join("0123456789"), *DECISIONS,
+    """Every public string a prompt or answer is made of: template words, dataset types, each
+    schema field with each of its values, decisions, the constitution's principles and rules."""
+    texts = ["task:", DECISION_MARKER, "none", " ".join("0123456789"), ".", *DECISIONS,
              *DATASET_TYPES]
     for fields in SCHEMAS.values():
         for name, spec in fields.items():
-            texts += [name, *spec.choices]
+            values: list[Any] = {"choice": list(spec.choices), "bool": [True, False]}.get(
+                spec.kind, [spec.lo])  # a number: "name=" then digits, split by the tokenizer
+            texts += [field_text(name, v) for v in values]
     for name, text in constitution.principles.items():
         texts += [name, text]
     texts += [f"{rule.id} {rule.principle} {rule.decision}" for rule in constitution.rules]
@@ -103,7 +106,13 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
+# Builds shipped with the package (small enough: the tiny base is ~1.6 MB); looked up first, never
+# written at run time.
+SHIPPED = Path(__file__).resolve().parent / "pretrained"
+
+
 def cache_roots() -> list[Path]:
+    """Where builds are written (and looked up after SHIPPED), first writable first."""
     configured = [Path(p) for p in os.environ.get(CACHE_ENV, "").split(os.pathsep) if p]
     return configured + [Path.home() / ".cache" / "acgs" / "models"]
 
@@ -160,7 +169,7 @@ def ensure_base(model_name: str, constitution: Constitution, fallback: Path) -> 
     recipe, described = recipe_of(name, constitution)
     entry = f"{name}-{_digest(described)[:16]}"
     roots = cache_roots()
-    for root in roots:
+    for root in [SHIPPED, *roots]:
         found = _load_build(root / entry)
         if found is not None:
             return found

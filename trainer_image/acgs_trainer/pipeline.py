@@ -25,7 +25,7 @@ from .evaluate import evaluate_generations, mean_loss
 from .exitcodes import ConfigError, DataError, PrivacyBudgetExhausted
 from .filtering import constitutional_filter
 from .modeling import (ALL_LINEAR, apply_lora, build_base_model, count_parameters, is_builtin,
-                       load_tokenizer, save_adapter)
+                       load_tokenizer, resolve_base_path, save_adapter)
 from .prompting import format_prompt, target_of
 from .reporting import ProgressReporter, TrainerMetrics
 from .training import Trainer, encode
@@ -62,8 +62,9 @@ def prepare_base(cfg: TrainConfig, constitution: Constitution, work: Path
 
     if not is_builtin(cfg.base_model):
         try:
-            return (load_tokenizer(cfg.base_model),
-                    build_base_model(cfg.base_model, 0, cfg.seed), Path(cfg.base_model), {})
+            path = resolve_base_path(cfg.base_model)
+            return (load_tokenizer(path), build_base_model(cfg.base_model, 0, cfg.seed), path,
+                    {"architecture": _architecture(path)})
         except (ValueError, OSError) as exc:
             raise ConfigError(str(exc) if "--base-model" in str(exc)
                               else f"--base-model={cfg.base_model}: cannot load: {exc}") from exc
@@ -76,6 +77,13 @@ def prepare_base(cfg: TrainConfig, constitution: Constitution, work: Path
     pretraining = {k: built.build[k] for k in ("corpusDigest", "vocabularyDigest", "recipe",
                                                 "publicEvalMetrics")}
     return tokenizer, model, built.base_dir, {"pretraining": pretraining}
+
+
+def _architecture(path: Path) -> str | None:
+    import json
+
+    architectures = json.loads((path / "config.json").read_text()).get("architectures") or [None]
+    return architectures[0]
 
 
 def main(cfg: TrainConfig) -> dict[str, Any]:
@@ -120,6 +128,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     base_scores.pop("confusion", None)
     targets = cfg.lora_target_modules or (ALL_LINEAR if is_builtin(cfg.base_model) else None)
     model = apply_lora(base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, targets).to(device)
+    # None means peft's default for the architecture; record what it chose.
+    targets = sorted(model.peft_config["default"].target_modules)
     _, trainable = count_parameters(model)
     log.info("model %s: %d parameters, %d trainable (LoRA r=%d)", cfg.base_model, total_params,
              trainable, cfg.lora_r)
@@ -189,7 +199,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     manifest = write_artifact(out / "artifact", populate, {
         "constitutional_hash": cfg.constitutional_hash,
         "base_model": {"name": cfg.base_model, "bundled": bundled,
-                       "path": "base" if bundled else str(Path(cfg.base_model).resolve()),
+                       "path": "base" if bundled else str(base_dir.resolve()),
                        "digest": compute_digest(base_dir), "parameters": total_params,
                        **base_info},
         "adapter": {"type": "lora", "path": "adapter", "r": cfg.lora_r, "alpha": cfg.lora_alpha,

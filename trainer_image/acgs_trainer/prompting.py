@@ -1,8 +1,11 @@
 """The text contract between data, trainer evaluation and the model server.
 
-A prompt lists the scenario as ``field: value`` pairs (schema order, so equal scenarios give equal
+A prompt lists the scenario as ``field=value`` words (schema order, so equal scenarios give equal
 text) and ends with ``decision:``; the model continues with ``DECISION principle ...``, e.g.
-``DENY privacy fairness`` or ``APPROVE none``. The server and the trainer's evaluation use these
+``DENY privacy fairness`` or ``APPROVE none``. One word per field and value (numbers are read digit
+by digit) means a built-in base's word-level tokenizer gives each fact its own token: a tiny model
+then learns the rules from a few thousand public examples, where ``field: value`` (a shared
+``yes``/``no`` bound to a field name by position) took many times more. The server and the trainer's evaluation use these
 same functions, so a model is scored on exactly what it will be asked in production.
 """
 
@@ -27,6 +30,10 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
+def field_text(name: str, value: Any) -> str:
+    return f"{name}={_value_text(value)}"
+
+
 def scenario_of(record: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
     """(dataset type, scenario) from a dataset record or a request body ``{type, scenario}``."""
     dataset_type = str(record.get("type") or record.get("dataset_type") or "constitutional_ai")
@@ -41,7 +48,7 @@ def format_prompt(record: Mapping[str, Any]) -> str:
     dataset_type, scenario = scenario_of(record)
     known = list(SCHEMAS.get(dataset_type, {}))
     names = [n for n in known if n in scenario] + sorted(n for n in scenario if n not in known)
-    pairs = " ".join(f"{n}: {_value_text(scenario[n])}" for n in names)
+    pairs = " ".join(field_text(n, scenario[n]) for n in names)
     return f"task: {dataset_type} {pairs} {DECISION_MARKER}"
 
 
