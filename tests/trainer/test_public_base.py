@@ -51,6 +51,7 @@ def test_the_public_vocabulary_covers_every_schema_prompt_and_nothing_private() 
 
 def test_a_tampered_cached_base_is_refused_naming_both_digests(builtin_base, tmp_path,
                                                                monkeypatch) -> None:
+    from acgs_trainer import bases
     from acgs_trainer.bases import BaseBuildError, CACHE_ENV, ensure_base
 
     found = ensure_base("builtin:tiny-llama", C, tmp_path / "unused")
@@ -59,6 +60,7 @@ def test_a_tampered_cached_base_is_refused_naming_both_digests(builtin_base, tmp
     weights = copy / "base" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(bases, "SHIPPED", tmp_path / "cache")  # the tampered copy is found first
     with pytest.raises(BaseBuildError, match=r"digest sha256:[0-9a-f]{64}, expected "
                                              + found.build["baseDigest"]):
         ensure_base("builtin:tiny-llama", C, tmp_path / "unused")
@@ -85,7 +87,7 @@ def test_a_canary_word_in_one_private_record_reaches_no_published_output(builtin
     sink.close()
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = read_result(output)
-    assert result["steps"] == 20 and result["filter"]["kept"] == 80  # the marked record was used
+    assert result["steps"] == 20 and result["filter"]["dropped"] == 0  # the marked record was kept
     published = {"stdout/stderr": proc.stdout + proc.stderr, "termination log": term.read_text(),
                  "result.json": (output / "result.json").read_text(),
                  "progress": json.dumps([body for body, _ in sink.posts])}

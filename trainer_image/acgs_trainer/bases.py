@@ -63,7 +63,7 @@ class PretrainRecipe:
 
 # Sized so the tiny base builds in about a minute on one CPU core.
 RECIPES: dict[str, PretrainRecipe] = {
-    "tiny-llama": PretrainRecipe(records_per_type=2000, steps=1200, batch_size=32, lr=3e-3),
+    "tiny-llama": PretrainRecipe(records_per_type=2000, steps=1000, batch_size=32, lr=3e-3),
     "llama-100m": PretrainRecipe(records_per_type=4000, steps=2000, batch_size=32, lr=3e-4),
 }
 
