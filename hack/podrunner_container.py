@@ -4,7 +4,6 @@ reported as a containerStatus."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import signal
@@ -14,17 +13,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from acgs_contract.result import MAX_TERMINATION_MESSAGE_BYTES
+from acgs_contract.timefmt import now
 from podrunner_env import ContainerConfigError, base_environment, command_line, container_env
 from podrunner_probe import Prober
 from podrunner_volumes import Bind, binds_for, mount_script, pod_dir
 
 log = logging.getLogger("podrunner.container")
-MAX_MESSAGE = 4096
+MAX_MESSAGE = MAX_TERMINATION_MESSAGE_BYTES  # what a kubelet keeps of a termination message
 BACKOFF_START, BACKOFF_CAP, BACKOFF_RESET_AFTER = 10.0, 300.0, 600.0
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class PodContext(Protocol):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
+
+from acgs_contract import exitcodes
+from acgs_contract.timefmt import now
 
 # Condition types
 READY = "Ready"
@@ -21,8 +23,9 @@ PROMOTION_BLOCKED = "PromotionBlocked"
 ACCEPTED = "Accepted"
 PENDING = "Pending"
 INVALID_SPEC = "InvalidSpec"
-INVALID_DATA = "InvalidData"
-PRIVACY_BUDGET_EXHAUSTED = "PrivacyBudgetExhausted"
+# A failed trainer's reason is the contract's reason of its exit code.
+INVALID_DATA = exitcodes.REASONS[exitcodes.INVALID_DATA]
+PRIVACY_BUDGET_EXHAUSTED = exitcodes.REASONS[exitcodes.PRIVACY_BUDGET_EXHAUSTED]
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
 AWAITING_RECONCILER = "AwaitingReconciler"
@@ -56,9 +59,9 @@ UNDONE = "Undone"
 ROLLED_BACK = "RolledBack"
 PROMOTED = "Promoted"
 # TrainingJob / ModelVersion reasons
-INVALID_CONFIG = "InvalidConfig"
-UNEXPECTED_ERROR = "UnexpectedError"
-ARTIFACT_ERROR = "ArtifactError"
+INVALID_CONFIG = exitcodes.REASONS[exitcodes.INVALID_CONFIG]
+UNEXPECTED_ERROR = exitcodes.REASONS[exitcodes.UNEXPECTED_ERROR]
+ARTIFACT_ERROR = exitcodes.REASONS[exitcodes.ARTIFACT_ERROR]
 JOB_FAILED = "JobFailed"
 JOB_CREATED = "JobCreated"
 JOB_SUSPENDED = "JobSuspended"
@@ -68,11 +71,8 @@ MODEL_VERSION_CREATED = "ModelVersionCreated"
 RESULT_MISSING = "ResultMissing"
 VERIFYING = "Verifying"
 DIGEST_VERIFIED = "DigestVerified"
+METRICS_MISMATCH = "MetricsMismatch"
 UNSUPPORTED_ARTIFACT_URI = "UnsupportedArtifactUri"
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def set_condition(conditions: list[dict[str, Any]] | None, type_: str, status: bool | str, reason: str,

@@ -13,10 +13,11 @@ fails is "held back": the live color keeps serving until a new version, or acgs.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from acgs_contract.timefmt import format_time, parse_time
 
 from . import conditions as cond
 from .api.deployment import BlueGreenStrategy, Color, HeldBack, PromotionGates, RolloutState
@@ -30,13 +31,11 @@ WAIT_FOR_MODEL_VERSION_SECONDS = 5.0
 
 
 def ts(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(epoch)
 
 
 def epoch(stamp: str | None) -> float | None:
-    if not stamp:
-        return None
-    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+    return parse_time(stamp) if stamp else None
 
 
 def other(color: Color | str) -> Color:

@@ -52,7 +52,7 @@ def data(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("dp", [True, False])
 def test_a_local_model_trains_through_pvc_and_serves_its_own_outputs(kind, modules, dp, data,
                                                                      tmp_path) -> None:
-    from acgs_trainer.artifact import FILE_DIGEST_MISMATCH, ArtifactError, verify_artifact
+    from acgs_trainer.artifact import BASE_MODEL_DIGEST_MISMATCH, ArtifactError, verify_artifact
     from acgs_trainer.modeling import generate_continuations, load_for_inference
 
     model_dir = _make_model(kind, tmp_path / "models" / "claim" / "bases" / kind)
@@ -76,7 +76,7 @@ def test_a_local_model_trains_through_pvc_and_serves_its_own_outputs(kind, modul
     weights.write_bytes(weights.read_bytes()[:-2] + b"\0\0")  # the base changed under the artifact
     with pytest.raises(ArtifactError) as err:
         load_for_inference(out / "artifact")
-    assert err.value.code == FILE_DIGEST_MISMATCH and base["digest"] in str(err.value)
+    assert err.value.code == BASE_MODEL_DIGEST_MISMATCH and base["digest"] in str(err.value)
 
 
 def test_hf_names_resolve_from_a_model_cache_or_fail_clearly(data, tmp_path) -> None:

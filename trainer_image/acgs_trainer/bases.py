@@ -42,7 +42,7 @@ from .constitution import DECISIONS, Constitution
 from .datasets import DATASET_TYPES, PUBLIC, SCHEMAS, generate
 from .dataio import records_digest
 from .modeling import BUILTIN_CONFIGS, BUILTIN_PREFIX, build_base_model, build_tokenizer
-from .prompting import DECISION_MARKER, field_text, format_prompt, target_of
+from .prompting import DECISION_MARKER, field_text, format_prompt, free_text_of, target_of
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class PretrainRecipe:
 
 # Sized so the tiny base builds in about a minute on one CPU core.
 RECIPES: dict[str, PretrainRecipe] = {
-    "tiny-llama": PretrainRecipe(records_per_type=2000, steps=1000, batch_size=32, lr=3e-3),
+    "tiny-llama": PretrainRecipe(records_per_type=2000, steps=1500, batch_size=32, lr=3e-3),
     "llama-100m": PretrainRecipe(records_per_type=4000, steps=2000, batch_size=32, lr=3e-4),
 }
 
@@ -71,7 +71,7 @@ RECIPES: dict[str, PretrainRecipe] = {
 def public_words(constitution: Constitution) -> list[str]:
     """Every public string a prompt or answer is made of: template words, dataset types, each
     schema field with each of its values, decisions, the constitution's principles and rules."""
-    texts = ["task:", DECISION_MARKER, "none", " ".join("0123456789"), ".", *DECISIONS,
+    texts = ["task:", "text:", DECISION_MARKER, "none", " ".join("0123456789"), ".", *DECISIONS,
              *DATASET_TYPES]
     for fields in SCHEMAS.values():
         for name, spec in fields.items():
@@ -81,6 +81,9 @@ def public_words(constitution: Constitution) -> list[str]:
     for name, text in constitution.principles.items():
         texts += [name, text]
     texts += [f"{rule.id} {rule.principle} {rule.decision}" for rule in constitution.rules]
+    # The free text of the seed-shaped request bodies (request_shapes) comes from public
+    # templates; a sample of the public corpus holds every word of them.
+    texts += sorted({free_text_of(r) for r in public_corpus(constitution, 300, 0)} - {""})
     return texts
 
 

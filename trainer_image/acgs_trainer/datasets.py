@@ -3,7 +3,8 @@
 A record is::
 
     {"id": str, "type": <dataset type>, "constitutional_hash": H,
-     "input": {"scenario": {field: value, ...}, "request": str, "constitutional_hash": H},
+     "input": {"scenario": {field: value, ...}, "request": str, "constitutional_hash": H,
+               "text": str (only seed-shaped records, see SEED_SHAPED_EVERY)},
      "target_output": {"decision": "APPROVE|ESCALATE|DENY", "principles": [...], "rules": [...],
                        "reasoning": str, "constitutional_hash": H}}
 
@@ -157,10 +158,18 @@ def scenario_partition(dataset_type: str, scenario: Mapping[str, Any]) -> str:
     return PUBLIC if hashlib.sha256(key.encode()).digest()[0] & 1 == 0 else PRIVATE
 
 
+# Every n-th record of a type that has a seed endpoint is written as the seed documents' request
+# body maps it (request_shapes): the same scenario plus the body's free text in the prompt, so the
+# model is trained and evaluated on the bodies the server accepts on those endpoints.
+SEED_SHAPED_EVERY = 3
+
+
 def generate(dataset_type: str, size: int, constitution: Constitution, seed: int = 0,
              partition: str = PRIVATE) -> list[dict[str, Any]]:
     """``size`` scenarios of ``dataset_type`` from one half of the scenario space (see
     ``scenario_partition``) with rule-derived targets (deterministic per seed)."""
+    from .request_shapes import SEED_SHAPES, seed_shaped_input  # it builds on SCHEMAS above
+
     if dataset_type not in SCHEMAS:
         raise ValueError(f"type={dataset_type!r}: expected one of {list(DATASET_TYPES)}")
     rng = random.Random(f"{dataset_type}:{seed}" if partition == PRIVATE
@@ -182,6 +191,8 @@ def generate(dataset_type: str, size: int, constitution: Constitution, seed: int
             },
             "target_output": target_output(constitution.evaluate(scenario), constitution),
         })
+        if dataset_type in SEED_SHAPES and i % SEED_SHAPED_EVERY == SEED_SHAPED_EVERY - 1:
+            records[-1]["input"] = seed_shaped_input(records[-1])
     return records
 
 

@@ -200,27 +200,14 @@ def load_for_inference(artifact_dir: str | os.PathLike[str], device: str = "cpu"
     """
     from peft import PeftModel
 
-    from .artifact import (BASE_MODEL_MISSING, FILE_DIGEST_MISMATCH, ArtifactError,
-                           compute_digest, read_manifest)
+    from .artifact import base_model_dir, read_manifest
 
     root = Path(artifact_dir)
     manifest = read_manifest(root)
-    base_info = manifest.base_model
-    base_path = root / "base" if base_info.get("bundled") else Path(str(base_info.get("path", "")))
-    if not (base_path / "config.json").is_file():
-        raise ArtifactError(f"{base_path}: base model not found (manifest baseModel={base_info})",
-                            code=BASE_MODEL_MISSING, file=base_path)
-    if not base_info.get("bundled") and base_info.get("digest"):
-        # An external base is not covered by the artifact digest: it carries its own.
-        actual = compute_digest(base_path)
-        if actual != base_info["digest"]:
-            raise ArtifactError(f"{base_path}: base model digest {actual}, expected "
-                                f"{base_info['digest']} (manifest baseModel.digest)",
-                                code=FILE_DIGEST_MISMATCH, file=base_path,
-                                expected=str(base_info["digest"]), actual=actual)
+    base_path = base_model_dir(root, manifest)  # a base outside the artifact: its digest first
     tokenizer = load_tokenizer(root / manifest.tokenizer_path)
     base = AutoModelForCausalLM.from_pretrained(str(base_path), local_files_only=True)
-    model = PeftModel.from_pretrained(base, str(root / "adapter"), is_trainable=False)
+    model = PeftModel.from_pretrained(base, str(root / manifest.adapter.path), is_trainable=False)
     if merge:
         model = model.merge_and_unload()
     model.to(device)
@@ -228,27 +215,19 @@ def load_for_inference(artifact_dir: str | os.PathLike[str], device: str = "cpu"
     return model, tokenizer
 
 
-@torch.no_grad()
 def generate_continuations(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
                            max_new_tokens: int = 8, batch_size: int = 32) -> list[str]:
-    """Greedy continuations of ``prompts`` (decoded, prompt removed)."""
+    """Greedy continuations of ``prompts`` (decoded, prompt removed), as the server generates."""
+    from .generation import encode_prompts, generate_from_ids
+
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # batched decoder-only generation continues from the right edge
     out: list[str] = []
     try:
         for i in range(0, len(prompts), batch_size):
-            enc = tokenizer(list(prompts[i:i + batch_size]), return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(device)
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
-            new = gen[:, enc["input_ids"].shape[1]:]
-            out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+            ids = encode_prompts(tokenizer, prompts[i:i + batch_size])
+            out.extend(generate_from_ids(model, tokenizer, ids, max_new_tokens))
     finally:
-        tokenizer.padding_side = side
         if was_training:
             model.train()
     return out

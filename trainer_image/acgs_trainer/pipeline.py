@@ -93,7 +93,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     try:
-        constitution = load_constitution(cfg.constitution, cfg.constitutional_hash)
+        constitution = load_constitution(cfg.constitution, cfg.constitutional_hash,
+                                         cfg.constitution_digest)
     except ConstitutionError as exc:
         raise ConfigError(f"--constitution: {exc}") from exc
     metrics = TrainerMetrics(cfg.metrics_port)
@@ -219,6 +220,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                      "meanStepSeconds": (sum(outcome.step_seconds) / len(outcome.step_seconds)
                                          if outcome.step_seconds else None)},
         "constitution": {"version": constitution.version, "sha256": constitution.source_sha256,
+                         "path": "constitution.yaml", "contentDigest": constitution.content_digest,
                          "principles": sorted(constitution.principles)},
         "parent_version": cfg.parent_version, "trainer_version": __version__,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -233,6 +235,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             "baseMetrics": {k: base_scores[k] for k in ("complianceScore", "accuracy")},
             "epsilon": epsilon, "delta": cfg.target_delta if cfg.dp else None,
             "targetEpsilon": cfg.target_epsilon if cfg.dp else None, "steps": outcome.steps,
+            "totalSteps": outcome.planned_steps,
             "dataDigest": data_digest, "filter": {k: counts[k] for k in
                                                   ("kept", "revised", "dropped", "duplicatesRemoved")},
             "message": message}

@@ -7,18 +7,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from acgs_contract import exitcodes
+
 from .. import conditions as cond
 
 PENDING, RUNNING, SUSPENDED, SUCCEEDED, FAILED = "Pending", "Running", "Suspended", "Succeeded", "Failed"
 
-# Trainer exit codes (trainer_image/acgs_trainer/exitcodes.py) → condition reasons.
-EXIT_REASONS = {
-    1: cond.UNEXPECTED_ERROR,
-    2: cond.INVALID_CONFIG,
-    3: cond.INVALID_DATA,
-    4: cond.PRIVACY_BUDGET_EXHAUSTED,
-    5: cond.ARTIFACT_ERROR,
-}
+# Trainer exit codes → condition reasons: the contract's reason of each code.
+EXIT_REASONS = {code: reason for code, reason in exitcodes.REASONS.items() if code != exitcodes.SUCCESS}
 JOB_REASONS = {"DeadlineExceeded": cond.DEADLINE_EXCEEDED, "BackoffLimitExceeded": cond.BACKOFF_LIMIT_EXCEEDED}
 
 

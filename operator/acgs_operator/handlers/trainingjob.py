@@ -7,10 +7,11 @@ import json
 from typing import Any
 
 import kopf
+from acgs_contract.result import TrainerResult, parse_trainer_result
 from pydantic import ValidationError
 
 from .. import conditions as cond
-from .. import kube
+from .. import constitution_check, kube
 from ..admission import describe
 from ..api.trainingjob import TrainingJobSpec, TrainingProgress
 from ..builders import jobstatus
@@ -25,6 +26,7 @@ from .progress import progress_token
 lifecycle.RECONCILED.add("TrainingJob")
 
 ANNOTATION_TJ_UID = "acgs.io/training-job-uid"
+IMAGE_NOT_ALLOWED = "ImageNotAllowed"
 CONDITION_TYPES = (cond.CREATED, cond.RUNNING, cond.SUSPENDED, cond.SUCCEEDED, cond.FAILED)
 
 
@@ -95,6 +97,10 @@ def apply_children(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings
         kube.apply(child)
     job = kube.get("batch/v1", "Job", owner.namespace, tjb.job_name(owner.name))
     if job is None:
+        # Admission checked spec.image against the allowlist of its day; the allowlist may have shrunk.
+        refused = settings.image_allowlist.problem("spec.image", spec.image or settings.trainer_image)
+        if refused:
+            raise Invalid(IMAGE_NOT_ALLOWED, refused)
         # Created once: Kueue owns suspend/nodeSelector afterwards, and a pod template is immutable.
         job = tjb.build_job(spec, owner, settings)
         kopf.append_owner_reference(job, owner=tj)
@@ -107,8 +113,8 @@ def apply_children(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings
     return job
 
 
-def _artifact_uri(spec: TrainingJobSpec, owner: tjb.Owner, result: dict[str, Any]) -> str:
-    path = str(result.get("artifactPath") or "")
+def _artifact_uri(spec: TrainingJobSpec, owner: tjb.Owner, result: TrainerResult) -> str:
+    path = result.artifact_path or ""
     mount = spec.output.path.rstrip("/") + "/"
     if path.startswith(mount):
         return f"pvc://{spec.output.pvc}/{path[len(mount):].strip('/')}"
@@ -116,7 +122,7 @@ def _artifact_uri(spec: TrainingJobSpec, owner: tjb.Owner, result: dict[str, Any
 
 
 def ensure_model_version(tj: dict[str, Any], spec: TrainingJobSpec, job: dict[str, Any],
-                         result: dict[str, Any]) -> dict[str, Any]:
+                         result: TrainerResult) -> dict[str, Any]:
     """Create (once) the ModelVersion of a successful run; a retried call finds the one it made."""
     owner = _owner(tj)
     parent = _parent(spec, owner.namespace)
@@ -142,7 +148,7 @@ def ensure_model_version(tj: dict[str, Any], spec: TrainingJobSpec, job: dict[st
                 raise
             kopf.info(tj, reason=cond.MODEL_VERSION_CREATED,
                       message=f"Created ModelVersion {created['metadata']['name']} (version {version}, "
-                              f"digest {result['digest']})")
+                              f"digest {result.digest})")
             return created
     raise Invalid(cond.INVALID_SPEC, f"no free version after {parent_semver or '0.0.0'} for model "
                   f"{spec.model_name!r} in namespace {owner.namespace!r}")
@@ -167,22 +173,22 @@ def sync_status(tj: dict[str, Any]) -> None:
         status["startTime"] = obs.start_time
     if obs.completion_time:
         status["completionTime"] = obs.completion_time
-    result = obs.result or {}
+    result = parse_trainer_result(obs.result)  # None: the pod left no result (a crash's log tail)
     if obs.phase == jobstatus.SUCCEEDED and not old.get("modelVersion"):
-        if not result.get("digest"):
+        if result is None or not result.digest:
             obs.phase, obs.reason = jobstatus.FAILED, cond.RESULT_MISSING
             obs.message = ("the trainer pod exited 0 but left no result (digest) in its termination message; "
                            "no ModelVersion was created")
             status.update(phase=obs.phase, message=obs.message)
         else:
-            mv = ensure_model_version(tj, spec, job, result)  # type: ignore[arg-type]
+            mv = ensure_model_version(tj, spec, job, result)  # type: ignore[arg-type]  # job: not None
             status["modelVersion"] = mv["metadata"]["name"]
             status["artifactDigest"] = mv["spec"]["artifact"]["digest"]
             status["message"] = f"ModelVersion {mv['metadata']['name']} created; {obs.message}"[:2000]
-    if obs.phase in (jobstatus.SUCCEEDED, jobstatus.FAILED) and result:
+    if obs.phase in (jobstatus.SUCCEEDED, jobstatus.FAILED) and result is not None:
         progress = dict(old.get("progress") or {})
-        for key, value in (("epsilon", result.get("epsilon")), ("step", result.get("steps")),
-                           ("totalSteps", result.get("totalSteps"))):
+        for key, value in (("epsilon", result.epsilon), ("step", result.steps),
+                           ("totalSteps", result.total_steps)):
             if value is not None:
                 progress[key] = value
         if obs.phase == jobstatus.SUCCEEDED:
@@ -218,6 +224,7 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
     tj = _plain(body)
     try:
         spec = _parse(tj)
+        _check_constitution(tj, spec, memo.settings)
         if (tj.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
             parent = _parent(spec, tj["metadata"]["namespace"])
             apply_children(tj, spec, memo.settings, memo.progress_key, parent["metadata"]["name"] if parent else None)
@@ -227,6 +234,29 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
         _fail(tj, exc.reason, str(exc))
         RECONCILES.labels("TrainingJob", "invalid").inc()
         raise kopf.PermanentError(str(exc)) from None
+
+
+def _check_constitution(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings) -> None:
+    """Hold a TrainingJob whose constitution is not the operator's current one: no Job is created
+    (one started earlier runs on; its ModelVersion is held by the ModelVersion reconciler)."""
+    status = tj.get("status") or {}
+    generation = tj["metadata"].get("generation")
+    problem = constitution_check.mismatch("TrainingJob", spec.constitutional_hash, settings.constitutional_hash)
+    if problem is None:
+        if constitution_check.is_marked(status):  # reconfigured back: say so, then carry on
+            tj["status"] = {**status, "conditions": constitution_check.mark(status.get("conditions"), None, generation)}
+            _write_status({**tj, "status": status}, {"conditions": tj["status"]["conditions"]})
+        return
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return  # finished before the reconfiguration: its outcome stands
+    update = {"conditions": constitution_check.mark(status.get("conditions"), problem, generation),
+              "message": problem, "observedGeneration": generation}
+    if not status.get("phase") or status.get("phase") == "Pending":
+        update["phase"] = "Pending"
+    _write_status(tj, update)
+    if not constitution_check.is_marked(status):
+        kopf.warn(tj, reason=constitution_check.MISMATCH, message=problem)
+    raise kopf.TemporaryError(problem, delay=constitution_check.RECHECK_SECONDS)
 
 
 @kopf.on.update(GROUP, VERSION, "trainingjobs", id="spec-changed", field="spec")
