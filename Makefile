@@ -12,7 +12,7 @@ KIND_CLUSTER ?= acgs
 
 .PHONY: help setup crds crds-check cluster-build cluster-up cluster-down cluster-status install run \
         operator-bg demo test test-unit test-cluster bench images kind-up kind-load deploy \
-        webhook-secret clean
+        webhook-secret clean promtool browser monitoring monitoring-check
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -28,12 +28,27 @@ setup: $(BIN)/.stamp ## Create .venv with every pinned dependency (torch is a la
 
 crds: setup ## Regenerate crds/ and the webhook configuration from the pydantic models
 	$(BIN)/python -m acgs_operator.crdgen
+	$(BIN)/python -m acgs_operator.rbac
 
 crds-check: setup ## Fail when the committed CRDs differ from the models
 	$(BIN)/python -m acgs_operator.crdgen --check
+	$(BIN)/python -m acgs_operator.rbac --check
 
 cluster-build: ## Build etcd, kube-apiserver, controller-manager, scheduler and kwok (cached)
 	bash hack/build-control-plane.sh
+
+promtool: ## Build promtool from the Prometheus Go module (cached; the alert rules' unit tests use it)
+	bash hack/build-promtool.sh
+
+browser: ## Install Debian's chromium (apt) for the dashboard's headless-browser test
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends chromium; }
+
+monitoring: setup ## Regenerate docs/metrics.md and manifests/monitoring/dashboard.json from code
+	$(BIN)/python -m acgs_monitoring
+
+monitoring-check: setup ## Fail when docs/metrics.md or the dashboard differ from what the code generates
+	$(BIN)/python -m acgs_monitoring --check
 
 cluster-up: setup ## Start the local control plane (.cluster/kubeconfig, logs in .cluster/logs)
 	$(BIN)/python hack/localcluster.py up

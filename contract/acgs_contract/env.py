@@ -23,6 +23,8 @@ LOG_LEVEL = "ACGS_LOG_LEVEL"
 PROGRESS_URL = "ACGS_PROGRESS_URL"
 #: bearer token for PROGRESS_URL (from a per-job Secret, never in the Job spec)
 PROGRESS_TOKEN = "ACGS_PROGRESS_TOKEN"
+#: the address the trainer serves /metrics on (the pod IP, from the downward API)
+METRICS_HOST = "ACGS_METRICS_HOST"
 
 # --- server (one per ServerConfig field the operator sets) ----------------------------------------
 ARTIFACT = "ACGS_ARTIFACT"

@@ -20,9 +20,10 @@ import hashlib
 import json
 import posixpath
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 from ._model import WireModel
 
@@ -71,15 +72,18 @@ def relative_path(value: str, field: str) -> str:
     return value
 
 
+def _inside_the_artifact(value: str, info: ValidationInfo) -> str:
+    return relative_path(value, to_camel(info.field_name or "path"))
+
+
+#: a path in a manifest: relative, normalised, inside the artifact
+ArtifactPath = Annotated[str, AfterValidator(_inside_the_artifact)]
+
+
 class FileEntry(WireModel):
-    path: str
+    path: ArtifactPath
     sha256: str = Field(pattern=SHA256_HEX_PATTERN)
     size: int = Field(ge=0)
-
-    @field_validator("path")
-    @classmethod
-    def _inside(cls, value: str) -> str:
-        return relative_path(value, "files[].path")
 
 
 class BaseModelInfo(WireModel):
@@ -108,12 +112,7 @@ class AdapterInfo(WireModel):
     model_config = ConfigDict(extra="allow")
 
     type: str = "lora"
-    path: str = "adapter"
-
-    @field_validator("path")
-    @classmethod
-    def _inside(cls, value: str) -> str:
-        return relative_path(value, "adapter.path")
+    path: ArtifactPath = "adapter"
 
 
 class ConstitutionInfo(WireModel):
@@ -121,14 +120,9 @@ class ConstitutionInfo(WireModel):
 
     version: str = ""
     #: the constitution's file in the artifact
-    path: str = "constitution.yaml"
+    path: ArtifactPath = "constitution.yaml"
     #: content digest (acgs_contract.constitution.content_digest) of that file
     content_digest: str | None = Field(default=None, pattern=DIGEST_PATTERN)
-
-    @field_validator("path")
-    @classmethod
-    def _inside(cls, value: str) -> str:
-        return relative_path(value, "constitution.path")
 
 
 class Manifest(WireModel):
@@ -143,7 +137,7 @@ class Manifest(WireModel):
     constitutional_hash: str
     base_model: BaseModelInfo = Field(default_factory=BaseModelInfo)
     adapter: AdapterInfo = Field(default_factory=AdapterInfo)
-    tokenizer_path: str = "tokenizer"
+    tokenizer_path: ArtifactPath = "tokenizer"
     metrics: dict[str, Any] = Field(default_factory=dict)
     privacy: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
@@ -152,11 +146,6 @@ class Manifest(WireModel):
     parent_version: str | None = None
     trainer_version: str = ""
     created_at: str = ""
-
-    @field_validator("tokenizer_path")
-    @classmethod
-    def _inside(cls, value: str) -> str:
-        return relative_path(value, "tokenizerPath")
 
     @field_validator("files")
     @classmethod

@@ -43,7 +43,7 @@ class TrainerResult(WireModel):
     #: optimizer steps planned (equals ``steps`` for a run that finished)
     total_steps: int | None = None
     data_digest: str | None = None
-    filter: dict[str, int] | None = None
+    filter: dict[str, Any] | None = None
 
 
 class VerifyResult(WireModel):
@@ -58,6 +58,11 @@ class VerifyResult(WireModel):
     file: str | None = None
     expected: str | None = None
     actual: str | None = None
+    #: on success, the figures the verified manifest records (the operator gates promotion on
+    #: these, never on what a ModelVersion's spec declares); absent in a failure
+    metrics: dict[str, Any] | None = None
+    epsilon: float | None = None
+    delta: float | None = None
 
 
 def termination_message(result: WireModel | dict[str, Any]) -> str:

@@ -71,6 +71,7 @@ MODEL_VERSION_CREATED = "ModelVersionCreated"
 RESULT_MISSING = "ResultMissing"
 VERIFYING = "Verifying"
 DIGEST_VERIFIED = "DigestVerified"
+METRICS_MISMATCH = "MetricsMismatch"
 UNSUPPORTED_ARTIFACT_URI = "UnsupportedArtifactUri"
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_valid
 
 from .api.common import HASH_PATTERN
 from .constants import DEFAULT_CONSTITUTIONAL_HASH
+from .policy import ImageAllowlist, repository
 
 ENV_PREFIX = env.PREFIX
 
@@ -34,6 +35,10 @@ class Settings(BaseModel):
     metrics_port: int = Field(default=8082, ge=0, le=65535)
     trainer_image: str = "ghcr.io/acgs/trainer:0.1.0"
     server_image: str = "ghcr.io/acgs/server:0.1.0"
+    # Images a TrainingJob/Deployment may name in spec.image (policy.ImageAllowlist: "reg/path/" for a
+    # registry path, "reg/path/name" for one repository, "sha256:<hex>" for one digest). Empty: only
+    # the repositories of trainer_image and server_image.
+    allowed_images: list[str] = Field(default_factory=list, description="Image allowlist entries.")
     # Serving (Deployment): where the operator runs, so the server NetworkPolicy admits its checks.
     operator_namespace: str = "acgs-system"
     operator_pod_label: str = Field(default="app.kubernetes.io/name=acgs-operator",
@@ -52,11 +57,15 @@ class Settings(BaseModel):
         default=None, description="HMAC key for per-job progress tokens; random per process when "
         "unset (tokens of running pods then stop working when the operator restarts).")
     progress_min_interval: float = Field(default=2.0, ge=0, description="Seconds between writes per job.")
+    # Monitoring: trainers serve Prometheus metrics on this port (0: none), and the NetworkPolicies
+    # admit scrapes from this namespace (empty: from nowhere).
+    trainer_metrics_port: int = Field(default=9090, ge=0, le=65535)
+    monitoring_namespace: str = Field(default="monitoring", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
     gpu_node_selector: dict[str, str] = Field(
         default_factory=lambda: {"nvidia.com/gpu.present": "true"},
         description="Node labels added to pods that request GPUs (GPU feature discovery's label).")
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "allowed_images", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
@@ -69,6 +78,19 @@ class Settings(BaseModel):
         if isinstance(value, str):  # "k=v,k2=v2"
             return dict(p.strip().split("=", 1) for p in value.split(",") if p.strip())
         return value
+
+    @model_validator(mode="after")
+    def _own_images_allowed(self) -> Settings:
+        for name in ("trainer_image", "server_image"):
+            problem = self.image_allowlist.problem(f"ACGS_{name.upper()}", getattr(self, name))
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    @property
+    def image_allowlist(self) -> ImageAllowlist:
+        entries = self.allowed_images or [repository(self.trainer_image), repository(self.server_image)]
+        return ImageAllowlist(tuple(dict.fromkeys(entries)))
 
     _constitution_text: str = PrivateAttr(default="")
     _constitution_content_digest: str = PrivateAttr(default="")

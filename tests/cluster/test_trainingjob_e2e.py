@@ -63,12 +63,16 @@ def pods_of_job(cluster: Cluster, namespace: str, job: str) -> list[dict[str, An
 
 
 def digest_on_disk(directory: Path) -> str:
-    """The artifact digest recomputed from the files: sha256sum lines of every file but the
-    manifest, sorted by path, hashed again (trainer_image/acgs_trainer/artifact.py documents it)."""
-    lines = []
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != "manifest.json"):
-        lines.append(f"{path.relative_to(directory).as_posix()}  {hashlib.sha256(path.read_bytes()).hexdigest()}\n")
-    return "sha256:" + hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()
+    """The artifact digest recomputed here, independently of the trainer's code: every file on disk
+    (but the manifest) is listed in the manifest with its sha256, and the digest is the sha256 of the
+    canonical JSON of the manifest without its digest field (trainer_image/README.md documents it)."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    on_disk = {path.relative_to(directory).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+               for path in directory.rglob("*") if path.is_file() and path.name != "manifest.json"}
+    assert {f["path"]: f["sha256"] for f in manifest["files"]} == on_disk
+    body = {key: value for key, value in manifest.items() if key != "digest"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def volume_path(claim_dir: Path, uri: str) -> Path:
@@ -169,6 +173,30 @@ def test_trainingjob_trains_for_real_and_yields_a_verified_model_version(cluster
     assert mv["status"]["phase"] == "Ready", mv["status"]
     assert condition(mv, "Verified")["status"] == "True"
     assert mv["status"]["verifiedDigest"] == digest_on_disk(artifact_dir)
+    # The figures promotion gates read were verified from the artifact's manifest, not copied from the spec.
+    verified = mv["status"]["verifiedMetrics"]
+    assert verified["complianceScore"] == round(manifest["metrics"]["complianceScore"], 4)
+    assert verified == mv["spec"]["metrics"]
+    # The Job mounted only its own directory of the shared claim.
+    job_mounts = cluster.get_json("job", "cai-train", "-n", namespace)["spec"]["template"]["spec"]["containers"][0]
+    output = next(m for m in job_mounts["volumeMounts"] if m["name"] == "output")
+    assert output["subPath"] == f"trainingjobs/cai-{done['metadata']['uid'][:8]}"
+
+    # A record claiming better figures for the same artifact is refused by the verification Job's findings.
+    claimed = min(1.0, round(verified["complianceScore"] + 0.25, 4)) if verified["complianceScore"] < 0.75 else 0.1
+    inflated = {"apiVersion": "acgs.io/v1alpha1", "kind": "ModelVersion",
+                "metadata": {"name": "inflated", "namespace": namespace,
+                             "annotations": {"acgs.io/verify-scheduling":
+                                             mv["metadata"]["annotations"]["acgs.io/verify-scheduling"]}},
+                "spec": {**{k: v for k, v in mv["spec"].items() if k != "metrics"}, "version": "9.0.0",
+                         "metrics": {**mv["spec"]["metrics"], "complianceScore": claimed}}}
+    apply(cluster, inflated)
+    bad = wait_until(lambda: (m := cluster.get_json("mv", "inflated", "-n", namespace))
+                     .get("status", {}).get("phase") in ("Ready", "Invalid") and m, 120, "the inflated record judged")
+    assert bad["status"]["phase"] == "Invalid", bad["status"]
+    assert condition(bad, "Verified")["reason"] == "MetricsMismatch"
+    assert (f"spec.metrics.complianceScore is {claimed} but the artifact records {verified['complianceScore']}"
+            in bad["status"]["message"])
 
     table = cluster.kubectl("get", "tj,mv", "-n", namespace, check=True).stdout
     assert "trainingjob.acgs.io/cai" in table and "Succeeded" in table

@@ -281,6 +281,52 @@ def test_unverifiable_artifact_never_becomes_ready(case: str, artifact_copy: Pat
     assert expected[0] in server.logs(), "the reason is in the process log too"
 
 
+@pytest.mark.parametrize("case", ["edited_tokenizer_path", "extra_file", "symlink_out",
+                                  "relaxed_constitution", "relaxed_constitution_file"])
+def test_tampered_artifact_never_becomes_ready(case: str, artifact_copy: Path, start_server: Any,
+                                               tmp_path: Path) -> None:
+    """Every tampering the verifier refuses, the server refuses too: it never loads, never serves."""
+    from acgs_contract.constitution import PINNED_CONTENT_DIGESTS, content_digest_of_text, default_text
+
+    from tests import tamper
+
+    digest = artifact_digest(artifact_copy)
+    flags = ["--expected-digest", digest]
+    relaxed = default_text().replace("default_decision: APPROVE", "default_decision: DENY")
+    if case == "edited_tokenizer_path":  # APPROVE/DENY swapped; every original file intact
+        tamper.swapped_tokenizer(artifact_copy)
+        tamper.write_manifest(artifact_copy, tamper.relist(artifact_copy, {
+            **tamper.read_manifest(artifact_copy), "tokenizerPath": "tokenizer-swapped"}))
+    elif case == "extra_file":
+        (artifact_copy / "adapter" / "extra.bin").write_bytes(b"x")
+    elif case == "symlink_out":
+        weights = artifact_copy / "adapter" / "adapter_model.safetensors"
+        outside = tmp_path / "outside.safetensors"
+        weights.rename(outside)
+        weights.symlink_to(outside)
+    elif case == "relaxed_constitution":  # trained (or rewritten) under other rules, resealed
+        (artifact_copy / "constitution.yaml").write_text(relaxed)
+        document = tamper.relist(artifact_copy, tamper.read_manifest(artifact_copy))
+        document["constitution"]["contentDigest"] = content_digest_of_text(relaxed)
+        flags = ["--expected-digest", tamper.write_manifest(artifact_copy, document, reseal=True)]
+    else:  # the constitution handed to the server (the operator's ConfigMap) is not the pinned one
+        (tmp_path / "constitution.yaml").write_text(relaxed)
+        flags += ["--constitution-path", str(tmp_path / "constitution.yaml")]
+    server = start_server(artifact_copy, *flags)
+    reason = server.wait_failed().body["reason"]
+    expected = {"edited_tokenizer_path": "ManifestInconsistent", "extra_file": "UnexpectedFiles",
+                "symlink_out": "UnsafeFile", "relaxed_constitution": "ConstitutionDigestMismatch",
+                "relaxed_constitution_file": "ConstitutionDigestMismatch"}[case]
+    assert reason["reason"] == expected, reason
+    if case.startswith("relaxed"):
+        pinned, actual = PINNED_CONTENT_DIGESTS[HASH], content_digest_of_text(relaxed)
+        assert (reason["expected"], reason["actual"]) == (pinned, actual)
+        assert pinned in reason["message"] and actual in reason["message"]
+    assert server.get("/ready").status == 503 and server.get("/models").status == 503
+    predict = server.post("/v1/predict", {"type": "constitutional_ai", "scenario": scenarios("constitutional_ai", 1)[0]})
+    assert predict.status == 503
+
+
 def test_sigterm_drains_in_flight_requests_and_flushes_the_log(tiny_artifact: Path, start_server: Any,
                                                                tmp_path: Path) -> None:
     log_dir = tmp_path / "interactions"

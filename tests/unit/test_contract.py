@@ -93,7 +93,8 @@ class TestManifest:
 
 class TestWire:
     def test_progress_report_derives_percent_and_round_trips(self) -> None:
-        report = ProgressReport.at("Running", 12, 40, loss=2.1234567, epsilon=1.3, message="x" * 999)
+        report = ProgressReport.at("Running", 12, 40, loss=2.1234567, epsilon=1.3, message="x" * 999,
+                                   stream="s" * 32, sequence=3)
         wire = report.to_wire()
         assert (wire["percent"], wire["totalSteps"], wire["loss"], len(wire["message"])) == (30.0, 40, 2.123457, 512)
         assert ProgressReport.model_validate(wire) == report and not report.final

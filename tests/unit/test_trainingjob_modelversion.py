@@ -82,8 +82,10 @@ class TestBuildVerifyJob:
         job = mvb.build_verify_job("cai-0-1-0", "ns", spec, "img", {"tolerations": [{"operator": "Exists"}]})
         pod = job["spec"]["template"]["spec"]
         assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "artifacts", "readOnly": True}
+        assert pod["containers"][0]["volumeMounts"][0] == {  # only this artifact's directory, read-only
+            "name": "artifact", "mountPath": "/artifact-volume", "subPath": "tj/artifact", "readOnly": True}
         assert pod["containers"][0]["command"] == [
-            "acgs-train", "verify", "--artifact", "/artifact-volume/tj/artifact", "--digest", DIGEST,
+            "acgs-train", "verify", "--artifact", "/artifact-volume", "--digest", DIGEST,
             "--constitutional-hash", HASH, "--termination-log", "/dev/termination-log"]
         assert pod["tolerations"] == [{"operator": "Exists"}]
         fail_now = job["spec"]["podFailurePolicy"]["rules"][0]
@@ -97,7 +99,10 @@ class TestBuildVerifyJob:
             (d / "adapter" / "w.bin").write_bytes(b"weights")
             (d / "constitution.yaml").write_text(default_text())
 
-        manifest = write_artifact(tmp_path / "artifact", populate, {"constitutional_hash": HASH})
+        manifest = write_artifact(tmp_path / "artifact", populate, {
+            "constitutional_hash": HASH,
+            "metrics": {"accuracy": 0.75, "complianceScore": 0.875, "evalLoss": 1.5, "parseRate": 1.0},
+            "privacy": {"enabled": True, "epsilonSpent": 2.345678, "targetDelta": 1e-5}})
         log = tmp_path / "termination-log"
 
         def run(digest: str) -> tuple[int, dict[str, Any]]:
@@ -110,6 +115,9 @@ class TestBuildVerifyJob:
 
         code, ok = run(manifest.digest)
         assert code == 0 and (ok["phase"], ok["digest"]) == (SUCCEEDED, manifest.digest)
+        # the figures the operator gates on come from the verified manifest
+        assert ok["metrics"] == {"accuracy": 0.75, "complianceScore": 0.875, "evalLoss": 1.5}
+        assert (ok["epsilon"], ok["delta"]) == (2.345678, 1e-5)
         (tmp_path / "artifact" / "adapter" / "w.bin").write_bytes(b"tampered")
         code, bad = run(manifest.digest)
         assert code == exitcodes.ARTIFACT_ERROR and bad["phase"] == FAILED

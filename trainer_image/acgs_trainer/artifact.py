@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from acgs_contract import constitution as contract_constitution
+from acgs_contract.exitcodes import ARTIFACT_ERROR
 from acgs_contract.manifest import (BASE_MODEL_DIGEST_MISMATCH, BASE_MODEL_MISSING,
                                     CONSTITUTION_MISMATCH, DIGEST_MISMATCH, FILE_DIGEST_MISMATCH,
                                     FILE_MISSING, HASH_MISMATCH, MANIFEST_INCONSISTENT,
@@ -26,7 +27,6 @@ from acgs_contract.manifest import (BASE_MODEL_DIGEST_MISMATCH, BASE_MODEL_MISSI
                                     UNEXPECTED_FILES, UNSAFE_FILE, WRITE_FAILED, FileEntry,
                                     Manifest, files_digest, manifest_digest, parse_manifest_bytes,
                                     seal)
-from acgs_contract.exitcodes import ARTIFACT_ERROR
 from pydantic import ValidationError
 
 from .exitcodes import TrainerError

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from acgs_contract import env
 from acgs_contract.exitcodes import SUCCESS, UNEXPECTED_ERROR, reason_of
 from acgs_contract.result import FAILED, SUCCEEDED, TrainerResult
+from pydantic import ValidationError
 
 from .exitcodes import TrainerError
 
@@ -55,8 +56,13 @@ def _guess_output(argv: Sequence[str]) -> Path | None:
 
 
 def _result(phase: str, code: int, **fields: Any) -> TrainerResult:
-    return TrainerResult.model_validate({"phase": phase, "reason": reason_of(code),
-                                         "exitCode": code, **fields})
+    base = {"phase": phase, "reason": reason_of(code), "exitCode": code}
+    try:
+        return TrainerResult.model_validate({**base, **fields})
+    except ValidationError as exc:  # a detail of the wrong shape must not cost the result itself
+        log.error("result fields do not fit the contract, kept out: %s", exc)
+        keep = {k: fields[k] for k in ("message", "digest", "artifactPath") if k in fields}
+        return TrainerResult.model_validate({**base, **keep})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

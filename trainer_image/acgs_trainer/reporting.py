@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import queue
+import secrets
 import threading
 import urllib.request
 from pathlib import Path
@@ -37,6 +38,10 @@ class ProgressReporter:
         self.total_steps = total_steps
         self.sent = 0
         self.failed = 0
+        # The operator refuses replays: each report carries this process's random stream id and a
+        # sequence that only increases (a retried pod is a new stream that replaces the old one).
+        self.stream = secrets.token_hex(16)
+        self.sequence = 0
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=1)
         self._thread: threading.Thread | None = None
         if url:
@@ -47,7 +52,9 @@ class ProgressReporter:
                epsilon: float | None = None, message: str = "", final: bool = False) -> None:
         if not self.url:
             return
-        body = ProgressReport.at(phase, step, self.total_steps, loss, epsilon, message).to_wire()
+        self.sequence += 1
+        body = ProgressReport.at(phase, step, self.total_steps, loss, epsilon, message,
+                                 stream=self.stream, sequence=self.sequence).to_wire()
         if final:
             self.close()
             self._post(body)  # synchronous: the pod may exit right after
@@ -137,5 +144,8 @@ class TrainerMetrics:
         self.filter_records = Gauge("acgs_trainer_filter_records", "constitutional filter counts",
                                     ["outcome"], registry=r)
         if port is not None:
-            start_http_server(port, registry=r)
-            log.info("metrics on :%d/metrics", port)
+            # In a pod: the pod IP (ACGS_METRICS_HOST from the downward API), so pods sharing a
+            # host's network (the local pod runner) do not collide on the port.
+            host = os.environ.get(env.METRICS_HOST) or "0.0.0.0"
+            start_http_server(port, addr=host, registry=r)
+            log.info("metrics on %s:%d/metrics", host, port)

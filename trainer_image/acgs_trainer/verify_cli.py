@@ -9,7 +9,10 @@ artifact's constitution being the content pinned to the hash: the contract's pin
 --constitution-digest / $ACGS_CONSTITUTION_DIGEST from the operator's configuration), prints one compact JSON line and writes it to
 the termination-message path (--termination-log, else $ACGS_TERMINATION_LOG, else
 /dev/termination-log when writable): ``phase`` Succeeded/Failed, ``reason``, ``digest``,
-``fileCount``, ``file``, ``expected``, ``actual``, ``message``. On a mismatch ``reason`` is the
+``fileCount``, ``file``, ``expected``, ``actual``, ``message``; when verified also ``metrics``
+(accuracy, complianceScore, evalLoss), ``epsilon`` and ``delta`` as the verified manifest records
+them: the operator gates promotion on these, never on figures a ModelVersion's spec declares.
+On a mismatch ``reason`` is the
 ArtifactError code (FileDigestMismatch, DigestMismatch, ...). Exit codes: 0 verified,
 5 (ARTIFACT_ERROR) mismatch or unreadable artifact, 2 (INVALID_CONFIG) bad arguments,
 1 (UNEXPECTED_ERROR) anything else (an I/O error while hashing, say).
@@ -26,10 +29,9 @@ from typing import Any, Sequence
 
 from acgs_contract import env
 from acgs_contract.constitution import CONSTITUTIONAL_HASH, CONTENT_DIGEST_PATTERN, HASH_PATTERN
-from acgs_contract.exitcodes import (ARTIFACT_ERROR, INVALID_CONFIG, SUCCESS, UNEXPECTED_ERROR,
-                                     reason_of)
+from acgs_contract.exitcodes import ARTIFACT_ERROR, INVALID_CONFIG, SUCCESS, UNEXPECTED_ERROR, reason_of
 from acgs_contract.manifest import DIGEST_PATTERN
-from acgs_contract.result import FAILED, SUCCEEDED, VerifyResult
+from acgs_contract.result import ESSENTIAL_METRICS, FAILED, SUCCEEDED, VerifyResult
 
 from .artifact import ArtifactError, verify_artifact
 from .exitcodes import ConfigError
@@ -71,6 +73,15 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def verified_figures(manifest: Any) -> dict[str, Any]:
+    """The figures a verified manifest records, in the ModelVersion's spec.metrics vocabulary."""
+    privacy = manifest.privacy or {}
+    dp = bool(privacy.get("enabled"))
+    return {"metrics": {k: manifest.metrics[k] for k in ESSENTIAL_METRICS if manifest.metrics.get(k) is not None},
+            "epsilon": privacy.get("epsilonSpent") if dp else None,
+            "delta": privacy.get("targetDelta") if dp else None}
+
+
 def _result(phase: str, reason: str, **fields: Any) -> VerifyResult:
     return VerifyResult.model_validate({"phase": phase, "reason": reason, **fields})
 
@@ -95,7 +106,7 @@ def main(argv: Sequence[str]) -> int:
                                    args.constitution_digest)
         code = SUCCESS
         result = _result(SUCCEEDED, reason_of(SUCCESS), digest=manifest.digest,
-                         fileCount=len(manifest.files),
+                         fileCount=len(manifest.files), **verified_figures(manifest),
                          message=f"{args.artifact}: manifest, {len(manifest.files)} files and "
                          f"digest {manifest.digest} verified")
     except ConfigError as exc:

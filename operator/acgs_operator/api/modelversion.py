@@ -86,6 +86,9 @@ class ModelVersionStatus(StatusBase):
 
     verified_digest: str | None = Field(default=None, description="Digest the operator verified.")
     verified_at: str | None = Field(default=None, description="When the artifact was verified.")
+    verified_metrics: Metrics | None = Field(
+        default=None, description="Metrics and ε as the verified artifact's manifest records them; promotion "
+        "gates use these, never spec.metrics.")
     stage_history: list[str] = Field(default_factory=list, max_length=50, description="Stage changes, newest last.")
 
 

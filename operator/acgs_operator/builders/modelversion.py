@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from acgs_contract import exitcodes
-from acgs_contract.result import TrainerResult
+from acgs_contract.result import TrainerResult, VerifyResult
 
 from ..api.common import SEMVER_PATTERN
 from ..api.modelversion import Artifact, Lineage, Metrics, ModelVersionSpec, Stage, model_version_name
@@ -64,7 +64,7 @@ def candidate_versions(parent_version: str | None, policy: str, limit: int = 100
     return out
 
 
-def _metrics(result: TrainerResult) -> Metrics:
+def _metrics(result: TrainerResult | VerifyResult) -> Metrics:
     measured = result.metrics or {}
     return Metrics(accuracy=measured.get("accuracy"), compliance_score=measured.get("complianceScore"),
                    eval_loss=measured.get("evalLoss"), epsilon=result.epsilon, delta=result.delta)
@@ -91,6 +91,22 @@ def build_model_version(spec: TrainingJobSpec, tj_name: str, namespace: str, ver
     }
 
 
+def verified_metrics(result: VerifyResult) -> Metrics:
+    """The figures `acgs-train verify` read from the verified manifest, rounded as spec.metrics is."""
+    return _metrics(result)
+
+
+def metric_mismatches(declared: Metrics, verified: Metrics) -> list[str]:
+    """Each figure the spec declares that its artifact does not record, naming both values."""
+    problems = []
+    for name, value in declared.to_api().items():
+        actual = verified.to_api().get(name)
+        if actual != value:
+            problems.append(f"spec.metrics.{name} is {value} but the artifact records "
+                            f"{'none' if actual is None else actual}")
+    return problems
+
+
 def artifact_location(uri: str) -> tuple[str, str] | None:
     """pvc://<claim>/<path> → (claim, path); None for URIs a verify Job cannot mount."""
     match = re.match(r"^pvc://([a-z0-9]([-a-z0-9.]*[a-z0-9])?)/(.+)$", uri)
@@ -106,7 +122,8 @@ def verify_job_name(mv_name: str) -> str:
 def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image: str,
                      scheduling: dict[str, Any], constitution_digest: str | None = None) -> dict[str, Any]:
     """A short Job that runs `acgs-train verify`: the manifest, every file's sha256 and the overall
-    digest on the artifact volume (read-only), the outcome as JSON in its termination message."""
+    digest of the artifact, the outcome as JSON in its termination message. It mounts only the
+    artifact's directory of the claim (subPath), read-only."""
     location = artifact_location(spec.artifact.uri)
     assert location is not None
     claim, path = location
@@ -118,13 +135,13 @@ def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image
         "securityContext": pod_security_context(),
         "containers": [{
             "name": VERIFY_CONTAINER, "image": image,
-            "command": verify_command(f"{VOLUME_MOUNT}/{path}", spec.artifact.digest,
+            "command": verify_command(VOLUME_MOUNT, spec.artifact.digest,
                                       spec.constitutional_hash, constitution_digest),
             "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                           "limits": {"cpu": "1", "memory": "1Gi"}},
             "securityContext": container_security_context(),
-            "volumeMounts": [{"name": "artifact", "mountPath": VOLUME_MOUNT, "readOnly": True},
+            "volumeMounts": [{"name": "artifact", "mountPath": VOLUME_MOUNT, "subPath": path, "readOnly": True},
                              {"name": "tmp", "mountPath": "/tmp"}],
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }],

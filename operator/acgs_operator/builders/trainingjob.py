@@ -19,6 +19,7 @@ KIND = "TrainingJob"
 COMPONENT = "trainer"
 CONTAINER = "trainer"
 INIT_CONTAINER = "generate-data"
+METRICS_PORT_NAME = "metrics"  # manifests/monitoring/podmonitor-trainer.yaml scrapes this port
 
 LABEL_TRAINING_JOB = "acgs.io/training-job"
 LABEL_SPEC_HASH = "acgs.io/spec-hash"
@@ -125,6 +126,7 @@ def build_trainer_config(spec: TrainingJobSpec, owner: Owner, settings: Settings
         "splitSeed": spec.data.split_seed,
         "parentVersion": parent_version,
         "progressUrl": progress_url(settings, owner) if settings.progress_port else None,
+        "metricsPort": settings.trainer_metrics_port or None,
         "resume": True,
     }
     return {k: v for k, v in config.items() if v is not None}
@@ -180,16 +182,21 @@ def _volumes(spec: TrainingJobSpec, owner: Owner) -> tuple[list[dict[str, Any]],
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
+    # A shared claim is mounted only where this job may look: its own output directory (read-write;
+    # no other job's artifact is visible, let alone writable) and its one data file (read-only).
     if spec.output.pvc:
+        subdir = output_subdir(owner)
         volumes.append({"name": "output", "persistentVolumeClaim": {"claimName": spec.output.pvc}})
-        mounts.append({"name": "output", "mountPath": spec.output.path})
+        mounts.append({"name": "output", "mountPath": f"{spec.output.path.rstrip('/')}/{subdir}", "subPath": subdir})
     if spec.data.generate is not None:
         volumes.append({"name": "data", "emptyDir": {}})
         mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True})
     elif spec.data.pvc:
+        assert spec.data.path is not None
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": spec.data.pvc,
                                                                   "readOnly": True}})
-        mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True})
+        mounts.append({"name": "data", "mountPath": data_path(spec), "subPath": spec.data.path.lstrip("/"),
+                       "readOnly": True})
     return volumes, mounts
 
 
@@ -238,6 +245,10 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
         "volumeMounts": mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if settings.trainer_metrics_port:
+        trainer["env"].append({"name": env.METRICS_HOST, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+        trainer["ports"] = [{"name": METRICS_PORT_NAME, "containerPort": settings.trainer_metrics_port,
+                             "protocol": "TCP"}]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",  # required by podFailurePolicy; retries are new pods
         "automountServiceAccountToken": False,
@@ -274,9 +285,12 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
 
 
 def build_network_policy(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[str, Any]:
-    """No ingress at all; egress only to DNS and the operator's progress endpoint."""
+    """Ingress only from the monitoring namespace to the metrics port; egress only to the cluster
+    DNS (kube-dns pods in kube-system: a pod that merely carries the k8s-app=kube-dns label
+    elsewhere is no DNS server) and the operator's progress endpoint."""
     egress: list[dict[str, Any]] = [{
-        "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
     }]
     if settings.progress_port:
@@ -286,6 +300,13 @@ def build_network_policy(spec: TrainingJobSpec, owner: Owner, settings: Settings
                     "podSelector": {"matchLabels": dict(settings.operator_pod_labels)}}],
             "ports": [{"protocol": "TCP", "port": settings.progress_port}],
         })
+    ingress: list[dict[str, Any]] = []
+    if settings.trainer_metrics_port and settings.monitoring_namespace:
+        ingress.append({
+            "from": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": settings.monitoring_namespace}}}],
+            "ports": [{"protocol": "TCP", "port": settings.trainer_metrics_port}],
+        })
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": job_name(owner.name), "namespace": owner.namespace,
@@ -293,7 +314,7 @@ def build_network_policy(spec: TrainingJobSpec, owner: Owner, settings: Settings
         "spec": {
             "podSelector": {"matchLabels": {LABEL_TRAINING_JOB: owner.name[:63]}},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [],
+            "ingress": ingress,
             "egress": egress,
         },
     }

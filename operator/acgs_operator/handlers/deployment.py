@@ -19,13 +19,13 @@ import kopf
 from pydantic import ValidationError
 
 from .. import conditions as cond
-from .. import kube, probes, rollout, selection
+from .. import constitution_check, kube, probes, rollout, selection
 from ..api.deployment import Color, DeploymentSpec, RolloutState
 from ..api.modelversion import ModelVersionSpec
 from ..builders import deployment as build
 from ..config import Settings
 from ..constants import API_VERSION, GROUP, VERSION
-from ..metrics import RECONCILES
+from ..metrics import RECONCILES, forget_deployment, observe_deployment
 from . import lifecycle
 
 PLURAL = "deployments"
@@ -152,12 +152,45 @@ def _changed(current: dict[str, Any], new: dict[str, Any]) -> bool:
     return strip({k: current.get(k) for k in new}) != strip(new)
 
 
+IMAGE_NOT_ALLOWED = "ImageNotAllowed"
+HOLDS = {constitution_check.CONDITION: constitution_check.MISMATCH, IMAGE_NOT_ALLOWED: IMAGE_NOT_ALLOWED}  # condition: reason
+
+
+def _hold_reason(spec: DeploymentSpec, settings: Settings) -> tuple[str, str] | None:
+    """(condition type, message) of what keeps this Deployment from acting at all, if anything."""
+    problem = constitution_check.mismatch(KIND, spec.constitutional_hash, settings.constitutional_hash)
+    if problem:
+        return constitution_check.CONDITION, problem
+    # Admission checked spec.image against the allowlist of its day; the allowlist may have shrunk.
+    problem = settings.image_allowlist.problem("spec.image", spec.image or settings.server_image)
+    return (IMAGE_NOT_ALLOWED, problem) if problem else None
+
+
+def _hold(obj: dict[str, Any], status: dict[str, Any], type_: str, problem: str, generation: int | None,
+          logger: kopf.Logger) -> None:
+    """Touch no child: the active color keeps serving what it serves; no version is selected,
+    previewed or promoted while the hold lasts. The status says so."""
+    meta, reason = obj["metadata"], HOLDS[type_]
+    serving = (f"{status['activeColor']} keeps serving {status.get('activeModelVersion')}"
+               if status.get("activeColor") else "nothing is served")
+    message = f"{problem}; {serving}"
+    conditions = cond.set_condition(status.get("conditions"), type_, True, reason, message, generation)
+    conditions = cond.set_condition(conditions, cond.PROGRESSING, False, reason, message, generation)
+    new = {"phase": "Degraded", "message": message, "conditions": conditions, "observedGeneration": generation}
+    if _changed(status, new):
+        kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], new)
+    if (cond.get_condition(status.get("conditions"), type_) or {}).get("status") != "True":
+        kopf.event(obj, type=rollout.WARNING, reason=reason, message=message[:1000])
+        logger.warning("%s: %s", reason, message)
+
+
 def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger) -> float | None:
     """One look at a Deployment; returns seconds until it needs another look (None: steady)."""
     with _locks[(namespace, name)]:
         obj = kube.get(API_VERSION, KIND, namespace, name)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             _due.pop((namespace, name), None)
+            forget_deployment(namespace, name)
             return None
         generation = obj["metadata"].get("generation")
         try:
@@ -170,6 +203,11 @@ def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger
                                                  False, cond.INVALID_SPEC, message, generation)})
             raise kopf.PermanentError(message) from None
         status = obj.get("status") or {}
+        held = _hold_reason(spec, settings)
+        if held:
+            _hold(obj, status, *held, generation, logger)
+            _due[(namespace, name)] = time.time() + constitution_check.RECHECK_SECONDS
+            return None
         state = RolloutState.model_validate(status.get("rollout") or {})
         annotations = obj["metadata"].get("annotations") or {}
         commands = frozenset(c for key, c in COMMAND_ANNOTATIONS.items() if key in annotations)
@@ -190,6 +228,9 @@ def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger
             active_model_version=status.get("activeModelVersion"), desired=desired, known=known,
             colors=colors, commands=commands, generation=generation)
         decision = rollout.step(obs)
+        for type_ in HOLDS:  # a hold that ended (reconfigured back): the rollout resumes
+            if (cond.get_condition(status.get("conditions"), type_) or {}).get("status") == "True":
+                decision.conditions.append((type_, False, "Resolved", ""))
         targets = {**known, **({desired.target.name: desired.target} if desired.target else {})}
         for _ in range(2):  # pre-checks, then possibly post-checks on the same pass
             if decision.needs is None:
@@ -211,6 +252,8 @@ def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger
         delay = decision.requeue
         _due[(namespace, name)] = time.time() + (delay if delay is not None else RESYNC_SECONDS)
         RECONCILES.labels(KIND, decision.phase).inc()
+        observe_deployment(namespace, name, spec.promotion.min_compliance_score,
+                           mvs.get(decision.active_model_version or ""), decision.history)
         return delay
 
 

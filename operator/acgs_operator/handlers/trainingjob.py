@@ -11,7 +11,7 @@ from acgs_contract.result import TrainerResult, parse_trainer_result
 from pydantic import ValidationError
 
 from .. import conditions as cond
-from .. import kube
+from .. import constitution_check, kube
 from ..admission import describe
 from ..api.trainingjob import TrainingJobSpec, TrainingProgress
 from ..builders import jobstatus
@@ -26,6 +26,7 @@ from .progress import progress_token
 lifecycle.RECONCILED.add("TrainingJob")
 
 ANNOTATION_TJ_UID = "acgs.io/training-job-uid"
+IMAGE_NOT_ALLOWED = "ImageNotAllowed"
 CONDITION_TYPES = (cond.CREATED, cond.RUNNING, cond.SUSPENDED, cond.SUCCEEDED, cond.FAILED)
 
 
@@ -96,6 +97,10 @@ def apply_children(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings
         kube.apply(child)
     job = kube.get("batch/v1", "Job", owner.namespace, tjb.job_name(owner.name))
     if job is None:
+        # Admission checked spec.image against the allowlist of its day; the allowlist may have shrunk.
+        refused = settings.image_allowlist.problem("spec.image", spec.image or settings.trainer_image)
+        if refused:
+            raise Invalid(IMAGE_NOT_ALLOWED, refused)
         # Created once: Kueue owns suspend/nodeSelector afterwards, and a pod template is immutable.
         job = tjb.build_job(spec, owner, settings)
         kopf.append_owner_reference(job, owner=tj)
@@ -219,6 +224,7 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
     tj = _plain(body)
     try:
         spec = _parse(tj)
+        _check_constitution(tj, spec, memo.settings)
         if (tj.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
             parent = _parent(spec, tj["metadata"]["namespace"])
             apply_children(tj, spec, memo.settings, memo.progress_key, parent["metadata"]["name"] if parent else None)
@@ -228,6 +234,29 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
         _fail(tj, exc.reason, str(exc))
         RECONCILES.labels("TrainingJob", "invalid").inc()
         raise kopf.PermanentError(str(exc)) from None
+
+
+def _check_constitution(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings) -> None:
+    """Hold a TrainingJob whose constitution is not the operator's current one: no Job is created
+    (one started earlier runs on; its ModelVersion is held by the ModelVersion reconciler)."""
+    status = tj.get("status") or {}
+    generation = tj["metadata"].get("generation")
+    problem = constitution_check.mismatch("TrainingJob", spec.constitutional_hash, settings.constitutional_hash)
+    if problem is None:
+        if constitution_check.is_marked(status):  # reconfigured back: say so, then carry on
+            tj["status"] = {**status, "conditions": constitution_check.mark(status.get("conditions"), None, generation)}
+            _write_status({**tj, "status": status}, {"conditions": tj["status"]["conditions"]})
+        return
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return  # finished before the reconfiguration: its outcome stands
+    update = {"conditions": constitution_check.mark(status.get("conditions"), problem, generation),
+              "message": problem, "observedGeneration": generation}
+    if not status.get("phase") or status.get("phase") == "Pending":
+        update["phase"] = "Pending"
+    _write_status(tj, update)
+    if not constitution_check.is_marked(status):
+        kopf.warn(tj, reason=constitution_check.MISMATCH, message=problem)
+    raise kopf.TemporaryError(problem, delay=constitution_check.RECHECK_SECONDS)
 
 
 @kopf.on.update(GROUP, VERSION, "trainingjobs", id="spec-changed", field="spec")
