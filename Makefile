@@ -18,7 +18,7 @@ OWN_CLUSTER_ENV := ACGS_CLUSTER_DIR=$(CURDIR)/.cluster-real ACGS_API_PORT=16443 
 REALNODE_ENV := ACGS_REAL_NODE=1 $(OWN_CLUSTER_ENV)
 
 .PHONY: help setup crds crds-check cluster-build cluster-up cluster-down cluster-status install run \
-        operator-bg demo test test-unit test-cluster bench images images-docker node-build test-images \
+        operator-bg base demo test test-unit test-cluster bench images images-docker node-build test-images \
         test-realnode kind-up kind-load deploy webhook-secret clean promtool browser monitoring monitoring-check
 
 help: ## Show the targets
@@ -79,16 +79,19 @@ run: install ## Run the operator in the foreground against .cluster/kubeconfig
 operator-bg: install ## Run the operator in the background (pidfile, log in .cluster/logs)
 	$(BIN)/python hack/install.py operator --restart
 
-demo: operator-bg ## Local control plane + operator + the sample pipeline, then `kubectl get acgs`
+base: setup ## Pre-train the built-in tiny base on public data, once (cached in ~/.cache/acgs/models)
+	$(BIN)/acgs-train build-base >/dev/null
+
+demo: base operator-bg ## Local control plane + operator + the sample pipeline, then `kubectl get acgs`
 	bash hack/demo.sh $(DEMO_NS)
 
-test: setup ## Run every test (starts the local control plane when none is up)
+test: base ## Run every test (starts the local control plane when none is up)
 	$(BIN)/python -m pytest
 
-test-unit: setup ## Only the tests that need no cluster
+test-unit: base ## Only the tests that need no cluster
 	$(BIN)/python -m pytest -m "not cluster"
 
-test-cluster: setup ## Only the tests on the local control plane
+test-cluster: base ## Only the tests on the local control plane
 	$(BIN)/python -m pytest -m cluster
 
 images: ## Build the operator, trainer and server images with podman from a Debian-archive base (no Docker)
@@ -102,7 +105,7 @@ test-realnode: setup ## NetworkPolicies and pods on a real kubelet node (own clu
 	flock /tmp/acgs-realnode.lock bash -c '$(REALNODE_ENV) $(BIN)/python -m pytest -m realnode tests/realnode; \
 	  rc=$$?; $(REALNODE_ENV) $(BIN)/python hack/localcluster.py down; exit $$rc'
 
-bench: setup ## Benchmarks; results in bench/RESULTS.md
+bench: base ## Benchmarks; results in bench/RESULTS.md
 	$(BIN)/python bench/run.py
 
 # ---- Laptops with Docker ---------------------------------------------------------------------

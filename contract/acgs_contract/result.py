@@ -35,6 +35,8 @@ class TrainerResult(WireModel):
     digest: str | None = None
     artifact_path: str | None = None
     metrics: dict[str, Any] | None = None
+    #: the base model's own score on the same held-out records, before fine-tuning
+    base_metrics: dict[str, Any] | None = None
     epsilon: float | None = None
     delta: float | None = None
     target_epsilon: float | None = None

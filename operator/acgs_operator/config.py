@@ -57,6 +57,9 @@ class Settings(BaseModel):
         default=None, description="HMAC key for per-job progress tokens; random per process when "
         "unset (tokens of running pods then stop working when the operator restarts).")
     progress_min_interval: float = Field(default=2.0, ge=0, description="Seconds between writes per job.")
+    model_cache_pvc: str | None = Field(
+        default=None, description="Claim holding a Hugging Face hub cache; trainers resolve "
+        "baseModel hf://org/name from it (mounted read-only). Unset: hf:// names fail clearly.")
     # Monitoring: trainers serve Prometheus metrics on this port (0: none), and the NetworkPolicies
     # admit scrapes from this namespace (empty: from nowhere).
     trainer_metrics_port: int = Field(default=9090, ge=0, le=65535)

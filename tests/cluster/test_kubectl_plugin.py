@@ -89,8 +89,12 @@ def pipeline(cluster: Cluster, operator: Cluster, podrunner: Path) -> Iterator[P
     body = deployment(DEP)
     body["spec"]["model"]["selector"]["modelName"] = "constitutional-ai"
     apply(cluster, {**body, "metadata": {"name": DEP, "namespace": namespace}})
-    wait_until(lambda: p.get("deployments.acgs.io", DEP).get("status", {}).get("phase") == "Healthy", 180,
-               "the Deployment to serve the version")
+    try:
+        wait_until(lambda: p.get("deployments.acgs.io", DEP).get("status", {}).get("phase") == "Healthy", 300,
+                   "the Deployment to serve the version")
+    except AssertionError as error:
+        status = p.get("deployments.acgs.io", DEP).get("status", {})
+        raise AssertionError(f"{error}; status: {json.dumps(status)[-2000:]}") from None
     yield p
     cluster.kubectl("delete", "namespace", namespace, "--wait=false")
 

@@ -171,7 +171,7 @@ def _run(args: list[str], cwd: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, builtin_base: None) -> Path:
     """A real artifact from the trainer's own CLI: generated data, a short LoRA run on the
     built-in tiny Llama (no DP). Built once per session; tests copy it before corrupting it."""
     pytest.importorskip("torch")

@@ -133,6 +133,14 @@ class TestServing:
         (expected,) = modeling.generate_continuations(model, tokenizer, [prompt], max_new_tokens=16)
         assert out["generated_text"] == expected
         assert out["decision"] == prompting.parse_decision(expected)
+        # Judged against the constitution's rules on the same, complete scenario.
+        from acgs_trainer.constitution import load_constitution
+
+        verdict = load_constitution().evaluate(scenario)
+        assert (out["constitution_decision"], out["missing_fields"]) == (verdict.decision, [])
+        assert out["compliance_score"] == (1.0 if out["decision"] == verdict.decision else 0.0)
+        if out["decision"] == verdict.decision:
+            assert set(out["rules"]) <= set(verdict.rules) and bool(out["rules"]) == bool(verdict.rules)
 
     @pytest.mark.parametrize(
         ("path", "mutate", "field"),

@@ -44,7 +44,8 @@ class TestBuildModelVersion:
     RESULT = TrainerResult(phase=SUCCEEDED, reason="Succeeded", exit_code=0, digest=DIGEST,
                            data_digest="sha256:" + "cd" * 32, epsilon=3.2, delta=1e-5,
                            metrics={"accuracy": 0.5, "complianceScore": 0.75, "evalLoss": 1.25,
-                                    "parseRate": 1.0})
+                                    "parseRate": 1.0},
+                           base_metrics={"accuracy": 0.25, "complianceScore": 0.6})
 
     def test_record_from_result(self) -> None:
         spec = TrainingJobSpec.model_validate({"constitutionalHash": HASH, "modelName": "cai",
@@ -55,7 +56,8 @@ class TestBuildModelVersion:
         parsed = ModelVersionSpec.model_validate(mv["spec"])
         assert parsed.stage == "candidate" and parsed.artifact.digest == DIGEST
         assert parsed.metrics.model_dump(by_alias=True) == {"accuracy": 0.5, "complianceScore": 0.75,
-                                                           "evalLoss": 1.25, "epsilon": 3.2, "delta": 1e-5}
+                                                           "evalLoss": 1.25, "epsilon": 3.2, "delta": 1e-5,
+                                                           "baseComplianceScore": 0.6, "baseAccuracy": 0.25}
         assert parsed.lineage.training_job == "tj" and parsed.lineage.data_digest == self.RESULT.data_digest
         assert json.loads(mv["metadata"]["annotations"][mvb.ANNOTATION_VERIFY_SCHEDULING]) == {"nodeSelector": {"x": "y"}}
 

@@ -1,6 +1,7 @@
 """``acgs-train``: parse the config, run ``pipeline.main``, map the outcome to an exit code and a
 result JSON (``<output>/result.json`` and the termination-message path). ``acgs-train verify ...``
-checks an artifact instead (verify_cli.py). See README.md."""
+checks an artifact instead (verify_cli.py); ``acgs-train build-base`` pre-trains and caches a
+built-in base (bases.py). See README.md."""
 
 from __future__ import annotations
 
@@ -74,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return verify(args[1:])
     _quiet_libraries()
+    if args[:1] == ["build-base"]:
+        from .bases import main as build_base
+
+        return build_base(args[1:])
     from .config import parse_config
     from .reporting import write_result
 

@@ -40,9 +40,15 @@ class Metrics(ApiModel):
     eval_loss: float | None = Field(default=None, ge=0, description="Held-out loss.")
     epsilon: float | None = Field(default=None, ge=0, le=8, description="DP budget ε spent in training.")
     delta: float | None = Field(default=None, ge=0, le=1e-5, description="DP δ used in training.")
+    base_compliance_score: float | None = Field(
+        default=None, ge=0, le=1,
+        description="The base model's own compliance score on the same held-out scenarios, before fine-tuning.",
+    )
+    base_accuracy: float | None = Field(
+        default=None, ge=0, le=1, description="The base model's own held-out accuracy, before fine-tuning."
+    )
 
-
-    @field_validator("accuracy", "compliance_score", "eval_loss")
+    @field_validator("accuracy", "compliance_score", "eval_loss", "base_compliance_score", "base_accuracy")
     @classmethod
     def _short(cls, value: float | None) -> float | None:
         return round_to(value)

@@ -115,7 +115,8 @@ class TrainingJobSpec(ApiModel):
     model_name: ObjectName = Field(description="Model family this job produces a version of, e.g. constitutional-ai.")
     base_model: str = Field(
         default="builtin:tiny-llama", min_length=1,
-        description="Base model: builtin:<name> (built from a config) or a local path in the image/volume.",
+        description="Base model: builtin:<name> (pre-trained on public data), pvc://<claim>/<path> or "
+        "hf://<org>/<name> (from the operator's model-cache claim), or a path in the image.",
     )
     parent_version: ObjectName | None = Field(
         default=None, description="ModelVersion this training continues from (lineage and semver base)."

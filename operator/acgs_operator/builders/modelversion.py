@@ -66,8 +66,10 @@ def candidate_versions(parent_version: str | None, policy: str, limit: int = 100
 
 def _metrics(result: TrainerResult | VerifyResult) -> Metrics:
     measured = result.metrics or {}
+    base = getattr(result, "base_metrics", None) or {}  # the base model's own held-out score
     return Metrics(accuracy=measured.get("accuracy"), compliance_score=measured.get("complianceScore"),
-                   eval_loss=measured.get("evalLoss"), epsilon=result.epsilon, delta=result.delta)
+                   eval_loss=measured.get("evalLoss"), epsilon=result.epsilon, delta=result.delta,
+                   base_compliance_score=base.get("complianceScore"), base_accuracy=base.get("accuracy"))
 
 
 def build_model_version(spec: TrainingJobSpec, tj_name: str, namespace: str, version: str,

@@ -173,7 +173,7 @@ def _resources(spec: TrainingJobSpec) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
-def _volumes(spec: TrainingJobSpec, owner: Owner) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _volumes(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": config_map_name(owner.name)}},
         {"name": "tmp", "emptyDir": {}},
@@ -197,7 +197,27 @@ def _volumes(spec: TrainingJobSpec, owner: Owner) -> tuple[list[dict[str, Any]],
                                                                   "readOnly": True}})
         mounts.append({"name": "data", "mountPath": data_path(spec), "subPath": spec.data.path.lstrip("/"),
                        "readOnly": True})
-    return volumes, mounts
+    volumes_b, mounts_b = _base_model_volumes(spec, settings)
+    return volumes + volumes_b, mounts + mounts_b
+
+
+MODEL_ROOT = "/models"  # the trainer's ACGS_MODEL_ROOT default: pvc://<claim>/<path> is /models/<claim>/<path>
+HF_CACHE_DIR = "/models/hf-cache"
+
+
+def _base_model_volumes(spec: TrainingJobSpec, settings: Settings
+                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A pvc:// base model's claim, or the model-cache claim for hf://, mounted read-only."""
+    claim, path = None, None
+    if spec.base_model.startswith("pvc://"):
+        claim = spec.base_model[len("pvc://"):].split("/", 1)[0]
+        path = f"{MODEL_ROOT}/{claim}"
+    elif spec.base_model.startswith("hf://") and settings.model_cache_pvc:
+        claim, path = settings.model_cache_pvc, HF_CACHE_DIR
+    if not claim:
+        return [], []
+    return ([{"name": "base-model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
+            [{"name": "base-model", "mountPath": path, "readOnly": True}])
 
 
 def _env() -> list[dict[str, Any]]:
@@ -234,12 +254,13 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
     if spec.queue_name:
         job_labels[LABEL_QUEUE] = spec.queue_name
     selector, tolerations = _scheduling(spec, settings)
-    volumes, mounts = _volumes(spec, owner)
+    volumes, mounts = _volumes(spec, owner, settings)
     trainer = {
         "name": CONTAINER, "image": image,
         "command": ["acgs-train", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
         "env": [*_env(), {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
-            "name": secret_name(owner.name), "key": TOKEN_KEY}}}],
+            "name": secret_name(owner.name), "key": TOKEN_KEY}}},
+                *([{"name": "ACGS_HF_CACHE", "value": HF_CACHE_DIR}] if settings.model_cache_pvc else [])],
         "resources": _resources(spec),
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
