@@ -11,7 +11,7 @@ IMAGE_TAG ?= 0.1.0
 KIND_CLUSTER ?= acgs
 
 .PHONY: help setup crds crds-check cluster-build cluster-up cluster-down cluster-status install run \
-        operator-bg demo test test-unit test-cluster bench images kind-up kind-load deploy \
+        operator-bg demo test test-unit test-cluster lint typecheck bench images kind-up kind-load deploy \
         webhook-secret clean
 
 help: ## Show the targets
@@ -65,6 +65,12 @@ test-unit: setup ## Only the tests that need no cluster
 
 test-cluster: setup ## Only the tests on the local control plane
 	$(BIN)/python -m pytest -m cluster
+
+lint: setup ## ruff (configuration in pyproject.toml)
+	$(BIN)/python -m ruff check .
+
+typecheck: setup ## mypy: strict on the operator, as strict as practical elsewhere (pyproject.toml)
+	$(BIN)/python -m mypy
 
 bench: setup ## Benchmarks; results in bench/RESULTS.md
 	$(BIN)/python bench/run.py

@@ -1,9 +1,11 @@
-"""Condition types, reasons and the metav1.Condition bookkeeping shared by all handlers."""
+"""Condition types, reasons (condition and event reasons alike, one name each) and the
+metav1.Condition bookkeeping shared by all handlers."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
+
+from .timestamps import now
 
 # Condition types
 READY = "Ready"
@@ -37,7 +39,7 @@ MODEL_VERSION_NOT_READY = "ModelVersionNotReady"
 MODEL_VERSION_INVALID = "ModelVersionInvalid"
 NO_MODEL_VERSION_IN_STAGE = "NoModelVersionInStage"
 CONSTITUTIONAL_HASH_MISMATCH = "ConstitutionalHashMismatch"
-ARTIFACT_URI_UNSUPPORTED = "ArtifactUriUnsupported"
+UNSUPPORTED_ARTIFACT_URI = "UnsupportedArtifactUri"  # the operator cannot mount the artifact (not pvc://)
 GATES_NOT_MET = "GatesNotMet"
 PREVIEW_STARTING = "PreviewStarting"
 PREVIEW_FAILED = "PreviewFailed"
@@ -55,6 +57,18 @@ ABORTED = "Aborted"
 UNDONE = "Undone"
 ROLLED_BACK = "RolledBack"
 PROMOTED = "Promoted"
+BLOCKED = "Blocked"  # history action: a version the rollout will not promote
+SPEC_CHANGED = "SpecChanged"
+RETRY = "Retry"
+NOTHING_TO_ABORT = "NothingToAbort"
+NOTHING_TO_UNDO = "NothingToUndo"
+NOTHING_TO_PROMOTE = "NothingToPromote"
+PROMOTION_APPROVED = "PromotionApproved"
+SCALED_DOWN = "ScaledDown"
+PREVIEW_DROPPED = "PreviewDropped"
+ROLLOUT_STARTED = "RolloutStarted"
+PREVIEW_CHECKS_PASSED = "PreviewChecksPassed"
+POST_PROMOTION_CHECKS_PASSED = "PostPromotionChecksPassed"
 # TrainingJob / ModelVersion reasons
 INVALID_CONFIG = "InvalidConfig"
 UNEXPECTED_ERROR = "UnexpectedError"
@@ -68,11 +82,8 @@ MODEL_VERSION_CREATED = "ModelVersionCreated"
 RESULT_MISSING = "ResultMissing"
 VERIFYING = "Verifying"
 DIGEST_VERIFIED = "DigestVerified"
-UNSUPPORTED_ARTIFACT_URI = "UnsupportedArtifactUri"
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+STAGE_CHANGED = "StageChanged"
+SPEC_CHANGE_IGNORED = "SpecChangeIgnored"
 
 
 def set_condition(conditions: list[dict[str, Any]] | None, type_: str, status: bool | str, reason: str,

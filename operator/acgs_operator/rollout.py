@@ -20,23 +20,23 @@ from typing import Any
 
 from . import conditions as cond
 from .api.deployment import BlueGreenStrategy, Color, HeldBack, PromotionGates, RolloutState
+from .events import NORMAL, WARNING, Event
 
 PROMOTE, ABORT, UNDO, RETRY = "promote", "abort", "undo", "retry"
 COMMANDS = (PROMOTE, ABORT, UNDO, RETRY)
 PRE_CHECKS, POST_CHECKS = "pre", "post"
-NORMAL, WARNING = "Normal", "Warning"
 POLL_SECONDS = 2.0
 WAIT_FOR_MODEL_VERSION_SECONDS = 5.0
 
 
 def ts(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def epoch(stamp: str | None) -> float | None:
     if not stamp:
         return None
-    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
 
 
 def other(color: Color | str) -> Color:
@@ -120,7 +120,7 @@ class Decision:
     phase: str = "Progressing"
     message: str = ""
     conditions: list[tuple[str, bool, str, str]] = field(default_factory=list)
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    events: list[Event] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     requeue: float | None = None
     needs: str | None = None
@@ -138,7 +138,7 @@ class Decision:
             self.plans[str(getattr(color, "value", color))] = ColorPlan(model_version, replicas)
 
     def event(self, type_: str, reason: str, message: str) -> None:
-        self.events.append((type_, reason, message))
+        self.events.append(Event(type_, reason, message))
 
     def record(self, now: float, action: str, model_version: str, color: Color | str | None,
                reason: str | None = None) -> None:

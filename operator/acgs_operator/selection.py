@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from . import conditions as cond
 from .api.deployment import DeploymentSpec
 from .api.modelversion import ModelVersionSpec
-from .builders.deployment import UnsupportedArtifact, artifact_location
+from .artifacts import UnsupportedArtifact
+from .builders.deployment import artifact_location
 from .rollout import Desired, Target
 
 READY, INVALID = "Ready", "Invalid"
@@ -54,7 +55,7 @@ def to_target(mv: dict[str, Any], spec: DeploymentSpec, require_verified: bool) 
         try:
             artifact_location(mv_spec.artifact.uri, spec.artifact_pvc)
         except UnsupportedArtifact as error:
-            invalid = (cond.ARTIFACT_URI_UNSUPPORTED, f"ModelVersion {name}: {error}")
+            invalid = (cond.UNSUPPORTED_ARTIFACT_URI, f"ModelVersion {name}: {error}")
     return Target(name=name, digest=mv_spec.artifact.digest, metrics=mv_spec.metrics.to_api(),
                   usable=usable(mv, require_verified), invalid=invalid)
 

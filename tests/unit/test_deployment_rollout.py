@@ -213,7 +213,7 @@ class TestCommands:
         assert same_spec.state.held_back is not None and same_spec.state.target is None
         new_spec = r.step(obs(desired=weak, gates={"minComplianceScore": 0.1}, state=blocked.state, generation=2))
         assert new_spec.state.held_back is None and new_spec.state.target == "cai-2"
-        assert any(reason == "SpecChanged" for _, reason, _ in new_spec.events)
+        assert any(e.reason == "SpecChanged" for e in new_spec.events)
 
     def test_a_new_version_replaces_a_held_one(self) -> None:
         held = RolloutState(held_back=HeldBack(model_version="cai-3", reason="GatesNotMet", time=r.ts(NOW)))
@@ -236,4 +236,4 @@ class TestCommands:
                                                (r.ABORT, "NothingToAbort")])
     def test_commands_with_nothing_to_act_on_say_so(self, command: str, event: str) -> None:
         d = r.step(obs(desired=V1, commands=frozenset({command})))
-        assert event in [e[1] for e in d.events] and d.phase == "Healthy"
+        assert event in [e.reason for e in d.events] and d.phase == "Healthy"

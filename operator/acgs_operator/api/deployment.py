@@ -100,6 +100,17 @@ class Color(str, Enum):
     BLUE = "blue"
     GREEN = "green"
 
+    @property
+    def other(self) -> Color:
+        return Color.GREEN if self is Color.BLUE else Color.BLUE
+
+
+class DeploymentPhase(str, Enum):
+    PROGRESSING = "Progressing"
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded"
+    PAUSED = "Paused"  # a preview passed its checks and waits for acgs.io/promote
+
 
 class HistoryEntry(ApiModel):
     time: str = Field(description="When it happened (RFC 3339).")

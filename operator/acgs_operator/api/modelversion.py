@@ -6,8 +6,17 @@ from enum import Enum
 
 from pydantic import Field, field_validator
 
-from .common import (DIGEST_PATTERN, HASH_PATTERN, SEMVER_PATTERN, ApiModel, ObjectName, StatusBase, cel, round_to,
-                     round_up)
+from .common import (
+    DIGEST_PATTERN,
+    HASH_PATTERN,
+    SEMVER_PATTERN,
+    ApiModel,
+    ObjectName,
+    StatusBase,
+    cel,
+    round_to,
+    round_up,
+)
 
 
 class Stage(str, Enum):
@@ -15,6 +24,12 @@ class Stage(str, Enum):
     STAGING = "staging"
     PRODUCTION = "production"
     ARCHIVED = "archived"
+
+
+class ModelVersionPhase(str, Enum):
+    PENDING = "Pending"  # not (yet) verified
+    READY = "Ready"  # manifest, files and digest verified
+    INVALID = "Invalid"  # verification failed, or the spec is invalid
 
 
 class Artifact(ApiModel):

@@ -27,6 +27,22 @@ class VersionPolicy(str, Enum):
     PATCH = "patch"
 
 
+class TrainingJobPhase(str, Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self.value in TERMINAL_PHASES
+
+
+# A TrainingJob in one of these phases is finished: nothing moves it on (status.phase values).
+TERMINAL_PHASES = frozenset({TrainingJobPhase.SUCCEEDED.value, TrainingJobPhase.FAILED.value})
+
+
 class GenerateData(ApiModel):
     type: DatasetType = Field(description="Which of the six dataset types to generate.")
     size: int = Field(default=200, ge=10, le=1_000_000, description="Number of records to generate.")

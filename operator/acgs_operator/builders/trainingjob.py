@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from ..api.trainingjob import TrainingJobSpec
 from ..config import Settings
-from .common import child_labels, child_name, container_security_context, pod_security_context
+from .common import Owner, child_labels, child_metadata, child_name, container_security_context, pod_security_context
 
 KIND = "TrainingJob"
 COMPONENT = "trainer"
@@ -36,16 +35,6 @@ EXIT_INVALID_CONFIG = 2
 EXIT_INVALID_DATA = 3
 EXIT_PRIVACY_BUDGET_EXHAUSTED = 4
 NON_RETRIABLE_EXIT_CODES = (EXIT_INVALID_CONFIG, EXIT_INVALID_DATA, EXIT_PRIVACY_BUDGET_EXHAUSTED)
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The TrainingJob's identity as the builders need it."""
-
-    name: str
-    namespace: str
-    uid: str
-    labels: dict[str, str]
 
 
 def job_name(owner_name: str) -> str:
@@ -130,8 +119,7 @@ def build_config_map(spec: TrainingJobSpec, owner: Owner, settings: Settings,
     config = build_trainer_config(spec, owner, settings, parent_version)
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": config_map_name(owner.name), "namespace": owner.namespace,
-                     "labels": _labels(spec, owner)},
+        "metadata": child_metadata(owner, config_map_name(owner.name), _labels(spec, owner)),
         "data": {CONFIG_KEY: json.dumps(config, indent=1, sort_keys=True) + "\n"},
     }
 
@@ -139,8 +127,7 @@ def build_config_map(spec: TrainingJobSpec, owner: Owner, settings: Settings,
 def build_progress_secret(spec: TrainingJobSpec, owner: Owner, token: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": secret_name(owner.name), "namespace": owner.namespace,
-                     "labels": _labels(spec, owner)},
+        "metadata": child_metadata(owner, secret_name(owner.name), _labels(spec, owner)),
         "stringData": {TOKEN_KEY: token},
     }
 
@@ -246,7 +233,7 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
         pod_spec["tolerations"] = tolerations
     return {
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": job_name(owner.name), "namespace": owner.namespace, "labels": job_labels},
+        "metadata": child_metadata(owner, job_name(owner.name), job_labels),
         "spec": {
             "completions": 1,
             "parallelism": 1,
@@ -280,8 +267,7 @@ def build_network_policy(spec: TrainingJobSpec, owner: Owner, settings: Settings
         })
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": job_name(owner.name), "namespace": owner.namespace,
-                     "labels": _labels(spec, owner)},
+        "metadata": child_metadata(owner, job_name(owner.name), _labels(spec, owner)),
         "spec": {
             "podSelector": {"matchLabels": {LABEL_TRAINING_JOB: owner.name[:63]}},
             "policyTypes": ["Ingress", "Egress"],

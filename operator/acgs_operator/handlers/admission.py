@@ -19,8 +19,13 @@ def webhook_path(info: KindInfo) -> str:
     return f"validate-{info.plural}"
 
 
-def _register(info: KindInfo) -> None:
-    @kopf.on.validate(GROUP, VERSION, info.plural, id=webhook_path(info))
+def register(registry: kopf.OperatorRegistry) -> None:
+    for info in KINDS:
+        _register(registry, info)
+
+
+def _register(registry: kopf.OperatorRegistry, info: KindInfo) -> None:
+    @kopf.on.validate(GROUP, VERSION, info.plural, id=webhook_path(info), registry=registry)
     async def validate(spec: kopf.Spec, old: Any, operation: str | None, memo: kopf.Memo, **_: Any) -> None:
         # async on purpose: the check is ~0.1 ms of pure CPU, so a hop to kopf's thread pool would
         # cost more than the work and add tail latency under load.
@@ -37,6 +42,3 @@ def _register(info: KindInfo) -> None:
             ADMISSION_LATENCY.labels(info.kind).observe(time.perf_counter() - started)
             ADMISSION_REQUESTS.labels(info.kind, operation or "UNKNOWN", result).inc()
 
-
-for _info in KINDS:
-    _register(_info)

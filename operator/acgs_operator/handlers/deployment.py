@@ -1,11 +1,18 @@
 """Deployment (acgs.io) reconciler: observe, let `rollout.step` decide, carry the decision out.
 
 Triggers: create/update/resume (an update is also a person's acgs.io/promote|abort|undo|retry
-annotation), a 2 s timer that acts only when something is due (a requeue, the periodic resync, or a
-ModelVersion event - so a promotion by stage rolls out without anyone editing the Git-owned spec).
-One reconcile per object at a time (a lock), and each re-reads the object: the timer and the
+annotation), a 2 s kopf timer that acts only when something is due (a requeue, the periodic resync,
+or a ModelVersion event - so a promotion by stage rolls out without anyone editing the Git-owned
+spec). One reconcile per object at a time (a lock), and each re-reads the object: the timer and the
 change handlers run concurrently in kopf, and a decision taken on a stale status could switch twice.
 The user's object gets status writes only, plus the removal of the command annotations it consumed.
+
+Why a `Schedule` next to kopf's timer: a rollout asks for its next look after a delay it computes
+(0.5 s to 10 s), and a ModelVersion event must wake every Deployment of its namespace. kopf's
+timers have a fixed interval and its TemporaryError delays only apply to the handler that raised;
+neither can be woken from another resource's handler. So the timer ticks every 2 s and looks only
+when the Schedule says the object is due. The Schedule lives in the operator's memo (main.py), not
+in this module, so importing the module starts nothing and tests get a fresh one.
 """
 
 from __future__ import annotations
@@ -13,20 +20,21 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
 from .. import conditions as cond
-from .. import kube, probes, rollout, selection
+from .. import errors, events, kube, probes, rollout, selection
 from ..api.deployment import Color, DeploymentSpec, RolloutState
 from ..api.modelversion import ModelVersionSpec
 from ..builders import deployment as build
+from ..builders.common import Owner
 from ..config import Settings
 from ..constants import API_VERSION, GROUP, VERSION
 from ..metrics import RECONCILES
-from . import lifecycle
 
 PLURAL = "deployments"
 KIND = "Deployment"
@@ -35,10 +43,22 @@ RESYNC_SECONDS = 10.0
 TICK_SECONDS = 2.0
 HISTORY_LIMIT = 20
 
-lifecycle.RECONCILED.add(KIND)
 
-_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
-_due: dict[tuple[str, str], float] = {}  # when each Deployment should be looked at next
+
+@dataclass
+class Schedule:
+    """When each Deployment should be looked at next, and one lock per Deployment."""
+
+    locks: defaultdict[tuple[str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
+    due: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def seconds_until_due(self, key: tuple[str, str]) -> float:
+        return self.due.get(key, 0.0) - time.time()
+
+    def wake_namespace(self, namespace: str) -> None:
+        for key in list(self.due):
+            if key[0] == namespace:
+                self.due[key] = 0.0
 
 
 def _selector(labels: dict[str, str]) -> str:
@@ -90,7 +110,7 @@ def _scale(namespace: str, name: str, replicas: int) -> None:
         content_type="application/merge-patch+json")
 
 
-def _apply_children(owner: build.Owner, spec: DeploymentSpec, decision: rollout.Decision,
+def _apply_children(owner: Owner, spec: DeploymentSpec, decision: rollout.Decision,
                     mvs: dict[str, dict[str, Any]], children: dict[str, Any], settings: Settings,
                     logger: kopf.Logger) -> None:
     image = spec.image or settings.server_image
@@ -141,33 +161,19 @@ def _status(obj: dict[str, Any], decision: rollout.Decision, generation: int | N
     }
 
 
-def _changed(current: dict[str, Any], new: dict[str, Any]) -> bool:
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if v is not None}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-    return strip({k: current.get(k) for k in new}) != strip(new)
-
-
-def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger) -> float | None:
+def reconcile(namespace: str, name: str, settings: Settings, schedule: Schedule,
+              logger: kopf.Logger) -> float | None:
     """One look at a Deployment; returns seconds until it needs another look (None: steady)."""
-    with _locks[(namespace, name)]:
+    with schedule.locks[(namespace, name)]:
         obj = kube.get(API_VERSION, KIND, namespace, name)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
-            _due.pop((namespace, name), None)
+            schedule.due.pop((namespace, name), None)
             return None
         generation = obj["metadata"].get("generation")
         try:
             spec = DeploymentSpec.model_validate(obj.get("spec") or {})
         except ValidationError as error:
-            message = f"invalid spec: {error}"[:4000]
-            kube.patch_status(API_VERSION, KIND, namespace, name, {
-                "phase": "Degraded", "message": message, "observedGeneration": generation,
-                "conditions": cond.set_condition((obj.get("status") or {}).get("conditions"), cond.AVAILABLE,
-                                                 False, cond.INVALID_SPEC, message, generation)})
-            raise kopf.PermanentError(message) from None
+            raise errors.fail(obj, errors.invalid_spec(error)) from None
         status = obj.get("status") or {}
         state = RolloutState.model_validate(status.get("rollout") or {})
         annotations = obj["metadata"].get("annotations") or {}
@@ -195,47 +201,48 @@ def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger
                 break
             _run_checks(decision, obs, spec, pods, targets, settings.check_timeout_seconds)
             decision = rollout.step(obs)
-        owner = build.Owner(name, namespace, obj["metadata"]["uid"])
+        owner = Owner.of(obj)
         _apply_children(owner, spec, decision, mvs, children, settings, logger)
-        new_status = _status(obj, decision, generation)
-        if _changed(status, new_status):
-            kube.patch_status(API_VERSION, KIND, namespace, name, new_status)
-        for type_, reason, message in decision.events:
-            kopf.event(obj, type=type_, reason=reason, message=message[:1000])
-            (logger.warning if type_ == rollout.WARNING else logger.info)("%s: %s", reason, message)
+        kube.patch_status_changes(obj, _status(obj, decision, generation))
+        for event in decision.events:
+            events.post(obj, event)
+            (logger.warning if event.type == events.WARNING else logger.info)("%s: %s", event.reason, event.message)
         if commands:
             kube.resource(API_VERSION, KIND).patch(
                 name=name, namespace=namespace, content_type="application/merge-patch+json",
                 body={"metadata": {"annotations": {key: None for key in COMMAND_ANNOTATIONS if key in annotations}}})
         delay = decision.requeue
-        _due[(namespace, name)] = time.time() + (delay if delay is not None else RESYNC_SECONDS)
+        schedule.due[(namespace, name)] = time.time() + (delay if delay is not None else RESYNC_SECONDS)
         RECONCILES.labels(KIND, decision.phase).inc()
         return delay
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
 def deployment_changed(namespace: str, name: str, memo: kopf.Memo, logger: kopf.Logger, retry: int,
                        **_: Any) -> None:
-    due = _due.get((namespace, name), 0.0) - time.time()
+    schedule: Schedule = memo.rollout_schedule
+    due = schedule.seconds_until_due((namespace, name))
     if retry and due > 0.5:  # the timer already took the last look: wait for the next one
         raise kopf.TemporaryError(f"rollout in progress; next look in {due:.1f}s", delay=due)
-    delay = reconcile(namespace, name, memo.settings, logger)
+    delay = reconcile(namespace, name, memo.settings, schedule, logger)
     if delay is not None:
         raise kopf.TemporaryError(f"rollout in progress; next look in {delay:.1f}s", delay=max(delay, 1.0))
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, sharp=False)
 def deployment_tick(namespace: str, name: str, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    if time.time() >= _due.get((namespace, name), 0.0):
-        reconcile(namespace, name, memo.settings, logger)
+    schedule: Schedule = memo.rollout_schedule
+    if schedule.seconds_until_due((namespace, name)) <= 0:
+        reconcile(namespace, name, memo.settings, schedule, logger)
 
 
-@kopf.on.event(GROUP, VERSION, "modelversions")
-def model_version_event(namespace: str, body: kopf.Body, **_: Any) -> None:
+def model_version_event(namespace: str, memo: kopf.Memo, **_: Any) -> None:
     """A ModelVersion appeared, changed stage or got verified: look at this namespace's Deployments
     soon (the timer does the work; an event handler cannot retry)."""
-    for key in list(_due):
-        if key[0] == namespace:
-            _due[key] = 0.0
+    schedule: Schedule = memo.rollout_schedule
+    schedule.wake_namespace(namespace)
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        on(GROUP, VERSION, PLURAL, registry=registry)(deployment_changed)
+    kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, sharp=False, registry=registry)(deployment_tick)
+    kopf.on.event(GROUP, VERSION, "modelversions", registry=registry)(model_version_event)

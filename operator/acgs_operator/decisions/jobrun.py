@@ -1,15 +1,27 @@
 """Read a batch/v1 Job and its pods into one observation: phase, reason, times and the program's
-result (its JSON termination message). Pure: the handlers fetch, this interprets."""
+result (its JSON termination message). Pure: the handlers fetch, this interprets. Used for the
+trainer Job of a TrainingJob and the verification Job of a ModelVersion."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from .. import conditions as cond
 
-PENDING, RUNNING, SUSPENDED, SUCCEEDED, FAILED = "Pending", "Running", "Suspended", "Succeeded", "Failed"
+
+class JobPhase(str, Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+PENDING, RUNNING, SUSPENDED = JobPhase.PENDING, JobPhase.RUNNING, JobPhase.SUSPENDED
+SUCCEEDED, FAILED = JobPhase.SUCCEEDED, JobPhase.FAILED
 
 # Trainer exit codes (trainer_image/acgs_trainer/exitcodes.py) → condition reasons.
 EXIT_REASONS = {
@@ -24,7 +36,7 @@ JOB_REASONS = {"DeadlineExceeded": cond.DEADLINE_EXCEEDED, "BackoffLimitExceeded
 
 @dataclass
 class Observation:
-    phase: str
+    phase: JobPhase
     reason: str
     message: str
     start_time: str | None = None
