@@ -72,11 +72,24 @@ def patch_status(api_version: str, kind: str, namespace: str | None, name: str,
     return out.to_dict()
 
 
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `new` that differ from `old`. A null in `new` means "absent" (a merge patch
+    deletes it), so it equals a field the stored object does not have."""
+    return {k: v for k, v in new.items() if _without_nulls(old.get(k)) != _without_nulls(v)}
+
+
 def patch_status_changes(obj: dict[str, Any], status: dict[str, Any]) -> None:
     """Patch only the status fields that differ from the object's current status (kubeflow's habit:
-    no write, no event, no watch traffic when nothing changed)."""
-    old = obj.get("status") or {}
-    changed = {k: v for k, v in status.items() if old.get(k) != v}
+    no write, no event, no watch traffic when nothing changed). The one "status changed" check."""
+    changed = changed_fields(obj.get("status") or {}, status)
     if changed:
         meta = obj["metadata"]
         patch_status(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], changed)

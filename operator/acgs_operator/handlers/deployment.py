@@ -143,7 +143,7 @@ def _status(obj: dict[str, Any], decision: rollout.Decision, generation: int | N
         conditions = cond.set_condition(conditions, type_, status, reason, message, generation)
     name, namespace = meta["name"], meta["namespace"]
     return {
-        "phase": decision.phase,
+        "phase": decision.phase.value,
         "message": decision.message[:32768],
         "observedGeneration": generation,
         "conditions": conditions,
@@ -213,7 +213,7 @@ def reconcile(namespace: str, name: str, settings: Settings, schedule: Schedule,
                 body={"metadata": {"annotations": {key: None for key in COMMAND_ANNOTATIONS if key in annotations}}})
         delay = decision.requeue
         schedule.due[(namespace, name)] = time.time() + (delay if delay is not None else RESYNC_SECONDS)
-        RECONCILES.labels(KIND, decision.phase).inc()
+        RECONCILES.labels(KIND, decision.phase.value).inc()
         return delay
 
 

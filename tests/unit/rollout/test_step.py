@@ -132,7 +132,7 @@ class TestPromotion:
         d = r.step(o)
         assert d.phase == "Paused" and conditions(d)["Progressing"] == (True, "AwaitingPromotion")
         assert d.plans["green"].replicas == 1 and d.requeue is None
-        d = r.step(replace(o, commands=frozenset({r.PROMOTE})))
+        d = r.step(replace(o, commands=frozenset({r.Command.PROMOTE})))
         assert d.active_color == Color.GREEN
 
     @pytest.mark.parametrize("checked_ago,switched", [(5, False), (11, True)])
@@ -195,14 +195,14 @@ class TestCommands:
 
     def test_abort_stops_the_preview(self) -> None:
         colors = {"blue": r.ColorObs("cai-1", 2), "green": r.ColorObs("cai-2", 0)}
-        d = r.step(obs(colors=colors, state=previewing(), commands=frozenset({r.ABORT})))
+        d = r.step(obs(colors=colors, state=previewing(), commands=frozenset({r.Command.ABORT})))
         assert d.state.held_back.reason == "Aborted" and d.plans["green"].replicas == 0  # type: ignore[union-attr]
         assert d.history[-1]["action"] == "Aborted" and d.phase == "Degraded"
 
     def test_retry_clears_a_held_version(self) -> None:
         held = RolloutState(held_back=HeldBack(model_version="cai-2", reason="GatesNotMet", time=r.ts(NOW)))
         assert r.step(obs(state=held)).state.target is None
-        d = r.step(obs(state=held, commands=frozenset({r.RETRY})))
+        d = r.step(obs(state=held, commands=frozenset({r.Command.RETRY})))
         assert d.state.held_back is None and d.state.target == "cai-2"
 
     def test_a_spec_change_judges_a_held_version_anew(self) -> None:
@@ -224,7 +224,7 @@ class TestCommands:
         state = RolloutState(previous_color="blue", previous_model_version="cai-1")
         colors = {"green": r.ColorObs("cai-2", 2), "blue": r.ColorObs("cai-1", 0)}
         d = r.step(obs(active="green", active_mv="cai-2", colors=colors, state=state,
-                       strategy={"autoPromotionEnabled": False}, commands=frozenset({r.UNDO})))
+                       strategy={"autoPromotionEnabled": False}, commands=frozenset({r.Command.UNDO})))
         assert d.state.held_back.reason == "Undone" and d.state.pinned_model_version == "cai-1"  # type: ignore[union-attr]
         assert d.plans["blue"] == r.ColorPlan("cai-1", 1) and d.state.promote_approved == "cai-1"
         colors = {"green": r.ColorObs("cai-2", 2), "blue": r.ColorObs("cai-1", 2)}
@@ -232,8 +232,8 @@ class TestCommands:
                            state=d.state.model_copy(update={"checks_passed_at": r.ts(NOW)})))
         assert later.active_model_version == "cai-1"
 
-    @pytest.mark.parametrize("command,event", [(r.PROMOTE, "NothingToPromote"), (r.UNDO, "NothingToUndo"),
-                                               (r.ABORT, "NothingToAbort")])
+    @pytest.mark.parametrize("command,event", [(r.Command.PROMOTE, "NothingToPromote"), (r.Command.UNDO, "NothingToUndo"),
+                                               (r.Command.ABORT, "NothingToAbort")])
     def test_commands_with_nothing_to_act_on_say_so(self, command: str, event: str) -> None:
         d = r.step(obs(desired=V1, commands=frozenset({command})))
         assert event in [e.reason for e in d.events] and d.phase == "Healthy"
