@@ -86,14 +86,14 @@ def pid_of(name: str) -> int | None:
         return None
 
 
-def start(name: str, argv: list[str]) -> None:
+def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
     if pid_of(name):
         return
     LOGS.mkdir(parents=True, exist_ok=True)
     PIDS.mkdir(parents=True, exist_ok=True)
     with open(LOGS / f"{name}.log", "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=STATE)
+                                start_new_session=True, cwd=STATE, env=env)
     (PIDS / f"{name}.pid").write_text(str(proc.pid))
 
 
@@ -154,7 +154,7 @@ NODES = [
     node("kwok-gpu-1", cpu="32", memory="256Gi", gpus=8,
          labels={"nvidia.com/gpu.present": "true", "acgs.io/accelerator": "nvidia"}, taints=[GPU_TAINT]),
     node("kwok-cpu-0", cpu="16", memory="64Gi", gpus=0, labels={}, taints=[]),
-    # Pods bound here are run for real, as local processes, by hack/podrunner.py; kwok only keeps
+    # Pods bound here are run for real, as local processes, by hack/podrunner/; kwok only keeps
     # the node alive. The taint makes that opt-in: only pods that tolerate it land here.
     node(LOCAL_NODE, cpu="64", memory="256Gi", gpus=8,
          labels={"nvidia.com/gpu.present": "true", "acgs.io/local-runner": "true"},
@@ -216,8 +216,11 @@ def up() -> None:
 def start_podrunner() -> None:
     """Pods bound to LOCAL_NODE run for real, as local processes; `down` stops it by its pidfile."""
     python = ROOT / ".venv/bin/python"
-    start("podrunner", [str(python if python.exists() else sys.executable), str(ROOT / "hack/podrunner.py"),
-                        f"--kubeconfig={KUBECONFIG}", f"--node={LOCAL_NODE}", f"--state-dir={STATE}"])
+    hack = str(ROOT / "hack")
+    path = os.pathsep.join(p for p in (hack, os.environ.get("PYTHONPATH")) if p)
+    start("podrunner", [str(python if python.exists() else sys.executable), "-m", "podrunner",
+                        f"--kubeconfig={KUBECONFIG}", f"--node={LOCAL_NODE}", f"--state-dir={STATE}"],
+          env={**os.environ, "PYTHONPATH": path})
 
 
 def start_provisioner() -> None:

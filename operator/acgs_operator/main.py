@@ -11,7 +11,8 @@ import kopf
 from prometheus_client import start_http_server
 
 from .config import Settings
-from .handlers import admission, deployment, lifecycle, modelversion, progress, trainingjob
+from .handlers import admission, deployment, lifecycle, modelversion, trainingjob
+from .servers import progress
 
 logger = logging.getLogger("acgs_operator")
 

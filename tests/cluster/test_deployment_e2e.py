@@ -1,5 +1,5 @@
 """Deployment (acgs.io) end to end on the local control plane: the operator runs as a real process,
-the model servers run for real on acgs-local-0 (hack/podrunner.py) from artifacts the trainer just
+the model servers run for real on acgs-local-0 (hack/podrunner/) from artifacts the trainer just
 built, the ModelVersions are verified by the operator's own verification Jobs, and the checks and
 the client traffic go to the pods' IPs taken from the Services' EndpointSlices (no kube-proxy here).
 

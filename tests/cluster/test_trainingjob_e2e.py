@@ -1,5 +1,5 @@
 """TrainingJob end to end on the local control plane: the operator runs as a real process, the
-trainer pod runs for real on acgs-local-0 (hack/podrunner.py), and the ModelVersion's digest is
+trainer pod runs for real on acgs-local-0 (hack/podrunner/), and the ModelVersion's digest is
 checked against the files the trainer left on the volume.
 
     .venv/bin/python -m pytest -m cluster tests/cluster/test_trainingjob_e2e.py

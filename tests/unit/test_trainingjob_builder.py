@@ -11,7 +11,7 @@ from acgs_operator.api.trainingjob import TrainingJobSpec
 from acgs_operator.builders import trainingjob as tjb
 from acgs_operator.builders.common import Owner
 from acgs_operator.config import Settings
-from acgs_operator.handlers.progress import progress_token
+from acgs_operator.servers.progress import progress_token
 
 HASH = "cdd01ef066bc6cf2"
 OWNER = Owner(kind="TrainingJob", name="cai-v1", namespace="team-a", uid="0123456789abcdef-uid",

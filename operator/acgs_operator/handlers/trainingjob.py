@@ -21,7 +21,7 @@ from ..constants import API_VERSION, GROUP, LABEL_COMPONENT, LABEL_OWNER_KIND, V
 from ..decisions import jobrun
 from ..decisions import trainingjob as decide
 from ..metrics import RECONCILES
-from .progress import progress_token
+from ..servers.progress import progress_token
 
 KIND = "TrainingJob"
 PLURAL = "trainingjobs"

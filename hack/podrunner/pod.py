@@ -1,4 +1,4 @@
-"""One pod run by hack/podrunner.py: init containers in order, then every container at once; the
+"""One pod run by hack/podrunner/: init containers in order, then every container at once; the
 pod's status (phase, IPs, conditions, containerStatuses) is patched only when it changed."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any, Callable
 from kubernetes.client import CoreV1Api
 from kubernetes.client.rest import ApiException
 
-from podrunner_container import Container, now, run_in_thread
-from podrunner_env import ContainerConfigError
-from podrunner_volumes import materialize
+from .container import Container, now, run_in_thread
+from .env import ContainerConfigError
+from .volumes import materialize
 
 log = logging.getLogger("podrunner.pod")
 HOST_IP = "127.0.0.1"
@@ -78,7 +78,7 @@ class PodWorker(threading.Thread):
             self._run()
         except Exception:  # a bad pod must never take the runner down
             log.exception("pod %s: runner error", self.key)
-            self.phase, self.reason, self.message = "Failed", "RunnerError", "hack/podrunner.py failed to run the pod"
+            self.phase, self.reason, self.message = "Failed", "RunnerError", "hack/podrunner/ failed to run the pod"
             self.changed()
         finally:
             self.stop.set()

@@ -11,7 +11,7 @@ reports it all in the pod's status, so the Job, Deployment and EndpointSlice con
 Processes run as root whatever the pod's securityContext says (restricted Pod Security admits the
 spec; nothing here enforces it). Logs: <state-dir>/logs/pods/<namespace>_<pod>_<container>.log.
 
-    python hack/podrunner.py --kubeconfig .cluster/kubeconfig [--node acgs-local-0] [--state-dir .cluster]
+    PYTHONPATH=hack python -m podrunner --kubeconfig .cluster/kubeconfig [--node acgs-local-0] [--state-dir .cluster]
 """
 
 from __future__ import annotations
@@ -33,13 +33,12 @@ from typing import Any
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from podrunner_env import decode_data  # noqa: E402
-from podrunner_pod import PodWorker, delete_now  # noqa: E402
-from podrunner_volumes import remove_pod_dir  # noqa: E402
+from .env import decode_data
+from .pod import PodWorker, delete_now
+from .volumes import remove_pod_dir
 
 log = logging.getLogger("podrunner")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("Succeeded", "Failed")
 DEFAULT_POD_CIDR = "198.18.0.0/24"  # RFC 2544 benchmarking: on no real network, unlike 10/8
 SHUTDOWN_GRACE = 3.0  # localcluster's `down` waits 10 s before SIGKILL: stay well inside it
