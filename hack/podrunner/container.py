@@ -11,8 +11,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from .env import ContainerConfigError, base_environment, command_line, container_env
 from .probe import Prober
@@ -24,7 +25,7 @@ BACKOFF_START, BACKOFF_CAP, BACKOFF_RESET_AFTER = 10.0, 300.0, 600.0
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class PodContext(Protocol):

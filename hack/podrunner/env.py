@@ -11,8 +11,9 @@ import base64
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from kubernetes.utils import parse_quantity
 

@@ -9,7 +9,8 @@ import socket
 import ssl
 import subprocess
 import threading
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 log = logging.getLogger("podrunner.probe")
 

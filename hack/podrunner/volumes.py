@@ -13,9 +13,10 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .env import ContainerConfigError, DataLookup, expand, field_value, resource_value
 

@@ -99,7 +99,7 @@ def set_condition(conditions: list[dict[str, Any]] | None, type_: str, status: b
             if generation is not None:
                 cond["observedGeneration"] = generation
             return current
-    new = {"type": type_, "status": value, "reason": reason, "message": message[:32768],
+    new: dict[str, Any] = {"type": type_, "status": value, "reason": reason, "message": message[:32768],
            "lastTransitionTime": now()}
     if generation is not None:
         new["observedGeneration"] = generation

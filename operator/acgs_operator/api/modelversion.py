@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 from pydantic import Field, field_validator
 
@@ -72,7 +73,7 @@ class Metrics(ApiModel):
 IMMUTABLE_FIELDS = ("constitutionalHash", "modelName", "version", "artifact", "baseModel", "lineage", "metrics")
 
 
-def _immutability_rule() -> dict:
+def _immutability_rule() -> dict[str, Any]:
     parts = [f"(has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f}))"
              for f in IMMUTABLE_FIELDS]
     return {"rule": " && ".join(parts), "message": "ModelVersion spec is immutable except stage"}

@@ -94,7 +94,7 @@ def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]], container: s
     if job is None:
         return Observation(PENDING, cond.PENDING, "waiting for the Job to be created")
     status = job.get("status") or {}
-    times = {"start_time": status.get("startTime"), "completion_time": status.get("completionTime"),
+    times: dict[str, Any] = {"start_time": status.get("startTime"), "completion_time": status.get("completionTime"),
              "pods": len(pods)}
     if _job_condition(job, "Complete"):
         term = last_termination(pods, container)
@@ -103,18 +103,19 @@ def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]], container: s
                            exit_code=code, result=result, **times)
     failed = _job_condition(job, "Failed")
     if failed:
-        term = last_termination(pods, failed_only=True)
-        code, raw, result = term if term else (None, "", None)
+        failed_term = last_termination(pods, failed_only=True)
+        failed_code: int | None = failed_term[0] if failed_term else None
+        raw, result = (failed_term[1], failed_term[2]) if failed_term else ("", None)
         job_reason = failed.get("reason", "")
-        if job_reason == "PodFailurePolicy" and code in EXIT_REASONS:
-            reason = EXIT_REASONS[code]
+        if job_reason == "PodFailurePolicy" and failed_code in EXIT_REASONS:
+            reason = EXIT_REASONS[failed_code]
         else:
-            reason = JOB_REASONS.get(job_reason) or (EXIT_REASONS.get(code, cond.JOB_FAILED) if code
+            reason = JOB_REASONS.get(job_reason) or (EXIT_REASONS.get(failed_code, cond.JOB_FAILED) if failed_code
                                                      else cond.JOB_FAILED)
         detail = (result or {}).get("message") or raw.strip()[-800:] or failed.get("message", "")
-        prefix = f"exit code {code}: " if code is not None else ""
+        prefix = f"exit code {failed_code}: " if failed_code is not None else ""
         times["completion_time"] = times["completion_time"] or failed.get("lastTransitionTime")
-        return Observation(FAILED, reason, f"{prefix}{detail}".strip(), exit_code=code, result=result, **times)
+        return Observation(FAILED, reason, f"{prefix}{detail}".strip(), exit_code=failed_code, result=result, **times)
     if (job.get("spec") or {}).get("suspend"):
         return Observation(SUSPENDED, cond.JOB_SUSPENDED, "the Job is suspended (queued or preempted)", **times)
     running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"

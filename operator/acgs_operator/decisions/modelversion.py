@@ -37,7 +37,8 @@ def decide(run: jobrun.Observation, expected_digest: str, old: dict[str, Any], g
     """`run`: the observed verification Job; `now`: the time to record when it has none."""
     result = run.result or {}  # acgs-train verify's JSON
     verified = result.get("phase") == RESULT_SUCCEEDED and result.get("digest") == expected_digest
-    phase, verified_condition, reason = ModelVersionPhase.PENDING, "Unknown", cond.VERIFYING
+    verified_condition: bool | str = "Unknown"
+    phase, reason = ModelVersionPhase.PENDING, cond.VERIFYING
     extra: dict[str, Any] = {}
     if run.phase is jobrun.SUCCEEDED and verified:
         phase, verified_condition, reason = ModelVersionPhase.READY, True, cond.DIGEST_VERIFIED

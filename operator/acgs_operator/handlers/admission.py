@@ -26,7 +26,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
 def _register(registry: kopf.OperatorRegistry, info: KindInfo) -> None:
     @kopf.on.validate(GROUP, VERSION, info.plural, id=webhook_path(info), registry=registry)
-    async def validate(spec: kopf.Spec, old: Any, operation: str | None, memo: kopf.Memo, **_: Any) -> None:
+    async def validate(spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any) -> None:
+        old: Any = kwargs.get("old")
+        operation: str | None = kwargs.get("operation")
         # async on purpose: the check is ~0.1 ms of pure CPU, so a hop to kopf's thread pool would
         # cost more than the work and add tail latency under load.
         settings: Settings = memo.settings

@@ -66,8 +66,9 @@ def _selector(labels: dict[str, str]) -> str:
 
 
 def _observe_colors(name: str, namespace: str, active: str | None, port: int, pods: list[probes.PodView],
-                    timeout: float) -> tuple[dict[str, rollout.ColorObs], dict[str, Any]]:
-    colors, children = {}, {}
+                    timeout: float) -> tuple[dict[Color, rollout.ColorObs], dict[str, Any]]:
+    colors: dict[Color, rollout.ColorObs] = {}
+    children: dict[str, Any] = {}
     for color in Color:
         child = kube.get("apps/v1", "Deployment", namespace, build.deployment_name(name, color))
         children[color.value] = child
@@ -77,7 +78,7 @@ def _observe_colors(name: str, namespace: str, active: str | None, port: int, po
         failure = None
         if color.value != active:  # only a preview is probed for "will never be ready"
             failure = next((f for f in (probes.load_failure(p, port, timeout) for p in mine if not p.ready) if f), None)
-        colors[color.value] = rollout.ColorObs(version, sum(p.ready for p in mine), failure)
+        colors[color] = rollout.ColorObs(version, sum(p.ready for p in mine), failure)
     return colors, children
 
 
@@ -217,8 +218,9 @@ def reconcile(namespace: str, name: str, settings: Settings, schedule: Schedule,
         return delay
 
 
-def deployment_changed(namespace: str, name: str, memo: kopf.Memo, logger: kopf.Logger, retry: int,
+def deployment_changed(namespace: str | None, name: str, memo: kopf.Memo, logger: kopf.Logger, retry: int,
                        **_: Any) -> None:
+    assert namespace is not None  # acgs.io Deployments are namespaced
     schedule: Schedule = memo.rollout_schedule
     due = schedule.seconds_until_due((namespace, name))
     if retry and due > 0.5:  # the timer already took the last look: wait for the next one
@@ -228,17 +230,19 @@ def deployment_changed(namespace: str, name: str, memo: kopf.Memo, logger: kopf.
         raise kopf.TemporaryError(f"rollout in progress; next look in {delay:.1f}s", delay=max(delay, 1.0))
 
 
-def deployment_tick(namespace: str, name: str, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+def deployment_tick(namespace: str | None, name: str, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    assert namespace is not None
     schedule: Schedule = memo.rollout_schedule
     if schedule.seconds_until_due((namespace, name)) <= 0:
         reconcile(namespace, name, memo.settings, schedule, logger)
 
 
-def model_version_event(namespace: str, memo: kopf.Memo, **_: Any) -> None:
+def model_version_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """A ModelVersion appeared, changed stage or got verified: look at this namespace's Deployments
     soon (the timer does the work; an event handler cannot retry)."""
     schedule: Schedule = memo.rollout_schedule
-    schedule.wake_namespace(namespace)
+    if namespace is not None:
+        schedule.wake_namespace(namespace)
 
 
 def register(registry: kopf.OperatorRegistry) -> None:

@@ -17,13 +17,13 @@ from ..api.modelversion import ModelVersionPhase
 from ..api.trainingjob import TrainingJobPhase
 from ..constants import GROUP, VERSION
 
-INITIAL_PHASE = {"TrainingJob": TrainingJobPhase.PENDING, "ModelVersion": ModelVersionPhase.PENDING,
-                 "Deployment": DeploymentPhase.PROGRESSING, "FlywheelPolicy": FlywheelPolicyPhase.COLLECTING}
+INITIAL_PHASE: dict[str, str] = {"TrainingJob": TrainingJobPhase.PENDING.value, "ModelVersion": ModelVersionPhase.PENDING.value,
+                 "Deployment": DeploymentPhase.PROGRESSING.value, "FlywheelPolicy": FlywheelPolicyPhase.COLLECTING.value}
 
 
 def initial_status(kind: str, generation: int | None) -> dict[str, Any]:
     return {
-        "phase": INITIAL_PHASE[kind].value,
+        "phase": INITIAL_PHASE[kind],
         "message": "accepted; waiting for the reconciler",
         "observedGeneration": generation,
         "conditions": cond.set_condition([], cond.READY, False, cond.AWAITING_RECONCILER,

@@ -19,6 +19,7 @@ from ..config import Settings
 from ..constants import API_VERSION, GROUP, LABEL_COMPONENT, LABEL_OWNER_KIND, VERSION
 from ..decisions import jobrun
 from ..decisions import modelversion as decide
+from ..events import NORMAL, Event
 from ..metrics import RECONCILES
 
 KIND = "ModelVersion"
@@ -100,7 +101,7 @@ def record_stage(body: kopf.Body, old: Any, new: Any, **_: Any) -> None:
     history = (history + [entry])[-STAGE_HISTORY_MAX:]
     _write_status(mv, {"stageHistory": history})
     if old is not None:
-        kopf.info(mv, reason=cond.STAGE_CHANGED, message=f"stage {old} -> {new}")
+        events.post(mv, Event(NORMAL, cond.STAGE_CHANGED, f"stage {old} -> {new}"))
 
 
 def register(registry: kopf.OperatorRegistry) -> None:

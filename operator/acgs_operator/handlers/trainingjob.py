@@ -20,6 +20,7 @@ from ..config import Settings
 from ..constants import API_VERSION, GROUP, LABEL_COMPONENT, LABEL_OWNER_KIND, VERSION
 from ..decisions import jobrun
 from ..decisions import trainingjob as decide
+from ..events import NORMAL, Event
 from ..metrics import RECONCILES
 from ..servers.progress import progress_token
 
@@ -61,8 +62,8 @@ def apply_children(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings
     if job is None:
         # Created once: Kueue owns suspend/nodeSelector afterwards, and a pod template is immutable.
         job = kube.apply(tjb.build_job(spec, owner, settings))
-        kopf.info(tj, reason=cond.JOB_CREATED, message=f"Created Job {job['metadata']['name']}"
-                  + (" (suspended)" if job["spec"].get("suspend") else ""))
+        events.post(tj, Event(NORMAL, cond.JOB_CREATED, f"Created Job {job['metadata']['name']}"
+                              + (" (suspended)" if job["spec"].get("suspend") else "")))
     elif not owner.owns(job):
         raise errors.SpecError(cond.INVALID_SPEC, f"metadata.name {owner.name!r}: Job {job['metadata']['name']} "
                                "exists and belongs to another object; expected a name whose Job is free "
@@ -103,9 +104,9 @@ def ensure_model_version(tj: dict[str, Any], spec: TrainingJobSpec, job: dict[st
                 if exc.status == 409:
                     continue  # created concurrently: look again
                 raise
-            kopf.info(tj, reason=cond.MODEL_VERSION_CREATED,
-                      message=f"Created ModelVersion {created['metadata']['name']} (version {version}, "
-                              f"digest {result['digest']})")
+            events.post(tj, Event(NORMAL, cond.MODEL_VERSION_CREATED,
+                                  f"Created ModelVersion {created['metadata']['name']} (version {version}, "
+                                  f"digest {result['digest']})"))
             return created
     raise errors.SpecError(cond.INVALID_SPEC, f"spec.versionPolicy {spec.version_policy!r}: no free version after "
                            f"{parent_semver or '0.0.0'} for model {spec.model_name!r} in namespace "

@@ -20,7 +20,7 @@ def switch(obs: Observation, d: Decision, sit: Situation, target: Target, previe
     old_color, old_version = d.active_color, d.active_model_version
     d.active_color, d.active_model_version = preview, target.name
     d.preview_color = d.preview_model_version = None
-    st.previous_color = old_color.value if old_color else None
+    st.previous_color = old_color
     st.previous_model_version = old_version
     st.promoted_at, st.post_checks_done, st.scale_down_at = ts(obs.now), False, None
     clear_attempt(st)
