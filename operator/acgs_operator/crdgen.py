@@ -152,7 +152,8 @@ def render_webhook() -> str:
 
 def render_argocd(root: Path) -> str:
     """argocd-cm entries with a Lua health check per kind (Argo CD has none for custom resources)."""
-    data = {f"resource.customizations.health.{GROUP}_{info.kind}": (root / f"manifests/argocd/health/{info.kind}.lua").read_text()
+    health = root / "manifests/argocd/health"
+    data = {f"resource.customizations.health.{GROUP}_{info.kind}": (health / f"{info.kind}.lua").read_text()
             for info in KINDS}
     cm = {"apiVersion": "v1", "kind": "ConfigMap",
           "metadata": {"name": "argocd-cm", "namespace": "argocd",

@@ -53,7 +53,8 @@ class TestBuildModelVersion:
         assert parsed.metrics.model_dump(by_alias=True) == {"accuracy": 0.5, "complianceScore": 0.75,
                                                            "evalLoss": 1.25, "epsilon": 3.2, "delta": 1e-5}
         assert parsed.lineage.training_job == "tj" and parsed.lineage.data_digest == self.RESULT["dataDigest"]
-        assert json.loads(mv["metadata"]["annotations"][mvb.ANNOTATION_VERIFY_SCHEDULING]) == {"nodeSelector": {"x": "y"}}
+        scheduling = mv["metadata"]["annotations"][mvb.ANNOTATION_VERIFY_SCHEDULING]
+        assert json.loads(scheduling) == {"nodeSelector": {"x": "y"}}
 
     def test_no_metric_is_invented(self) -> None:
         spec = TrainingJobSpec.model_validate({"constitutionalHash": HASH, "modelName": "cai",

@@ -121,7 +121,8 @@ class HistoryEntry(ApiModel):
 
 
 class HeldBack(ApiModel):
-    model_version: str = Field(description="ModelVersion the operator will not roll out (until retry or a new version).")
+    model_version: str = Field(
+        description="ModelVersion the operator will not roll out (until retry or a new version).")
     reason: str = Field(description="CamelCase reason: a failed check, Aborted, Undone or RolledBack.")
     message: str = Field(default="", max_length=4096, description="What failed, for people.")
     time: str = Field(description="When it was held back (RFC 3339).")

@@ -17,8 +17,10 @@ from ..api.modelversion import ModelVersionPhase
 from ..api.trainingjob import TrainingJobPhase
 from ..constants import GROUP, VERSION
 
-INITIAL_PHASE: dict[str, str] = {"TrainingJob": TrainingJobPhase.PENDING.value, "ModelVersion": ModelVersionPhase.PENDING.value,
-                 "Deployment": DeploymentPhase.PROGRESSING.value, "FlywheelPolicy": FlywheelPolicyPhase.COLLECTING.value}
+INITIAL_PHASE: dict[str, str] = {
+    "TrainingJob": TrainingJobPhase.PENDING.value, "ModelVersion": ModelVersionPhase.PENDING.value,
+    "Deployment": DeploymentPhase.PROGRESSING.value, "FlywheelPolicy": FlywheelPolicyPhase.COLLECTING.value,
+}
 
 
 def initial_status(kind: str, generation: int | None) -> dict[str, Any]:

@@ -13,7 +13,8 @@ def apply_commands(obs: Observation, d: Decision, sit: Situation) -> None:
     held = st.held_back
     if held and held.generation is not None and obs.generation is not None and obs.generation > held.generation:
         # The spec changed (e.g. the gates, in Git) since the version was held back: judge it anew.
-        d.event(NORMAL, cond.SPEC_CHANGED, f"retrying {held.model_version} under the new spec (was held back: {held.reason})")
+        d.event(NORMAL, cond.SPEC_CHANGED,
+                f"retrying {held.model_version} under the new spec (was held back: {held.reason})")
         st.held_back, st.pinned_model_version = None, None
     if Command.RETRY in obs.commands:
         if st.held_back:
@@ -43,7 +44,8 @@ def apply_commands(obs: Observation, d: Decision, sit: Situation) -> None:
     if Command.PROMOTE in obs.commands:
         if st.target:
             st.promote_approved = st.target
-            d.event(NORMAL, cond.PROMOTION_APPROVED, f"acgs.io/promote: {st.target} will be promoted once its checks pass")
+            d.event(NORMAL, cond.PROMOTION_APPROVED,
+                    f"acgs.io/promote: {st.target} will be promoted once its checks pass")
         else:
             d.event(NORMAL, cond.NOTHING_TO_PROMOTE, "acgs.io/promote: no preview waiting"
                     + (f" ({st.held_back.model_version} is held back: use acgs.io/retry)" if st.held_back else ""))

@@ -16,7 +16,8 @@ def summarize(obs: Observation, d: Decision, sit: Situation) -> None:
     if active is None:
         available = (False, cond.NO_ACTIVE_COLOR, "no ModelVersion has been promoted yet")
     elif ready > 0:
-        available = (True, cond.ACTIVE_READY, f"{ready}/{obs.replicas} pods of {active.value} serve {d.active_model_version}")
+        available = (True, cond.ACTIVE_READY,
+                     f"{ready}/{obs.replicas} pods of {active.value} serve {d.active_model_version}")
     else:
         available = (False, cond.ACTIVE_NOT_READY, f"no ready pod of {active.value} ({d.active_model_version})")
     held = st.held_back

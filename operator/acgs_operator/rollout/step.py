@@ -69,7 +69,8 @@ def _keep_or_scale_down_previous(obs: Observation, d: Decision, sit: Situation) 
             st.scale_down_at = None
         else:
             d.plan(idle, seen.model_version, obs.replicas)
-            sit.progress = Reasoned(cond.SCALE_DOWN_PENDING, f"{idle.value} ({seen.model_version}) scales down at {st.scale_down_at}")
+            sit.progress = Reasoned(cond.SCALE_DOWN_PENDING,
+                                    f"{idle.value} ({seen.model_version}) scales down at {st.scale_down_at}")
             d.wait(due - obs.now)
         return
     st.scale_down_at = None
@@ -103,7 +104,8 @@ def _post_promotion(obs: Observation, d: Decision, sit: Situation) -> None:
             return
         remaining = promoted + strategy.post_promotion_window_seconds - obs.now
         if remaining > 0:
-            sit.progress = Reasoned(cond.POST_PROMOTION_CHECKS, f"checking {d.active_model_version} for {remaining:.0f}s more")
+            sit.progress = Reasoned(cond.POST_PROMOTION_CHECKS,
+                                    f"checking {d.active_model_version} for {remaining:.0f}s more")
             d.wait(min(POLL_SECONDS, remaining))
             return
         d.event(NORMAL, cond.POST_PROMOTION_CHECKS_PASSED, f"{d.active_model_version} passed its post-promotion checks")
@@ -124,7 +126,8 @@ def _rollout(obs: Observation, d: Decision, sit: Situation, target: Target) -> N
     if not target.usable:
         if active is not None:
             _keep_or_scale_down_previous(obs, d, sit)
-        sit.progress = Reasoned(cond.MODEL_VERSION_NOT_READY, f"waiting for ModelVersion {target.name} to be verified (status.phase Ready)")
+        sit.progress = Reasoned(cond.MODEL_VERSION_NOT_READY,
+                                f"waiting for ModelVersion {target.name} to be verified (status.phase Ready)")
         d.wait(WAIT_FOR_MODEL_VERSION_SECONDS)
         return
     failures = gate_failures(target.metrics, obs.gates)
@@ -167,7 +170,8 @@ def _rollout(obs: Observation, d: Decision, sit: Situation, target: Target) -> N
         return
     if checked_at is None:
         if ready < preview_replicas:
-            sit.progress = Reasoned(cond.PREVIEW_STARTING, f"preview {preview.value} of {target.name}: {ready}/{preview_replicas} pods ready")
+            sit.progress = Reasoned(cond.PREVIEW_STARTING,
+                                    f"preview {preview.value} of {target.name}: {ready}/{preview_replicas} pods ready")
             d.wait(POLL_SECONDS)
             return
         if obs.pre_checks is None:
@@ -178,7 +182,8 @@ def _rollout(obs: Observation, d: Decision, sit: Situation, target: Target) -> N
             return
         checked_at = now
         st.checks_passed_at = ts(now)
-        d.event(NORMAL, cond.PREVIEW_CHECKS_PASSED, f"preview {preview.value} of {target.name} passed its pre-promotion checks")
+        d.event(NORMAL, cond.PREVIEW_CHECKS_PASSED,
+                f"preview {preview.value} of {target.name} passed its pre-promotion checks")
         wanted = obs.replicas if promoting() else preview_replicas
         d.plan(preview, target.name, wanted)
     if not promoting():
@@ -191,7 +196,8 @@ def _rollout(obs: Observation, d: Decision, sit: Situation, target: Target) -> N
             d.wait(max(checked_at + seconds - now, 0.5))
         return
     if ready < obs.replicas:
-        sit.progress = Reasoned(cond.SCALING_UP_PREVIEW, f"preview {preview.value} of {target.name}: {ready}/{obs.replicas} pods ready")
+        sit.progress = Reasoned(cond.SCALING_UP_PREVIEW,
+                                f"preview {preview.value} of {target.name}: {ready}/{obs.replicas} pods ready")
         d.wait(POLL_SECONDS)
         return
     switch(obs, d, sit, target, preview)

@@ -75,7 +75,8 @@ class TestPreview:
     @pytest.mark.parametrize("metrics,gates,fragment", [
         ({"complianceScore": 0.2}, {}, "complianceScore 0.2000 < spec.promotion.minComplianceScore 0.95"),
         ({}, {}, "complianceScore is not reported"),
-        ({"complianceScore": 0.99, "accuracy": 0.5}, {"minAccuracy": 0.8}, "accuracy 0.5000 < spec.promotion.minAccuracy"),
+        ({"complianceScore": 0.99, "accuracy": 0.5}, {"minAccuracy": 0.8},
+         "accuracy 0.5000 < spec.promotion.minAccuracy"),
     ])
     def test_metrics_below_gates_block_before_any_pod_starts(self, metrics: dict[str, Any],
                                                              gates: dict[str, Any], fragment: str) -> None:
@@ -232,7 +233,8 @@ class TestCommands:
                            state=d.state.model_copy(update={"checks_passed_at": r.ts(NOW)})))
         assert later.active_model_version == "cai-1"
 
-    @pytest.mark.parametrize("command,event", [(r.Command.PROMOTE, "NothingToPromote"), (r.Command.UNDO, "NothingToUndo"),
+    @pytest.mark.parametrize("command,event", [(r.Command.PROMOTE, "NothingToPromote"),
+                                               (r.Command.UNDO, "NothingToUndo"),
                                                (r.Command.ABORT, "NothingToAbort")])
     def test_commands_with_nothing_to_act_on_say_so(self, command: str, event: str) -> None:
         d = r.step(obs(desired=V1, commands=frozenset({command})))
