@@ -30,7 +30,7 @@ OUTPUT_ROOT = "trainingjobs"  # per-job directory on the output volume: training
 ARTIFACT_DIR = "artifact"
 
 # trainer_image/acgs_trainer/exitcodes.py: a new pod cannot change these outcomes, so the Job fails
-# at once instead of retrying (tests/unit/test_trainingjob_builder.py checks they still match).
+# at once instead of retrying (tests/unit/builders/test_trainingjob.py checks they still match).
 EXIT_INVALID_CONFIG = 2
 EXIT_INVALID_DATA = 3
 EXIT_PRIVACY_BUDGET_EXHAUSTED = 4
