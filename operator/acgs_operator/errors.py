@@ -12,6 +12,9 @@ from pydantic import ValidationError
 
 from . import conditions as cond
 from . import kube
+from .api.deployment import DeploymentPhase
+from .api.modelversion import ModelVersionPhase
+from .api.trainingjob import TrainingJobPhase
 from .constants import API_VERSION
 from .events import WARNING, Event, post, truncate
 
@@ -64,9 +67,10 @@ class FailureShape:
 
 
 FAILURE_SHAPES: dict[str, FailureShape] = {
-    "TrainingJob": FailureShape("Failed", true=(cond.FAILED,), false_if_present=(cond.RUNNING, cond.SUCCEEDED)),
-    "ModelVersion": FailureShape("Invalid", false=(cond.VERIFIED, cond.READY)),
-    "Deployment": FailureShape("Degraded", false=(cond.AVAILABLE,)),
+    "TrainingJob": FailureShape(TrainingJobPhase.FAILED.value, true=(cond.FAILED,),
+                                false_if_present=(cond.RUNNING, cond.SUCCEEDED)),
+    "ModelVersion": FailureShape(ModelVersionPhase.INVALID.value, false=(cond.VERIFIED, cond.READY)),
+    "Deployment": FailureShape(DeploymentPhase.DEGRADED.value, false=(cond.AVAILABLE,)),
 }
 
 

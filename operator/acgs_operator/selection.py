@@ -10,12 +10,12 @@ from pydantic import ValidationError
 
 from . import conditions as cond
 from .api.deployment import DeploymentSpec
-from .api.modelversion import ModelVersionSpec
+from .api.modelversion import ModelVersionPhase, ModelVersionSpec
 from .artifacts import UnsupportedArtifact
 from .builders.deployment import artifact_location
 from .rollout import Desired, Target
 
-READY, INVALID = "Ready", "Invalid"
+READY, INVALID = ModelVersionPhase.READY.value, ModelVersionPhase.INVALID.value
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?")
 
 
