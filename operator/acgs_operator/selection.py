@@ -13,6 +13,7 @@ from .api.deployment import DeploymentSpec
 from .api.modelversion import ModelVersionPhase, ModelVersionSpec
 from .artifacts import UnsupportedArtifact
 from .builders.deployment import artifact_location
+from .errors import describe
 from .rollout import Desired, Target
 
 READY, INVALID = ModelVersionPhase.READY.value, ModelVersionPhase.INVALID.value
@@ -42,7 +43,7 @@ def to_target(mv: dict[str, Any], spec: DeploymentSpec, require_verified: bool) 
     try:
         mv_spec = ModelVersionSpec.model_validate(mv.get("spec") or {})
     except ValidationError as error:
-        return Target(name, "", invalid=(cond.MODEL_VERSION_INVALID, f"ModelVersion {name}: {error}"[:1000]))
+        return Target(name, "", invalid=(cond.MODEL_VERSION_INVALID, f"ModelVersion {name}: {describe(error)}"))
     invalid: tuple[str, str] | None = None
     if phase(mv) == INVALID:
         message = (mv.get("status") or {}).get("message") or "artifact verification failed"
