@@ -31,7 +31,7 @@ from types import FrameType
 from typing import Any
 
 from kubernetes import client, config, watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from .env import decode_data
 from .pod import PodWorker, delete_now
@@ -42,6 +42,12 @@ ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("Succeeded", "Failed")
 DEFAULT_POD_CIDR = "198.18.0.0/24"  # RFC 2544 benchmarking: on no real network, unlike 10/8
 SHUTDOWN_GRACE = 3.0  # localcluster's `down` waits 10 s before SIGKILL: stay well inside it
+
+
+def _raw(response: Any) -> bytes:
+    """The body of a `_preload_content=False` call (an HTTP response, whatever the stubs say)."""
+    data: bytes = response.data
+    return data
 
 
 class Shutdown(BaseException):
@@ -105,7 +111,7 @@ class Runner:
 
     def _node_allocatable(self) -> dict[str, str]:
         try:
-            node = json.loads(self.api.read_node(self.node, _preload_content=False).data)
+            node = json.loads(_raw(self.api.read_node(self.node, _preload_content=False)))
             return dict(node.get("status", {}).get("allocatable") or {})
         except Exception as err:
             log.warning("cannot read node %s (%s); resourceFieldRef limits default to 0", self.node, err)
@@ -114,7 +120,7 @@ class Runner:
     def lookup(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
         read = self.api.read_namespaced_config_map if kind == "configmap" else self.api.read_namespaced_secret
         try:
-            return decode_data(kind, json.loads(read(name, namespace, _preload_content=False).data))
+            return decode_data(kind, json.loads(_raw(read(name, namespace, _preload_content=False))))
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -185,8 +191,8 @@ class Runner:
         selector = f"spec.nodeName={self.node}"
         while True:
             try:
-                listed = json.loads(self.api.list_pod_for_all_namespaces(
-                    field_selector=selector, _preload_content=False).data)
+                listed = json.loads(_raw(self.api.list_pod_for_all_namespaces(
+                    field_selector=selector, _preload_content=False)))
                 self.resync(listed["items"])
                 version = listed["metadata"]["resourceVersion"]
                 while True:

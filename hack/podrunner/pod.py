@@ -3,6 +3,7 @@ pod's status (phase, IPs, conditions, containerStatuses) is patched only when it
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -10,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client
 from kubernetes.client import CoreV1Api
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from .container import Container, now, run_in_thread
 from .env import ContainerConfigError
@@ -112,7 +114,7 @@ class PodWorker(threading.Thread):
                 return
         self.initialized, self.phase = True, "Running"
         self.sync()
-        threads = [run_in_thread(lambda c=c: c.run(self.stop, policy), f"ctr-{self.key}/{c.name}")
+        threads = [run_in_thread(functools.partial(c.run, self.stop, policy), f"ctr-{self.key}/{c.name}")
                    for c in self.containers]
         for thread in threads:
             thread.join()
@@ -209,7 +211,7 @@ def delete_now(api: CoreV1Api, pod: dict[str, Any]) -> None:
     meta = pod["metadata"]
     try:
         api.delete_namespaced_pod(meta["name"], meta["namespace"], grace_period_seconds=0,
-                                  body={"preconditions": {"uid": meta["uid"]}})
+                                  body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=meta["uid"])))
     except ApiException as err:
         if err.status not in (404, 409):
             log.warning("pod %s/%s: delete failed (%s)", meta["namespace"], meta["name"], err.status)

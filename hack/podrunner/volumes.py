@@ -111,8 +111,8 @@ def materialize(pod: dict[str, Any], state: Path, lookup: DataLookup,
         elif "configMap" in vol or "secret" in vol:
             kind, key, name_key = (("configmap", "configMap", "name") if "configMap" in vol
                                    else ("secret", "secret", "secretName"))
-            files = _keyed_files(kind, vol[key], name_key, ns, lookup) or {}
-            _write_files(own, files)
+            keyed = _keyed_files(kind, vol[key], name_key, ns, lookup) or {}
+            _write_files(own, keyed)
             volumes[name] = (own, True)
         elif "downwardAPI" in vol:
             _write_files(own, _downward_files(pod, vol["downwardAPI"], allocatable))
