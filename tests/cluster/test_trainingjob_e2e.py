@@ -241,6 +241,12 @@ def test_missing_parent_version_fails_without_a_job(cluster, namespace, artifact
     failed = condition(done, "Failed")
     assert failed["reason"] == "ParentNotFound" and "spec.parentVersion" in failed["message"]
     assert cluster.kubectl("get", "job", "orphan-train", "-n", namespace).returncode != 0
+    # The one error path: the same reason as a Warning event, naming the field and the value given.
+    events = wait_until(lambda: [e for e in cluster.get_json("events", "-n", namespace, "--field-selector",
+                                                             "involvedObject.name=orphan")["items"]
+                                 if e["reason"] == "ParentNotFound"], 20, "the ParentNotFound event")
+    assert events[0]["type"] == "Warning" and len(events[0]["message"]) < 1024
+    assert "spec.parentVersion" in events[0]["message"] and "'nope-1-0-0'" in events[0]["message"]
 
 
 def test_child_of_a_parent_bumps_its_version(cluster, namespace, artifacts):
