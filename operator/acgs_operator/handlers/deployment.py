@@ -38,11 +38,10 @@ from ..metrics import RECONCILES
 
 PLURAL = "deployments"
 KIND = "Deployment"
-COMMAND_ANNOTATIONS = {f"acgs.io/{command}": command for command in rollout.COMMANDS}
+COMMAND_ANNOTATIONS = {f"acgs.io/{command.value}": command for command in rollout.Command}
 RESYNC_SECONDS = 10.0
 TICK_SECONDS = 2.0
 HISTORY_LIMIT = 20
-
 
 
 @dataclass

@@ -105,14 +105,15 @@ class Observation:
     desired: Desired
     known: dict[str, Target] = field(default_factory=dict)  # pinned/previous versions by name
     colors: dict[Color, ColorObs] = field(default_factory=dict)
-    commands: frozenset[str] = frozenset()
+    commands: frozenset[Command] = frozenset()
     pre_checks: CheckResult | None = None
     post_checks: CheckResult | None = None
     generation: int | None = None  # metadata.generation of the Deployment
 
     def __post_init__(self) -> None:
-        # Color normalised where it enters: callers may key colors by "blue"/"green".
+        # Normalised where they enter: callers may pass "blue"/"green" and "promote"/... strings.
         self.colors = {Color(c): seen for c, seen in self.colors.items()}
+        self.commands = frozenset(Command(c) for c in self.commands)
 
     def color(self, color: Color | None) -> ColorObs:
         return self.colors.get(color, ColorObs()) if color else ColorObs()
