@@ -41,7 +41,6 @@ KIND = "Deployment"
 COMMAND_ANNOTATIONS = {f"acgs.io/{command.value}": command for command in rollout.Command}
 RESYNC_SECONDS = 10.0
 TICK_SECONDS = 2.0
-HISTORY_LIMIT = 20
 
 
 @dataclass
@@ -135,32 +134,6 @@ def _apply_children(owner: Owner, spec: DeploymentSpec, decision: rollout.Decisi
     kube.apply(build.network_policy(owner, spec, settings.operator_namespace, {key: value}))
 
 
-def _status(obj: dict[str, Any], decision: rollout.Decision, generation: int | None) -> dict[str, Any]:
-    meta, current = obj["metadata"], obj.get("status") or {}
-    conditions = current.get("conditions") or []
-    conditions = [c for c in conditions if c.get("type") != cond.READY or c.get("reason") != cond.AWAITING_RECONCILER]
-    for type_, status, reason, message in decision.conditions:
-        conditions = cond.set_condition(conditions, type_, status, reason, message, generation)
-    name, namespace = meta["name"], meta["namespace"]
-    return {
-        "phase": decision.phase.value,
-        "message": decision.message[:32768],
-        "observedGeneration": generation,
-        "conditions": conditions,
-        "activeColor": decision.active_color.value if decision.active_color else None,
-        "activeModelVersion": decision.active_model_version,
-        "previewColor": decision.preview_color.value if decision.preview_color else None,
-        "previewModelVersion": decision.preview_model_version,
-        "desiredModelVersion": decision.desired_model_version,
-        "readyReplicas": decision.ready_replicas,
-        "activeService": build.service_address(build.active_service_name(name), namespace),
-        "previewService": build.service_address(build.preview_service_name(name), namespace),
-        "history": ((current.get("history") or []) + decision.history)[-HISTORY_LIMIT:],
-        # Cleared fields are sent as null: in a merge patch that deletes them.
-        "rollout": decision.state.model_dump(by_alias=True, mode="json"),
-    }
-
-
 def reconcile(namespace: str, name: str, settings: Settings, schedule: Schedule,
               logger: kopf.Logger) -> float | None:
     """One look at a Deployment; returns seconds until it needs another look (None: steady)."""
@@ -203,7 +176,9 @@ def reconcile(namespace: str, name: str, settings: Settings, schedule: Schedule,
             decision = rollout.step(obs)
         owner = Owner.of(obj)
         _apply_children(owner, spec, decision, mvs, children, settings, logger)
-        kube.patch_status_changes(obj, _status(obj, decision, generation))
+        services = (build.service_address(build.active_service_name(name), namespace),
+                    build.service_address(build.preview_service_name(name), namespace))
+        kube.patch_status_changes(obj, rollout.status_fields(obj.get("status") or {}, decision, generation, *services))
         for event in decision.events:
             events.post(obj, event)
             (logger.warning if event.type == events.WARNING else logger.info)("%s: %s", event.reason, event.message)

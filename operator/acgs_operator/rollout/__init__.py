@@ -36,6 +36,7 @@ from .model import (
     camel_reason,
     other,
 )
+from .status import status_fields
 from .step import step
 
 COMMANDS = tuple(c.value for c in Command)
@@ -44,5 +45,5 @@ PRE_CHECKS, POST_CHECKS = Checks.PRE, Checks.POST
 __all__ = [
     "COMMANDS", "POLL_SECONDS", "POST_CHECKS", "PRE_CHECKS", "CheckResult", "Checks", "ColorObs", "ColorPlan",
     "Command", "Condition", "Decision", "Desired", "Observation", "Target", "camel_reason", "epoch",
-    "gate_failures", "other", "step", "ts",
+    "gate_failures", "other", "status_fields", "step", "ts",
 ]

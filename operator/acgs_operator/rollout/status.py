@@ -1,6 +1,9 @@
-"""Phase, message and conditions of a Deployment from what `step` decided and found."""
+"""Phase, message and conditions of a Deployment from what `step` decided and found, and the status
+fields the handler writes."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from .. import conditions as cond
 from ..api.deployment import DeploymentPhase
@@ -48,3 +51,33 @@ def summarize(obs: Observation, d: Decision, sit: Situation) -> None:
         d.wait(POLL_SECONDS)
     else:
         d.phase, d.message = DeploymentPhase.HEALTHY, available[2]
+
+
+HISTORY_LIMIT = 20
+
+
+def status_fields(current: dict[str, Any], decision: Decision, generation: int | None, active_service: str,
+                  preview_service: str) -> dict[str, Any]:
+    """The Deployment's status after `decision` (the handler writes the fields that changed)."""
+    conditions = [c for c in current.get("conditions") or []
+                  if c.get("type") != cond.READY or c.get("reason") != cond.AWAITING_RECONCILER]
+    for condition in decision.conditions:
+        conditions = cond.set_condition(conditions, condition.type, condition.status, condition.reason,
+                                        condition.message, generation)
+    return {
+        "phase": decision.phase.value,
+        "message": decision.message[:32768],
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "activeColor": decision.active_color.value if decision.active_color else None,
+        "activeModelVersion": decision.active_model_version,
+        "previewColor": decision.preview_color.value if decision.preview_color else None,
+        "previewModelVersion": decision.preview_model_version,
+        "desiredModelVersion": decision.desired_model_version,
+        "readyReplicas": decision.ready_replicas,
+        "activeService": active_service,
+        "previewService": preview_service,
+        "history": ((current.get("history") or []) + decision.history)[-HISTORY_LIMIT:],
+        # Cleared fields are sent as null: in a merge patch that deletes them.
+        "rollout": decision.state.model_dump(by_alias=True, mode="json"),
+    }
