@@ -3,12 +3,12 @@ a model in a stage (so a Git-owned Deployment follows promotions). Pure: takes A
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import ValidationError
 
 from . import conditions as cond
+from . import semver
 from .api.deployment import DeploymentSpec
 from .api.modelversion import ModelVersionPhase, ModelVersionSpec
 from .artifacts import UnsupportedArtifact
@@ -17,17 +17,6 @@ from .errors import describe
 from .rollout import Desired, Target
 
 READY, INVALID = ModelVersionPhase.READY.value, ModelVersionPhase.INVALID.value
-_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?")
-
-
-def semver_key(version: str) -> tuple[Any, ...]:
-    """Sort key for semantic versions: a release sorts after its pre-releases (SemVer §11)."""
-    match = _SEMVER.match(version or "")
-    if not match:
-        return (-1, -1, -1, 0, ())
-    major, minor, patch, pre = match.groups()
-    pre_key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")) if pre else ()
-    return (int(major), int(minor), int(patch), 0 if pre else 1, pre_key)
 
 
 def phase(mv: dict[str, Any]) -> str | None:
@@ -78,6 +67,6 @@ def resolve_desired(spec: DeploymentSpec, mvs: list[dict[str, Any]], require_ver
         state = "verified (Ready) " if require_verified else ""
         return Desired(None, cond.NO_MODEL_VERSION_IN_STAGE,
                        f"spec.model.selector: no {state}ModelVersion of model {model_name!r} in stage {stage!r}")
-    newest = max(candidates, key=lambda m: (semver_key(m["spec"].get("version", "")),
+    newest = max(candidates, key=lambda m: (semver.sort_key(m["spec"].get("version", "")),
                                             m["metadata"].get("creationTimestamp") or ""))
     return Desired(to_target(newest, spec, require_verified))
