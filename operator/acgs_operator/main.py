@@ -62,6 +62,9 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
 def registry() -> kopf.OperatorRegistry:
     """Every handler of the operator, registered explicitly (importing a module registers nothing)."""
     reg = kopf.OperatorRegistry()
+    # kopf's default registry adds this itself; an explicit registry must name it: credentials from
+    # the kubernetes client's config (in-cluster service account, else the kubeconfig).
+    kopf.on.login(registry=reg)(kopf.login_via_client)
     kopf.on.startup(registry=reg)(startup)
     admission.register(reg)
     trainingjob.register(reg)
