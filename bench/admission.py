@@ -25,8 +25,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 import install  # noqa: E402
 import localcluster  # noqa: E402
 from common import median, percentile, verdict  # noqa: E402
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 SPEC = {"constitutionalHash": HASH, "modelName": "constitutional-ai",
         "data": {"generate": {"type": "constitutional_ai", "size": 100}}, "privacy": {"targetEpsilon": 4}}
 SKIP_LABEL = "acgs.io/bench-skip-webhook"

@@ -19,7 +19,8 @@ sys.path.insert(0, str(HERE))
 from common import machine  # noqa: E402
 
 # Each module exposes run() -> markdown section. Benchmarks that need torch import it lazily.
-BENCHMARKS = {"admission": "admission", "training": "training.bench_training", "serving": "serving.bench_serving"}
+BENCHMARKS = {"admission": "admission", "training": "training.bench_training",
+              "quality": "training.bench_quality", "serving": "serving.bench_serving"}
 
 
 def main(argv: list[str]) -> int:

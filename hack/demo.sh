@@ -24,7 +24,7 @@ k label namespace "$ns" pod-security.kubernetes.io/enforce=restricted --overwrit
 say "kubectl apply -k hack/demo   (manifests/samples, placed on the local runner node)"
 k apply -n "$ns" -k "$root/hack/demo"
 
-say "training: LoRA + DP-SGD on a tiny model; progress comes from the trainer itself"
+say "training: LoRA + DP-SGD (ε ≤ 8) on a tiny base pre-trained on public data; progress comes from the trainer itself"
 last=""
 for _ in $(seq 1 600); do
   phase="$(jp tj/constitutional-ai-v1 '{.status.phase}')"
@@ -48,16 +48,33 @@ k patch mv -n "$ns" "$mv" --type merge -p '{"spec":{"stage":"production"}}'
 dep() { jp mdeploy/constitutional-ai "$1"; }
 wait_for "a promotion decision" 120 bash -c "'$root/.venv/bin/kubectl' --kubeconfig='$root/.cluster/kubeconfig' get mdeploy -n '$ns' constitutional-ai -o jsonpath='{.status.conditions[?(@.type==\"PromotionBlocked\")].status}{.status.activeColor}' | grep -E 'True|blue|green'"
 if [[ -z "$(dep '{.status.activeColor}')" ]]; then
-  echo "  blocked: $(dep '{.status.message}')"
-  say "a model trained for seconds on CPU cannot meet the default gate (compliance ≥ 0.95); lower it for the demo"
-  k patch mdeploy -n "$ns" constitutional-ai --type merge -p '{"spec":{"promotion":{"minComplianceScore":0.1}}}'
+  # The default gates (compliance ≥ 0.95) are never lowered: a blocked model is a failed demo.
+  echo "  blocked by the promotion gates: $(dep '{.status.message}')" >&2
+  exit 1
 fi
 wait_for "Deployment Healthy" 180 bash -c "[[ \$('$root/.venv/bin/kubectl' --kubeconfig='$root/.cluster/kubeconfig' get mdeploy -n '$ns' constitutional-ai -o jsonpath='{.status.phase}') == Healthy ]] && echo ok"
 k get mdeploy -n "$ns" -o wide
 
-say "a prediction from the active color (no kube-proxy here: the client uses the active Service's EndpointSlice)"
+say "predictions from the active color, with the principles they rest on (no kube-proxy here: the client uses the active Service's EndpointSlice)"
 ip="$(k get endpointslices -n "$ns" -l kubernetes.io/service-name=constitutional-ai -o jsonpath='{.items[0].endpoints[0].addresses[0]}')"
 port="$(k get endpointslices -n "$ns" -l kubernetes.io/service-name=constitutional-ai -o jsonpath='{.items[0].ports[0].port}')"
+predict() {  # predict <scenario JSON>: the served model's answer, beside what the rules derive
+  local body="{\"scenario\": $1, \"constitutional_hash\": \"cdd01ef066bc6cf2\"}"
+  curl -sS -X POST "http://$ip:$port/constitutional-ai/predict" -H 'Content-Type: application/json' \
+    -d "$body" | "$root/.venv/bin/python" -c '
+import json, sys
+from acgs_trainer.constitution import load_constitution
+reply, scenario = json.load(sys.stdin), json.loads(sys.argv[1])
+rules = load_constitution().evaluate(scenario)
+text = reply.get("generated_text", reply)
+principles, fired = " ".join(rules.principles) or "none", ", ".join(rules.rules) or "no rule fires"
+print("  model: %-26s rules: %s %s  (%s)" % (text, rules.decision, principles, fired))' "$1"
+}
+common='"action": "data_access_request", "audit_logging": true, "human_oversight": true, "explanation_provided": true'
+predict "{$common, \"actor_role\": \"employee\", \"data_sensitivity\": \"internal\", \"consent\": true, \"risk_level\": \"low\", \"affects_protected_group\": false, \"bias_tested\": true}"
+predict "{$common, \"actor_role\": \"contractor\", \"data_sensitivity\": \"confidential\", \"consent\": true, \"risk_level\": \"medium\", \"affects_protected_group\": false, \"bias_tested\": true}"
+predict "{$common, \"actor_role\": \"external\", \"data_sensitivity\": \"restricted\", \"consent\": false, \"risk_level\": \"high\", \"affects_protected_group\": true, \"bias_tested\": false}"
+echo "  one full reply:"
 curl -sS -X POST "http://$ip:$port/constitutional-ai/predict" -H 'Content-Type: application/json' -d '{
   "scenario": {"action": "data_access_request", "actor_role": "contractor", "data_sensitivity": "confidential",
                "consent": false, "risk_level": "high", "audit_logging": true, "human_oversight": true,

@@ -2,6 +2,7 @@
 """Install the acgs.io API into the local control plane and run the operator against it.
 
     python hack/install.py crds        # apply crds/ and wait until Established
+    python hack/install.py constitution  # the acgs-constitution ConfigMap (acgs-system)
     python hack/install.py webhook     # certs + ValidatingWebhookConfiguration -> https://127.0.0.1:PORT
     python hack/install.py operator    # start the operator in the background (pidfile, log, healthz)
     python hack/install.py all
@@ -53,6 +54,28 @@ def install_webhook(port: int = WEBHOOK_PORT) -> None:
     kubectl("apply", "-f", "-", input_=yaml.safe_dump(config))
 
 
+CONSTITUTION_NAMESPACE = "acgs-system"
+CONSTITUTION_FILE = STATE / "operator" / "constitution.yaml"
+
+
+def install_constitution() -> str:
+    """Apply the operator's constitution ConfigMap, then give the local operator process what a pod
+    would see: the ConfigMap's file (read back from the apiserver) and its pinned digest."""
+    import json
+
+    from acgs_operator.constitution import ANNOTATION_CONTENT_DIGEST, CONFIG_MAP_NAME, default_config_map
+
+    kubectl("apply", "-f", "-", input_=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace",
+                                                       "metadata": {"name": CONSTITUTION_NAMESPACE}}))
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+            input_=yaml.safe_dump(default_config_map(CONSTITUTION_NAMESPACE)))
+    stored = json.loads(kubectl("get", "configmap", CONFIG_MAP_NAME, "-n", CONSTITUTION_NAMESPACE,
+                                "-o", "json").stdout)
+    CONSTITUTION_FILE.parent.mkdir(parents=True, exist_ok=True)
+    CONSTITUTION_FILE.write_text(stored["data"][CONSTITUTION_FILE.name])
+    return str(stored["metadata"]["annotations"][ANNOTATION_CONTENT_DIGEST])
+
+
 def progress_key() -> str:
     """A stable HMAC key for trainer progress tokens, so an operator restart keeps running pods' tokens valid."""
     path = STATE / "operator" / "progress.key"
@@ -76,6 +99,8 @@ def operator_env(port: int = WEBHOOK_PORT) -> dict[str, str]:
         "ACGS_HEALTH_PORT": str(HEALTH_PORT),
         "ACGS_METRICS_PORT": str(METRICS_PORT),
         "ACGS_PROGRESS_KEY": progress_key(),
+        "ACGS_CONSTITUTION_PATH": str(CONSTITUTION_FILE),
+        "ACGS_CONSTITUTION_DIGEST": install_constitution(),
     }
 
 
@@ -111,11 +136,13 @@ def start_operator(restart: bool = False) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["crds", "webhook", "operator", "all", "run"])
+    parser.add_argument("what", choices=["crds", "constitution", "webhook", "operator", "all", "run"])
     parser.add_argument("--restart", action="store_true", help="operator: restart if running")
     args = parser.parse_args()
     if args.what in ("crds", "all", "run"):
         install_crds()
+    if args.what == "constitution":
+        install_constitution()
     if args.what in ("webhook", "all", "run"):
         install_webhook()
     if args.what in ("operator", "all"):

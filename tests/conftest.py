@@ -45,6 +45,17 @@ class Cluster:
 T = TypeVar("T")
 
 
+@pytest.fixture(scope="session")
+def builtin_base() -> None:
+    """The built-in tiny base, pre-trained on public data, built once into the shared cache
+    (~/.cache/acgs/models; `make base` does the same) so no timed trainer run pays for it."""
+    pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, "-m", "acgs_trainer.cli", "build-base"],
+                          capture_output=True, text=True, timeout=3600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def wait_until(predicate: Callable[[], T], timeout: float = 20, what: str = "the condition",
                interval: float = 0.25) -> T:
     """Poll until `predicate` returns something truthy, and return it."""

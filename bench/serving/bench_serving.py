@@ -32,10 +32,11 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402  (bench/common.py: machine description, percentiles)
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 log = logging.getLogger("bench_serving")
 BIN = Path(sys.executable).parent
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 
 
 @dataclass
@@ -159,11 +160,23 @@ def _batch_mean(metrics_text: str) -> float | None:
     return total / count if total is not None and count else None
 
 
+def metrics_text(base: str, metrics_port: int) -> str:
+    """/metrics from the server's metrics listener, or from its API port (servers before the split)."""
+    import urllib.request
+
+    for url in (f"http://127.0.0.1:{metrics_port}/metrics", base + "/metrics"):
+        try:
+            with urllib.request.urlopen(url) as resp:
+                return str(resp.read().decode())
+        except OSError:
+            continue
+    raise RuntimeError(f"no /metrics on port {metrics_port} nor at {base}")
+
+
 def measure_server(artifact: Path, bodies: Sequence[dict[str, Any]], args: argparse.Namespace, work: Path,
                    min_new_tokens: int, command: Sequence[str] | None = None,
                    env: dict[str, str] | None = None) -> tuple[Measurement, dict[str, Any]]:
     """(c): `command` (default `acgs-serve`) started with the benchmark's flags, under HTTP load."""
-    import urllib.request
 
     port = _free_port()
     log_dir = work / f"interactions-{min_new_tokens}"
@@ -175,6 +188,10 @@ def measure_server(artifact: Path, bodies: Sequence[dict[str, Any]], args: argpa
     if args.server_threads:
         cmd += ["--torch-threads", str(args.server_threads)]
     server_log = (work / "server.log").open("wb")
+    # By environment, not flag: an older server under A/B (ab_server.py) ignores it and keeps
+    # /metrics on its API port, which metrics_text() falls back to.
+    metrics_port = _free_port()
+    env = {**(env if env is not None else os.environ), "ACGS_METRICS_PORT": str(metrics_port)}
     proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -192,16 +209,14 @@ def measure_server(artifact: Path, bodies: Sequence[dict[str, Any]], args: argpa
             raise RuntimeError("server did not become ready")
         # Warm the HTTP path and the batcher before timing.
         asyncio.run(_load(base + "/v1/predict", bodies[: args.concurrency * 2], args.concurrency, 30))
-        with urllib.request.urlopen(base + "/metrics") as resp:
-            before = _batch_mean(resp.read().decode())
+        before = _batch_mean(metrics_text(base, metrics_port))
         latencies, errors, seconds = asyncio.run(
             _load(base + "/v1/predict", bodies, args.concurrency, args.duration))
-        with urllib.request.urlopen(base + "/metrics") as resp:
-            metrics_text = resp.read().decode()
+        scraped = metrics_text(base, metrics_port)
         stats = _get_json(base + "/v1/interactions/stats")[1]
         del before
         measurement = Measurement("server", len(latencies), seconds, common.percentile(latencies, 0.5),
-                                  common.percentile(latencies, 0.99), errors, _batch_mean(metrics_text))
+                                  common.percentile(latencies, 0.99), errors, _batch_mean(scraped))
         return measurement, {"interactions_logged": stats.get("total"), "interactions_dropped": stats.get("dropped")}
     finally:
         proc.terminate()

@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -95,7 +94,9 @@ def main() -> int:
            "--max-batch-wait-ms", str(args.max_batch_wait_ms), "--max-new-tokens", str(args.max_new_tokens),
            "--min-new-tokens", str(args.min_new_tokens), "--interaction-log-dir", str(args.out / "interactions"),
            "--log-level", "WARNING", "--torch-threads", str(args.server_threads)]
-    proc = subprocess.Popen(cmd, stdout=(args.out / "server.log").open("wb"), stderr=subprocess.STDOUT)
+    metrics_port = bench._free_port()
+    proc = subprocess.Popen(cmd, stdout=(args.out / "server.log").open("wb"), stderr=subprocess.STDOUT,
+                            env={**os.environ, "ACGS_METRICS_PORT": str(metrics_port)})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -132,8 +133,7 @@ def main() -> int:
         print("CPU use during the load (cores): " + ", ".join(f"{k} {v / seconds:.2f}" for k, v in cpu.items()))
         print(f"load: {len(latencies) / seconds:.1f} req/s over {seconds:.1f}s, errors {errors}, "
               f"p99 {bench.common.percentile(latencies, 0.99):.1f} ms")
-        with urllib.request.urlopen(base + "/metrics") as resp:
-            metrics_text = resp.read().decode()
+        metrics_text = bench.metrics_text(base, metrics_port)
         buckets = [line for line in metrics_text.splitlines() if line.startswith("acgs_server_batch_size_bucket")]
         print(f"mean batch {bench._batch_mean(metrics_text):.1f}; "
               + "cumulative ≤size:count " + " ".join(

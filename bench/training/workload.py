@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from acgs_trainer.bases import public_words
 from acgs_trainer.checkpoint import Checkpointer
 from acgs_trainer.config import TrainConfig, validate_config
 from acgs_trainer.constitution import load_constitution
@@ -63,7 +64,9 @@ def build(base_model: str = "builtin:tiny-llama", records_per_type: int = 100,
     constitution = load_constitution()
     records = [r for t in DATASET_TYPES for r in generate(t, records_per_type, constitution, 0)]
     prompts, targets = [format_prompt(r) for r in records], [target_of(r) for r in records]
-    tok = build_tokenizer([p + " " + t for p, t in zip(prompts, targets)], constitution.principles)
+    tok = build_tokenizer(public_words(constitution))  # the built-in bases' public vocabulary
+    # Seeded weights, not the public pre-training (bases.py): step time does not depend on them,
+    # and a 100 M model is not pre-trained on CPU.
     base = build_base_model(base_model, len(tok), 0, tok)
     model = apply_lora(base, LORA["r"], LORA["alpha"], LORA["dropout"], LORA["target_modules"])
     data = encode(prompts, targets, tok, 128)

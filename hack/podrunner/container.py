@@ -4,7 +4,6 @@ reported as a containerStatus."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import signal
@@ -15,17 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from acgs_contract.result import MAX_TERMINATION_MESSAGE_BYTES
+from acgs_contract.timefmt import now
+
 from .env import ContainerConfigError, base_environment, command_line, container_env
 from .probe import Prober
 from .volumes import Bind, binds_for, mount_script, pod_dir
 
 log = logging.getLogger("podrunner.container")
-MAX_MESSAGE = 4096
+MAX_MESSAGE = MAX_TERMINATION_MESSAGE_BYTES  # what a kubelet keeps of a termination message
 BACKOFF_START, BACKOFF_CAP, BACKOFF_RESET_AFTER = 10.0, 300.0, 600.0
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class PodContext(Protocol):

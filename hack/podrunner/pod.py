@@ -15,7 +15,9 @@ from kubernetes import client
 from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
-from .container import Container, now, run_in_thread
+from acgs_contract.timefmt import now
+
+from .container import Container, run_in_thread
 from .env import ContainerConfigError
 from .volumes import materialize
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from . import policy
 from .api import BY_KIND
 from .api.modelversion import IMMUTABLE_FIELDS
 from .errors import describe
@@ -39,14 +40,25 @@ def check_immutable(kind: str, spec: dict[str, Any], old_spec: dict[str, Any] | 
         raise Rejected(f"ModelVersion spec is immutable except spec.stage; changed: {fields}")
 
 
-def validate(kind: str, spec: dict[str, Any] | None, old_spec: dict[str, Any] | None, expected_hash: str) -> None:
-    """Raise Rejected with a user-facing message when the object must not be admitted."""
+def validate(kind: str, spec: dict[str, Any] | None, old_spec: dict[str, Any] | None, expected_hash: str,
+             allowlist: policy.ImageAllowlist | None = None) -> None:
+    """Raise Rejected with a user-facing message when the object must not be admitted.
+
+    `allowlist`: the operator's image allowlist (Settings.image_allowlist); None skips that check."""
     if kind not in BY_KIND:
         raise Rejected(f"unknown kind {kind!r}: expected one of {sorted(BY_KIND)}")
     spec = spec or {}
+    if old_spec is not None and spec == old_spec:
+        # A metadata-only update (labels, annotations, kopf's bookkeeping) of an object admitted
+        # earlier. Refusing it after a reconfiguration would leave the object unable to carry the
+        # operator's own notes; the reconcilers hold such an object instead (ConstitutionMismatch).
+        return
     check_hash(spec, expected_hash)
     try:
         BY_KIND[kind].spec.model_validate(spec)
     except ValidationError as e:
         raise Rejected(describe(e)) from None
+    problems = policy.check(kind, spec, allowlist)
+    if problems:
+        raise Rejected("; ".join(problems))
     check_immutable(kind, spec, old_spec)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .timestamps import now
+from acgs_contract import exitcodes
+from acgs_contract.timefmt import now
 
 # Condition types
 READY = "Ready"
@@ -23,8 +24,9 @@ PROMOTION_BLOCKED = "PromotionBlocked"
 ACCEPTED = "Accepted"
 PENDING = "Pending"
 INVALID_SPEC = "InvalidSpec"
-INVALID_DATA = "InvalidData"
-PRIVACY_BUDGET_EXHAUSTED = "PrivacyBudgetExhausted"
+# A failed trainer's reason is the contract's reason of its exit code.
+INVALID_DATA = exitcodes.REASONS[exitcodes.INVALID_DATA]
+PRIVACY_BUDGET_EXHAUSTED = exitcodes.REASONS[exitcodes.PRIVACY_BUDGET_EXHAUSTED]
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
 AWAITING_RECONCILER = "AwaitingReconciler"
@@ -57,6 +59,7 @@ ABORTED = "Aborted"
 UNDONE = "Undone"
 ROLLED_BACK = "RolledBack"
 PROMOTED = "Promoted"
+RESOLVED = "Resolved"  # a hold (constitution, image allowlist) that ended
 BLOCKED = "Blocked"  # history action: a version the rollout will not promote
 SPEC_CHANGED = "SpecChanged"
 RETRY = "Retry"
@@ -70,9 +73,9 @@ ROLLOUT_STARTED = "RolloutStarted"
 PREVIEW_CHECKS_PASSED = "PreviewChecksPassed"
 POST_PROMOTION_CHECKS_PASSED = "PostPromotionChecksPassed"
 # TrainingJob / ModelVersion reasons
-INVALID_CONFIG = "InvalidConfig"
-UNEXPECTED_ERROR = "UnexpectedError"
-ARTIFACT_ERROR = "ArtifactError"
+INVALID_CONFIG = exitcodes.REASONS[exitcodes.INVALID_CONFIG]
+UNEXPECTED_ERROR = exitcodes.REASONS[exitcodes.UNEXPECTED_ERROR]
+ARTIFACT_ERROR = exitcodes.REASONS[exitcodes.ARTIFACT_ERROR]
 JOB_FAILED = "JobFailed"
 JOB_CREATED = "JobCreated"
 JOB_SUSPENDED = "JobSuspended"
@@ -84,6 +87,7 @@ VERIFYING = "Verifying"
 DIGEST_VERIFIED = "DigestVerified"
 STAGE_CHANGED = "StageChanged"
 SPEC_CHANGE_IGNORED = "SpecChangeIgnored"
+METRICS_MISMATCH = "MetricsMismatch"
 
 
 def set_condition(conditions: list[dict[str, Any]] | None, type_: str, status: bool | str, reason: str,

@@ -5,16 +5,27 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from acgs_contract import constitution as contract_constitution
+from acgs_contract import env
+from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 
 from .api.common import HASH_PATTERN
 from .constants import DEFAULT_CONSTITUTIONAL_HASH
+from .policy import ImageAllowlist, repository
 
-ENV_PREFIX = "ACGS_"
+ENV_PREFIX = env.PREFIX
 
 
 class Settings(BaseModel):
     constitutional_hash: str = Field(default=DEFAULT_CONSTITUTIONAL_HASH, pattern=HASH_PATTERN)
+    # The constitution itself (in a cluster: the acgs-constitution ConfigMap, mounted) and the
+    # digest of its content pinned to the hash; the operator refuses to start when they disagree.
+    constitution_path: Path | None = Field(
+        default=None, description="Constitution YAML; default: the contract's default constitution.")
+    constitution_digest: str | None = Field(
+        default=None, pattern=contract_constitution.CONTENT_DIGEST_PATTERN,
+        description="Content digest pinned to constitutional_hash; needed only for a hash the "
+        "contract does not pin (an amended constitution), and may not re-pin one it does.")
     namespaces: list[str] = Field(default_factory=list, description="Watched namespaces; empty means all.")
     webhook_host: str = "0.0.0.0"
     webhook_port: int = Field(default=9443, ge=1, le=65535)
@@ -24,6 +35,10 @@ class Settings(BaseModel):
     metrics_port: int = Field(default=8082, ge=0, le=65535)
     trainer_image: str = "ghcr.io/acgs/trainer:0.1.0"
     server_image: str = "ghcr.io/acgs/server:0.1.0"
+    # Images a TrainingJob/Deployment may name in spec.image (policy.ImageAllowlist: "reg/path/" for a
+    # registry path, "reg/path/name" for one repository, "sha256:<hex>" for one digest). Empty: only
+    # the repositories of trainer_image and server_image.
+    allowed_images: list[str] = Field(default_factory=list, description="Image allowlist entries.")
     # Serving (Deployment): where the operator runs, so the server NetworkPolicy admits its checks.
     operator_namespace: str = "acgs-system"
     operator_pod_label: str = Field(default="app.kubernetes.io/name=acgs-operator",
@@ -42,11 +57,18 @@ class Settings(BaseModel):
         default=None, description="HMAC key for per-job progress tokens; random per process when "
         "unset (tokens of running pods then stop working when the operator restarts).")
     progress_min_interval: float = Field(default=2.0, ge=0, description="Seconds between writes per job.")
+    model_cache_pvc: str | None = Field(
+        default=None, description="Claim holding a Hugging Face hub cache; trainers resolve "
+        "baseModel hf://org/name from it (mounted read-only). Unset: hf:// names fail clearly.")
+    # Monitoring: trainers serve Prometheus metrics on this port (0: none), and the NetworkPolicies
+    # admit scrapes from this namespace (empty: from nowhere).
+    trainer_metrics_port: int = Field(default=9090, ge=0, le=65535)
+    monitoring_namespace: str = Field(default="monitoring", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
     gpu_node_selector: dict[str, str] = Field(
         default_factory=lambda: {"nvidia.com/gpu.present": "true"},
         description="Node labels added to pods that request GPUs (GPU feature discovery's label).")
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "allowed_images", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
@@ -59,6 +81,51 @@ class Settings(BaseModel):
         if isinstance(value, str):  # "k=v,k2=v2"
             return dict(p.strip().split("=", 1) for p in value.split(",") if p.strip())
         return value
+
+    @model_validator(mode="after")
+    def _own_images_allowed(self) -> Settings:
+        for name in ("trainer_image", "server_image"):
+            problem = self.image_allowlist.problem(f"ACGS_{name.upper()}", getattr(self, name))
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    @property
+    def image_allowlist(self) -> ImageAllowlist:
+        entries = self.allowed_images or [repository(self.trainer_image), repository(self.server_image)]
+        return ImageAllowlist(tuple(dict.fromkeys(entries)))
+
+    _constitution_text: str = PrivateAttr(default="")
+    _constitution_content_digest: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _constitution_is_pinned(self) -> Settings:
+        if self.constitution_path is None:
+            text = contract_constitution.default_text()
+        else:
+            try:
+                text = self.constitution_path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"constitution_path={str(self.constitution_path)!r}: cannot read: "
+                                 f"{exc.strerror or exc}") from exc
+        origin = f"constitution {self.constitution_path or '(contract default)'}"
+        try:
+            actual = contract_constitution.content_digest_of_text(text)
+            contract_constitution.check_content(self.constitutional_hash, actual,
+                                                self.constitution_digest, origin=origin)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from exc
+        self._constitution_text, self._constitution_content_digest = text, actual
+        return self
+
+    @property
+    def constitution_text(self) -> str:
+        """The constitution's YAML, whose content is pinned to ``constitutional_hash``."""
+        return self._constitution_text
+
+    @property
+    def constitution_content_digest(self) -> str:
+        return self._constitution_content_digest
 
     @property
     def operator_pod_labels(self) -> dict[str, str]:

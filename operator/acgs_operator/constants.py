@@ -1,13 +1,15 @@
 """Names shared by the API, the builders and the handlers."""
 
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
+
 GROUP = "acgs.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 CATEGORY = "acgs"
 
-# The hash of the constitution the seeds were written against. The operator's configuration may
-# override it (ACGS_CONSTITUTIONAL_HASH), e.g. when the constitution is amended.
-DEFAULT_CONSTITUTIONAL_HASH = "cdd01ef066bc6cf2"
+# The hash of the constitution the seeds were written against (the contract's). The operator's
+# configuration may override it (ACGS_CONSTITUTIONAL_HASH), e.g. when the constitution is amended.
+DEFAULT_CONSTITUTIONAL_HASH = CONSTITUTIONAL_HASH
 
 FIELD_MANAGER = "acgs-operator"
 

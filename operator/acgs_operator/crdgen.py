@@ -171,8 +171,18 @@ _BlockDumper.add_representer(str, lambda d, v: d.represent_scalar(
     "tag:yaml.org,2002:str", v, style="|" if "\n" in v else None))
 
 
+def render_constitution() -> str:
+    """The operator's constitution ConfigMap: the contract's default, whose digest is pinned."""
+    from .constitution import default_config_map
+
+    note = ("# The constitution the operator runs under (mounted at /etc/acgs/constitution). Its content digest\n"
+            "# is pinned to its hash (acgs_contract.constitution): a changed rule needs a new hash.\n")
+    return HEADER + note + yaml.dump(default_config_map(), Dumper=_BlockDumper, sort_keys=False, width=120)
+
+
 def outputs(root: Path) -> dict[Path, str]:
     files = {root / "crds" / name: text for name, text in render_all().items()}
+    files[root / "manifests/base/constitution.yaml"] = render_constitution()
     files[root / "manifests/base/validatingwebhookconfiguration.yaml"] = render_webhook()
     files[root / "manifests/argocd/argocd-cm.yaml"] = render_argocd(root)
     return files

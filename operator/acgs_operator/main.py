@@ -40,6 +40,9 @@ def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 16  # sync handlers use the blocking kubernetes client
     settings.watching.server_timeout = 300
+    # No CRD or namespace watches: our CRDs are installed before the operator starts, and the
+    # namespaces are the configured list (or all). That keeps both out of the RBAC (rbac.py).
+    settings.scanning.disabled = True
     if config.webhook_cert and config.webhook_key:
         settings.admission.server = kopf.WebhookServer(
             addr=config.webhook_host, port=config.webhook_port,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from .conditions import ABORTED, ROLLED_BACK
 
 ADMISSION_REQUESTS = Counter(
     "acgs_admission_requests_total", "Admission reviews answered, by kind, operation and result.",
@@ -15,3 +19,81 @@ ADMISSION_LATENCY = Histogram(
 RECONCILES = Counter(
     "acgs_reconcile_total", "Reconciliations, by kind and outcome.", ["kind", "outcome"],
 )
+
+# --- serving and flywheel: what the alerts in manifests/monitoring/prometheusrule.yaml watch ----
+ROLLBACKS = Counter(
+    "acgs_deployment_rollbacks_total",
+    "Rollbacks of a Deployment to its previous ModelVersion, by trigger: automatic (a failed "
+    "post-promotion check) or abort (a person's acgs.io/abort). Both start at 0 when the Deployment is "
+    "first reconciled, so increase() sees the first rollback.",
+    ["namespace", "deployment", "trigger"],
+)
+ACTIVE_COMPLIANCE = Gauge(
+    "acgs_deployment_active_compliance_score",
+    "complianceScore of the ModelVersion a Deployment's active color serves, with that version's stage.",
+    ["namespace", "deployment", "model_version", "stage"],
+)
+COMPLIANCE_GATE = Gauge(
+    "acgs_deployment_min_compliance_score",
+    "The Deployment's spec.promotion.minComplianceScore (the gate a served version must meet).",
+    ["namespace", "deployment"],
+)
+FLYWHEEL_RUNS = Counter(
+    "acgs_flywheel_runs_total",
+    "Flywheel runs (retrain on logged interactions) finished, by FlywheelPolicy and outcome "
+    "(succeeded, failed); both start at 0 when the policy is first reconciled (observe_flywheel_policy).",
+    ["namespace", "policy", "outcome"],
+)
+
+ROLLBACK_TRIGGERS = ("automatic", "abort")
+FLYWHEEL_OUTCOMES = ("succeeded", "failed")
+_served: dict[tuple[str, str], tuple[str, str]] = {}  # (namespace, deployment) -> labels last exported
+
+
+def observe_deployment(namespace: str, name: str, min_compliance: float, active: dict[str, Any] | None,
+                       history: list[dict[str, Any]]) -> None:
+    """Export one reconcile's serving state: the gate, the served version's score, new rollbacks.
+
+    `active` is the served ModelVersion object (None: nothing served); `history` the entries this
+    reconcile added to status.history."""
+    COMPLIANCE_GATE.labels(namespace, name).set(min_compliance)
+    key = (namespace, name)
+    spec = (active or {}).get("spec") or {}
+    score = (spec.get("metrics") or {}).get("complianceScore")
+    labels = ((active or {}).get("metadata", {}).get("name", ""), str(spec.get("stage", "")))
+    old = _served.pop(key, None)
+    if old is not None and (old != labels or score is None):
+        ACTIVE_COMPLIANCE.remove(namespace, name, *old)
+    if active is not None and score is not None:
+        ACTIVE_COMPLIANCE.labels(namespace, name, *labels).set(float(score))
+        _served[key] = labels
+    for trigger in ROLLBACK_TRIGGERS:
+        ROLLBACKS.labels(namespace, name, trigger)  # exported at 0 from the start
+    for entry in history:
+        if entry.get("action") == ROLLED_BACK:
+            trigger = "abort" if entry.get("reason") == ABORTED else "automatic"
+            ROLLBACKS.labels(namespace, name, trigger).inc()
+
+
+def forget_deployment(namespace: str, name: str) -> None:
+    """A deleted Deployment's gauges go away with it (a stale score would keep alerting)."""
+    old = _served.pop((namespace, name), None)
+    if old is not None:
+        ACTIVE_COMPLIANCE.remove(namespace, name, *old)
+    for family, labels in ((COMPLIANCE_GATE, ()), *((ROLLBACKS, (t,)) for t in ROLLBACK_TRIGGERS)):
+        try:
+            family.remove(namespace, name, *labels)
+        except KeyError:
+            pass
+
+
+def observe_flywheel_policy(namespace: str, policy: str) -> None:
+    """For the FlywheelPolicy reconciler: export the policy's run counters at 0 from the start."""
+    for outcome in FLYWHEEL_OUTCOMES:
+        FLYWHEEL_RUNS.labels(namespace, policy, outcome)
+
+
+def observe_flywheel_run(namespace: str, policy: str, succeeded: bool) -> None:
+    """For the FlywheelPolicy reconciler: one run finished (AcgsFlywheelRunFailed pages on failures)."""
+    observe_flywheel_policy(namespace, policy)
+    FLYWHEEL_RUNS.labels(namespace, policy, "succeeded" if succeeded else "failed").inc()

@@ -46,7 +46,9 @@ def to_target(mv: dict[str, Any], spec: DeploymentSpec, require_verified: bool) 
             artifact_location(mv_spec.artifact.uri, spec.artifact_pvc)
         except UnsupportedArtifact as error:
             invalid = (cond.UNSUPPORTED_ARTIFACT_URI, f"ModelVersion {name}: {error}")
-    return Target(name=name, digest=mv_spec.artifact.digest, metrics=mv_spec.metrics.to_api(),
+    # Gates read what the verification Job found in the artifact, never what the spec declares.
+    verified = (mv.get("status") or {}).get("verifiedMetrics") or {}
+    return Target(name=name, digest=mv_spec.artifact.digest, metrics=dict(verified),
                   usable=usable(mv, require_verified), invalid=invalid)
 
 

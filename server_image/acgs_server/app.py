@@ -2,7 +2,9 @@
 
 KServe's shape: the HTTP server answers at once; `load()` runs in the background and only then
 `ready` flips. A server whose artifact fails verification stays up, never ready, and says why on
-/ready, so the operator can copy the reason into the Deployment's status.
+/ready, so the operator can copy the reason into the Deployment's status. Handlers raise typed
+errors (errors.py); one middleware turns them into status codes and counts predict requests.
+/metrics is a separate application on its own port (`create_metrics_app`).
 """
 
 from __future__ import annotations
@@ -10,21 +12,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import itertools
-import os
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from acgs_server import schemas
+from acgs_server import reasoning, schemas
 from acgs_server.backend import MODEL_LOAD_FAILED, LoadFailure, ModelBackend, ModelCard
 from acgs_server.batcher import BatcherStopped, DynamicBatcher
 from acgs_server.config import ServerConfig
-from acgs_server.interactions import RECORD_SCHEMA_VERSION, InteractionLogger
+from acgs_server.errors import (GenerationFailed, ModelUnavailable, NotReady, ShuttingDown, error_middleware,
+                                json_response, request_id)
+from acgs_server.interactions import InteractionLogger, build_record
+from acgs_server.jsonbody import parse_json_body
 from acgs_server.metrics import CONTENT_TYPE, ServerMetrics
 from acgs_server.worker import WORKER_EXITED, WorkerDied
 
@@ -32,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 # Phases of one server's life, reported on /health and /ready.
 STARTING, LOADING, READY, FAILED, STOPPING = "Starting", "Loading", "Ready", "Failed", "Stopping"
+# A predict body is a few hundred bytes; this bounds what a client can make the server read.
+MAX_BODY_BYTES = 64 * 1024
 
 
 class ServerState:
@@ -41,6 +45,7 @@ class ServerState:
         self.phase = STARTING
         self.failure: LoadFailure | None = None
         self.card: ModelCard | None = None
+        self.constitution: reasoning.Constitution | None = None
         self.started_at = time.time()
         self.ready_at: float | None = None
         self.metrics = ServerMetrics()
@@ -58,22 +63,21 @@ class ServerState:
 
 
 STATE_KEY = web.AppKey("acgs_state", ServerState)
-# Request ids: unique per process start and cheap (uuid4 reads the OS RNG on every request, which
-# showed up in the profile under load).
-_ID_PREFIX = f"{os.getpid():x}{int(time.time() * 1000):x}"
-_ID_COUNTER = itertools.count(1)
+METRICS_KEY = web.AppKey("acgs_metrics", ServerMetrics)
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    text = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body, default=str)
-    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
-
-
-def _error(status: int, kind: str, message: str, **extra: Any) -> web.Response:
-    return _json({"error": {"type": kind, "message": message, **extra}}, status=status)
+def _json(body: Any, status: int = 200) -> web.Response:
+    return json_response(body.model_dump_json() if isinstance(body, BaseModel) else body, status=status)
 
 
 # --- lifecycle ---------------------------------------------------------------------------------
+
+
+def _constitution(cfg: ServerConfig) -> reasoning.Constitution:
+    try:
+        return reasoning.load(cfg.constitutional_hash, cfg.constitution_path, cfg.constitution_digest)
+    except reasoning.ConstitutionError as error:
+        raise LoadFailure(reasoning.CONSTITUTION_INVALID, str(error)) from error
 
 
 async def _load_in_background(state: ServerState) -> None:
@@ -84,6 +88,8 @@ async def _load_in_background(state: ServerState) -> None:
         # The default executor: verification hashes files and loading imports torch; neither may
         # block the loop that is answering /health.
         card = await loop.run_in_executor(None, state.backend.load)
+        # After the artifact: its verification reason (e.g. ConstitutionalHashMismatch) comes first.
+        state.constitution = await loop.run_in_executor(None, _constitution, state.cfg)
     except LoadFailure as failure:
         state.failure, state.phase = failure, FAILED
         logger.error("artifact %s will not be served: %s: %s %s", state.cfg.artifact, failure.reason,
@@ -175,7 +181,7 @@ async def health(request: web.Request) -> web.Response:
     not a liveness failure (restarting cannot fix it; /ready says why); a dead model process is."""
     state = request.app[STATE_KEY]
     dead = state.failure is not None and state.failure.reason == WORKER_EXITED
-    body = {"status": "dead" if dead else "alive", "phase": state.phase,
+    body: dict[str, Any] = {"status": "dead" if dead else "alive", "phase": state.phase,
             "uptime_seconds": round(time.time() - state.started_at, 3)}
     if dead and state.failure is not None:
         body["reason"] = state.failure.to_json()
@@ -188,7 +194,7 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[STATE_KEY].metrics.render()
+    body = request.app[METRICS_KEY].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -212,101 +218,72 @@ async def interaction_stats(request: web.Request) -> web.Response:
 # --- predict -----------------------------------------------------------------------------------
 
 
-def _make_predict(path: str, request_model: type[schemas.PredictRequest]) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def predict(request: web.Request) -> web.Response:
-        state = request.app[STATE_KEY]
-        started = time.perf_counter()
-        response = await _predict(state, request, path, request_model, started)
-        elapsed = time.perf_counter() - started
-        name, version = state.labels()
-        state.metrics.requests.labels(path, str(response.status), name, version).inc()
-        state.metrics.request_latency.labels(path, name, version).observe(elapsed)
-        return response
-
-    predict.__name__ = "predict_" + path.strip("/").replace("/", "_").replace("-", "_")
-    return predict
-
-
-async def _predict(
-    state: ServerState,
-    request: web.Request,
-    path: str,
-    request_model: type[schemas.PredictRequest],
-    started: float,
-) -> web.Response:
-    request_id = request.headers.get("X-Request-ID") or f"{_ID_PREFIX}-{next(_ID_COUNTER)}"
-    headers = {"X-Request-ID": request_id}
+async def predict(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    started = time.perf_counter()
+    path = request.match_info.route.resource.canonical if request.match_info.route.resource else request.path
     if not state.ready:
-        body = _status_body(state)
-        return _json({"error": {"type": "NotReady", "message": f"model not ready (phase {state.phase})", **body}},
-                     status=503, headers=headers)
+        raise NotReady(f"model not ready (phase {state.phase})", **_status_body(state))
+    parsed = schemas.parse_request(path, parse_json_body(await request.read()), state.cfg.constitutional_hash,
+                                   state.cfg.require_request_hash)
+    record = parsed.record()
+    assert state.batcher is not None and state.card is not None and state.constitution is not None
     try:
-        payload = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        return _json(schemas.InvalidInput("body", f"request body is not valid JSON: {error}").body(),
-                     status=400, headers=headers)
-    try:
-        parsed = schemas.parse_request(request_model, payload, state.cfg.constitutional_hash)
-    except schemas.InvalidInput as error:
-        return _json(error.body(), status=400, headers=headers)
-    record = parsed.to_record()
-    assert state.batcher is not None and state.card is not None
-    try:
-        prompt = state.backend.format_prompt(record)
-        text = await state.batcher.submit(prompt)
-    except BatcherStopped:
-        return _error(503, "ShuttingDown", "server is shutting down")
+        text = await state.batcher.submit(state.backend.format_prompt(record))
+    except BatcherStopped as error:
+        raise ShuttingDown("server is shutting down") from error
     except WorkerDied as error:
         # Without its model process this server can never answer again: stop being ready and fail
         # /health so the kubelet restarts the container.
         logger.error("model process died: %s", error)
         state.failure, state.phase = LoadFailure(WORKER_EXITED, str(error)), FAILED
         state.metrics.ready.set(0)
-        return _error(503, "ModelUnavailable", str(error))
+        raise ModelUnavailable(str(error)) from error
     except Exception as error:  # noqa: BLE001 - a model failure is a 500 with a reason, never a hang
-        logger.exception("request %s failed", request_id)
-        return _error(500, "GenerationFailed", str(error))
-    decision = state.backend.parse_decision(text)
+        logger.exception("request %s failed", request_id(request))
+        raise GenerationFailed(str(error)) from error
+    judgement = reasoning.judge(state.constitution, parsed.scenario, text)
     card = state.card
-    latency_ms = (time.perf_counter() - started) * 1000.0
     result = schemas.PredictResponse(
-        request_id=request_id,
-        type=parsed.task_name(),
-        decision=decision,
+        request_id=request_id(request),
+        type=parsed.dataset_type,
+        **asdict(judgement),  # decision, reasoning, principles, rules, compliance_score, constitution_decision
+        missing_fields=parsed.missing,
         generated_text=text,
         model_name=card.name,
         model_version=card.version,
         digest=card.digest,
         constitutional_hash=card.constitutional_hash,
-        latency_ms=round(latency_ms, 3),
+        latency_ms=round((time.perf_counter() - started) * 1000.0, 3),
     )
     if state.interactions is not None:
-        state.interactions.log({
-            "schema_version": RECORD_SCHEMA_VERSION,
-            "request_id": request_id,
-            "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            "endpoint": path,
-            "type": result.type,
-            "constitutional_hash": card.constitutional_hash,
-            "model_name": card.name,
-            "model_version": card.version,
-            "digest": card.digest,
-            # The trainer's dataset-record "input" shape, so a flywheel can replay or relabel it as is.
-            "input": record["input"],
-            "generated_text": text,
-            "decision": decision,
-            "latency_ms": result.latency_ms,
-        })
-    return _json(result, headers=headers)
+        state.interactions.log(build_record(
+            request_id=result.request_id, endpoint=path, card=card, record=record, generated_text=text,
+            decision=judgement.decision, latency_ms=result.latency_ms,
+            free_text=state.cfg.interaction_log_free_text))
+    return _json(result)
+
+
+def _observer(state: ServerState) -> Any:
+    """Counts every predict answer (200 or error) by endpoint, status and model."""
+    def observe(request: web.Request, status: int, seconds: float) -> None:
+        resource = request.match_info.route.resource
+        path = resource.canonical if resource is not None else ""
+        if path not in schemas.ENDPOINTS:
+            return
+        name, version = state.labels()
+        state.metrics.requests.labels(path, str(status), name, version).inc()
+        state.metrics.request_latency.labels(path, name, version).observe(seconds)
+
+    return observe
 
 
 # --- assembly ----------------------------------------------------------------------------------
 
 
 def create_app(cfg: ServerConfig, backend: ModelBackend) -> web.Application:
-    # 1 MiB is ample for a structured scenario and bounds what a client can make us parse.
-    app = web.Application(client_max_size=1024 * 1024)
     state = ServerState(cfg, backend)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware(_observer(state))])
     if cfg.interaction_log_dir is not None:
         state.interactions = InteractionLogger(
             cfg.interaction_log_dir,
@@ -319,13 +296,20 @@ def create_app(cfg: ServerConfig, backend: ModelBackend) -> web.Application:
     app[STATE_KEY] = state
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
-    app.router.add_get("/metrics", metrics)
     app.router.add_get("/models", models)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/interactions/stats", interaction_stats)
-    for path, request_model in schemas.ENDPOINTS.items():
-        app.router.add_post(path, _make_predict(path, request_model))
+    for path in schemas.ENDPOINTS:
+        app.router.add_post(path, predict)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)
+    return app
+
+
+def create_metrics_app(state_metrics: ServerMetrics) -> web.Application:
+    """/metrics alone, for its own listener: whoever may scrape it reaches nothing else."""
+    app = web.Application(client_max_size=1024)
+    app[METRICS_KEY] = state_metrics
+    app.router.add_get("/metrics", metrics)
     return app

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
-# The verification reasons are the trainer's ArtifactError codes (one definition for both images).
-from acgs_trainer.artifact import (DIGEST_MISMATCH, FILE_DIGEST_MISMATCH, FILE_MISSING, HASH_MISMATCH,
-                                   MANIFEST_INCONSISTENT, MANIFEST_INVALID, UNEXPECTED_FILES, ArtifactError)
+# The verification reasons are the contract's artifact error codes (one definition for all images).
+from acgs_contract.manifest import VERIFICATION_CODES
+from acgs_trainer.artifact import ArtifactError
 
 logger = logging.getLogger(__name__)
 
@@ -80,16 +80,12 @@ def default_torch_threads() -> int:
     return max(1, cpus)
 
 
-# ArtifactError codes verify_artifact raises; any other code (none today) becomes ARTIFACT_INVALID.
-_VERIFICATION_CODES = frozenset({HASH_MISMATCH, FILE_DIGEST_MISMATCH, FILE_MISSING, UNEXPECTED_FILES,
-                                 MANIFEST_INCONSISTENT, DIGEST_MISMATCH, MANIFEST_INVALID})
-
-
 def classify_artifact_error(error: ArtifactError) -> LoadFailure:
     """The trainer's ArtifactError as a reason + details (file, expected, actual where known)."""
     fields = error.fields()
     code = fields.pop("code")
-    return LoadFailure(code if code in _VERIFICATION_CODES else ARTIFACT_INVALID, str(error), fields)
+    # Any code outside the verification ones (none today) becomes ARTIFACT_INVALID.
+    return LoadFailure(code if code in VERIFICATION_CODES else ARTIFACT_INVALID, str(error), fields)
 
 
 class ArtifactBackend:
@@ -107,6 +103,8 @@ class ArtifactBackend:
         model_name: str | None = None,
         model_version: str | None = None,
         warmup_batch_size: int = 8,
+        constitution_digest: str | None = None,
+        constitution_path: Path | None = None,
     ) -> None:
         self.artifact_dir = artifact_dir
         self.expected_digest = expected_digest
@@ -118,6 +116,8 @@ class ArtifactBackend:
         self.model_name = model_name
         self.model_version = model_version
         self.warmup_batch_size = warmup_batch_size
+        self.constitution_digest = constitution_digest
+        self.constitution_path = constitution_path
         self._model: Any = None
         self._tokenizer: Any = None
         self._prompting: Any = None
@@ -133,8 +133,11 @@ class ArtifactBackend:
         started = time.perf_counter()
         try:
             manifest = trainer_artifact.verify_artifact(
-                self.artifact_dir, self.expected_digest, self.constitutional_hash
+                self.artifact_dir, self.expected_digest, self.constitutional_hash, self.constitution_digest
             )
+            self._check_constitution_file()
+            # A base model outside the artifact: its own digest, before anything loads it.
+            trainer_artifact.base_model_dir(self.artifact_dir, manifest)
         except trainer_artifact.ArtifactError as error:
             raise classify_artifact_error(error) from error
         logger.info("artifact %s verified in %.2fs", self.artifact_dir, time.perf_counter() - started)
@@ -150,6 +153,26 @@ class ArtifactBackend:
             logger.exception("warm-up generate failed")
             raise LoadFailure(WARMUP_FAILED, f"warm-up generate failed: {error}") from error
         return card
+
+    def _check_constitution_file(self) -> None:
+        """A constitution handed to the server must be the content pinned to its hash too."""
+        if self.constitution_path is None:
+            return
+        from acgs_contract import constitution as contract_constitution
+        from acgs_contract.manifest import CONSTITUTION_MISMATCH
+        from acgs_trainer.artifact import ArtifactError
+
+        path = self.constitution_path
+        try:
+            actual = contract_constitution.content_digest_of_text(path.read_text(encoding="utf-8"))
+            contract_constitution.check_content(self.constitutional_hash, actual, self.constitution_digest,
+                                                origin=f"constitution {path}")
+        except contract_constitution.ConstitutionDigestMismatch as error:
+            raise ArtifactError(str(error), code=CONSTITUTION_MISMATCH, file=path, expected=error.expected,
+                                actual=error.actual) from error
+        except (OSError, ValueError) as error:
+            raise ArtifactError(f"constitution {path}: cannot read: {error}", code=CONSTITUTION_MISMATCH,
+                                file=path) from error
 
     def _card(self, manifest: Any) -> ModelCard:
         data: dict[str, Any] = manifest.model_dump(mode="json")
@@ -183,10 +206,6 @@ class ArtifactBackend:
         # merge=True folds the LoRA deltas into the base weights: no extra adapter matmuls per step.
         model, tokenizer = modeling.load_for_inference(self.artifact_dir, device=self.device, merge=True)
         model.eval()
-        # Decoder-only batched generation needs left padding so every row ends at the prompt's end.
-        tokenizer.padding_side = "left"
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
         self._model, self._tokenizer, self._prompting = model, tokenizer, prompting
         logger.info("model loaded in %.2fs (torch threads=%d, device=%s)",
                     time.perf_counter() - started, self.torch_threads, self.device)
@@ -215,36 +234,18 @@ class ArtifactBackend:
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
         """Token ids of each prompt, unpadded: the trainer's tokenization (add_special_tokens=False)."""
-        return [list(ids) for ids in self._tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+        from acgs_trainer.generation import encode_prompts
+
+        return encode_prompts(self._tokenizer, prompts)
 
     def generate_ids(self, token_ids: Sequence[Sequence[int]]) -> list[str]:
         """Generated text for prompts given as token ids (the model process gets these from the
-        HTTP process, which tokenizes while the model generates)."""
-        import torch
+        HTTP process, which tokenizes while the model generates): the trainer's own generation
+        (acgs_trainer.generation), so the served model answers exactly what it was scored on."""
+        from acgs_trainer.generation import generate_from_ids
 
-        tokenizer = self._tokenizer
-        # Left padding, as the trainer's evaluation (modeling.generate_continuations) pads, so every
-        # row ends at its prompt's end and the served model answers exactly what it was scored on.
-        width = max(len(ids) for ids in token_ids)
-        input_ids = torch.full((len(token_ids), width), tokenizer.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(token_ids), width), dtype=torch.long)
-        for row, ids in enumerate(token_ids):
-            if ids:
-                input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-                attention_mask[row, width - len(ids):] = 1
-        # inference_mode is a bit cheaper than the trainer's no_grad.
-        with torch.inference_mode():
-            output = self._model.generate(
-                input_ids=input_ids.to(self.device),
-                attention_mask=attention_mask.to(self.device),
-                max_new_tokens=self.max_new_tokens,
-                min_new_tokens=self.min_new_tokens or None,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-        continuation = output[:, width:]
-        return [str(text) for text in tokenizer.batch_decode(continuation, skip_special_tokens=True)]
+        return generate_from_ids(self._model, self._tokenizer, token_ids, self.max_new_tokens,
+                                 self.min_new_tokens, inference_only=True)
 
     def tokenizer_file(self) -> str | None:
         """The tokenizer's `tokenizer.json`, for a process that wants to tokenize without

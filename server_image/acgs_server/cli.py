@@ -4,7 +4,7 @@ Exit codes:
   0  stopped by SIGTERM/SIGINT after draining in-flight requests and flushing the interaction log
   1  unexpected error
   2  invalid configuration (message names the flag and the environment variable)
-  3  cannot listen on host:port (address in use, permission)
+  3  cannot listen on host:port or host:metrics-port (address in use, permission)
 
 An artifact that fails verification does NOT exit: the server stays up, never ready, and /ready
 returns 503 with the reason, so the operator (and `kubectl describe`) can show why.
@@ -39,6 +39,8 @@ def build_backend(cfg: ServerConfig) -> ModelBackend:
         artifact_dir=cfg.artifact,
         expected_digest=cfg.expected_digest,
         constitutional_hash=cfg.constitutional_hash,
+        constitution_digest=cfg.constitution_digest,
+        constitution_path=cfg.constitution_path,
         max_new_tokens=cfg.max_new_tokens,
         min_new_tokens=cfg.min_new_tokens,
         device=cfg.device,
@@ -52,19 +54,34 @@ def build_backend(cfg: ServerConfig) -> ModelBackend:
     return ArtifactBackend(**kwargs)  # type: ignore[arg-type]
 
 
+async def _listen(app: web.Application, host: str, port: int, **runner_args: object) -> web.AppRunner | None:
+    runner = web.AppRunner(app, access_log=None, **runner_args)  # type: ignore[arg-type]
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, backlog=1024).start()
+    except OSError as error:
+        logger.error("cannot listen on %s:%d: %s", host, port, error)
+        await runner.cleanup()
+        return None
+    return runner
+
+
 async def serve(cfg: ServerConfig) -> int:
-    from acgs_server.app import create_app
+    from acgs_server.app import STATE_KEY, create_app, create_metrics_app
 
     app = create_app(cfg, build_backend(cfg))
+    metrics_runner = None
+    if cfg.metrics_port:
+        metrics_runner = await _listen(create_metrics_app(app[STATE_KEY].metrics), cfg.host, cfg.metrics_port,
+                                       shutdown_timeout=1.0)
+        if metrics_runner is None:
+            return EXIT_LISTEN
+        logger.info("metrics on http://%s:%d/metrics", cfg.host, cfg.metrics_port)
     # shutdown_timeout bounds how long in-flight requests may take to finish after SIGTERM.
-    runner = web.AppRunner(app, shutdown_timeout=30.0, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, cfg.host, cfg.port, backlog=1024)
-    try:
-        await site.start()
-    except OSError as error:
-        logger.error("cannot listen on %s:%d: %s", cfg.host, cfg.port, error)
-        await runner.cleanup()
+    runner = await _listen(app, cfg.host, cfg.port, shutdown_timeout=30.0)
+    if runner is None:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         return EXIT_LISTEN
     logger.info("listening on http://%s:%d (artifact %s)", cfg.host, cfg.port, cfg.artifact)
     stop = asyncio.Event()
@@ -76,6 +93,8 @@ async def serve(cfg: ServerConfig) -> int:
     # cleanup(): stop listening → on_shutdown → wait for in-flight handlers → on_cleanup
     # (batcher drained, interaction log flushed).
     await runner.cleanup()
+    if metrics_runner is not None:  # last, so the final counts can still be scraped while draining
+        await metrics_runner.cleanup()
     logger.info("stopped")
     return EXIT_OK
 

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from acgs_contract import env
+from acgs_contract.constitution import CONSTITUTIONAL_HASH as DEFAULT_CONSTITUTIONAL_HASH
+from acgs_contract.manifest import DIGEST_PATTERN
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-# The constitution's hash (seeds; ARCHITECTURE "The constitution and its hash"). Kept here as a
-# literal so the server's config can be parsed without importing the trainer package.
-DEFAULT_CONSTITUTIONAL_HASH = "cdd01ef066bc6cf2"
+# /metrics is served only here, on its own listener, so a scraper a NetworkPolicy admits to this
+# port cannot reach predict (a NetworkPolicy selects ports, never paths).
+DEFAULT_METRICS_PORT = 9090
 
 
 class ServerConfig(BaseModel):
@@ -25,7 +29,10 @@ class ServerConfig(BaseModel):
 
     artifact: Path = Field(description="Directory holding the trainer's artifact (manifest + adapter).")
     host: str = Field("0.0.0.0", description="Address to listen on.")
-    port: int = Field(8080, ge=1, le=65535, description="TCP port to listen on.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port of the API (predict, probes, /models).")
+    metrics_port: int = Field(
+        DEFAULT_METRICS_PORT, ge=0, le=65535,
+        description="TCP port of the separate /metrics listener (same host); 0 turns metrics off.")
     expected_digest: str | None = Field(
         None,
         description="Overall artifact digest ('sha256:<64 hex>') the server must find; None skips "
@@ -34,9 +41,19 @@ class ServerConfig(BaseModel):
     constitutional_hash: str = Field(
         DEFAULT_CONSTITUTIONAL_HASH, description="Constitutional hash the artifact must carry."
     )
+    require_request_hash: bool = Field(
+        True, description="Refuse (400) a predict request whose constitutional_hash is missing; a wrong "
+        "one is always refused.")
+    constitution_digest: str | None = Field(
+        None, description="Content digest the operator's configuration pins to the hash; default: the "
+        "contract's pin. The artifact's constitution (and --constitution-path) must have it.")
+    constitution_path: Path | None = Field(
+        None, description="A constitution file (the operator's ConfigMap) that must be the pinned content too.")
     model_name: str | None = Field(None, description="Name reported in /models and metrics; default from manifest.")
     model_version: str | None = Field(None, description="Version reported; default from manifest.")
     interaction_log_dir: Path | None = Field(None, description="Directory for interaction JSONL; None disables logging.")
+    interaction_log_free_text: bool = Field(
+        False, description="Also log the requests' free text (off: only the structured scenario is kept).")
     interaction_log_max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Rotate a log file past this size.")
     interaction_log_max_files: int = Field(20, ge=1, description="Keep at most this many log files from this server.")
     interaction_log_queue_size: int = Field(10000, ge=1, description="Records buffered before new ones are dropped.")
@@ -51,16 +68,22 @@ class ServerConfig(BaseModel):
     device: str = Field("cpu", description="torch device for the model ('cpu', 'cuda', 'cuda:0').")
     log_level: str = Field("INFO", description="Python logging level.")
 
-    @field_validator("expected_digest")
+    @field_validator("expected_digest", "constitution_digest")
     @classmethod
     def _digest_shape(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
         assert value is not None
-        hexpart = value.removeprefix("sha256:")
-        if not value.startswith("sha256:") or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+        if not re.match(DIGEST_PATTERN, value):
             raise ValueError(f"expected 'sha256:' followed by 64 lowercase hex digits, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> "ServerConfig":
+        if self.metrics_port == self.port:
+            raise ValueError(f"metrics_port={self.metrics_port}: must differ from port={self.port} "
+                             "(metrics have their own listener)")
+        return self
 
     @field_validator("log_level")
     @classmethod
@@ -71,10 +94,8 @@ class ServerConfig(BaseModel):
         return upper
 
 
-# field name -> environment variable. Every field can come from the environment.
-ENV_VARS: dict[str, str] = {name: "ACGS_" + name.upper() for name in ServerConfig.model_fields}
-# Shorter historical spellings the brief and pod specs use.
-ENV_VARS["artifact"] = "ACGS_ARTIFACT"
+# field name -> environment variable (the contract's names). Every field can come from the environment.
+ENV_VARS: dict[str, str] = {name: env.server_var(name) for name in ServerConfig.model_fields}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +128,8 @@ def describe_validation_error(error: ValidationError) -> str:
     """One line per bad field, naming the flag, the env var and what was wrong."""
     lines = []
     for item in error.errors():
-        name = str(item["loc"][0]) if item["loc"] else "?"
+        # A check across fields (loc empty) names the first field its message names.
+        name = str(item["loc"][0]) if item["loc"] else str(item["msg"]).removeprefix("Value error, ").split("=")[0]
         flag = "--" + name.replace("_", "-")
         lines.append(f"{flag} [{ENV_VARS.get(name, '?')}]: {item['msg']} (got {item.get('input')!r})")
     return "; ".join(lines)

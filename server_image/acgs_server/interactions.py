@@ -8,26 +8,61 @@ stalled request).
 Files: `<dir>/interactions-<host>-<start>-<seq>.jsonl`. The host and start time keep replicas that
 share one volume from writing into the same file; a new file starts when the current one passes
 `max_bytes`, and the oldest files *of this writer* are deleted beyond `max_files`. Finished files
-are never renamed, so a reader can consume any file except the newest one safely.
+are never renamed, so a reader can consume any file except the newest one safely. Files are
+created 0600 (they hold what clients asked); free text is left out of records unless the server
+runs with --interaction-log-free-text.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import socket
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from acgs_server.backend import ModelCard
 
 logger = logging.getLogger(__name__)
 
 RECORD_SCHEMA_VERSION = 1
 _STOP = object()
+FILE_MODE = 0o600
+# Keys of a record's `input` that hold a client's free text.
+FREE_TEXT_KEYS = ("request", "text")
+
+
+def build_record(*, request_id: str, endpoint: str, card: "ModelCard", record: dict[str, Any],
+                 generated_text: str, decision: str | None, latency_ms: float, free_text: bool) -> dict[str, Any]:
+    """One interaction line. `record` is the trainer's dataset-record shape (`type` + `input`), so a
+    flywheel can relabel and replay it as is; free text only when `free_text` (off by default)."""
+    record_input = dict(record["input"])
+    if not free_text:
+        for key in FREE_TEXT_KEYS:
+            record_input.pop(key, None)
+    return {
+        "schema_version": RECORD_SCHEMA_VERSION,
+        "request_id": request_id,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "endpoint": endpoint,
+        "type": record["type"],
+        "constitutional_hash": card.constitutional_hash,
+        "model_name": card.name,
+        "model_version": card.version,
+        "digest": card.digest,
+        "input": record_input,
+        "generated_text": generated_text,
+        "decision": decision,
+        "latency_ms": latency_ms,
+    }
 
 
 @dataclass
@@ -71,7 +106,7 @@ class InteractionLogger:
         self._closed = False
 
     def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._thread.start()
         logger.info("interaction log: writing to %s (rotate at %d bytes, keep %d files)",
                     self.directory, self.max_bytes, self.max_files)
@@ -171,8 +206,10 @@ class InteractionLogger:
             self._handle.close()
         self._seq += 1
         path = self.directory / f"{self._prefix}-{self._seq:05d}.jsonl"
-        self._handle = open(path, "ab", buffering=1024 * 1024)
-        self._size = path.stat().st_size
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)  # also when the file existed with wider permissions
+        self._handle = os.fdopen(fd, "ab", buffering=1024 * 1024)
+        self._size = os.fstat(fd).st_size
         with self._lock:
             self._files.append(path)
             while len(self._files) > self.max_files:

@@ -7,43 +7,38 @@ silently ignored would change the decision without anyone noticing.
 
 Request bodies:
   /constitutional-ai/predict, /policy-governance/predict, /multi-agent/predict:
-      {"scenario": {...}, "request": "free text (optional)", "constitutional_hash": "... (optional)"}
-  /v1/predict: the same plus "type": one of the six dataset types.
+      {"scenario": {...}, "request": "free text (optional, not prompted)", "constitutional_hash": "..."}
+      or the seed documents' body of that endpoint (seed_bodies.py)
+  /v1/predict: the structured body plus "type": one of the six dataset types.
+Numbers are bounded by the schema's own ranges (the model never saw anything outside them).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from acgs_server.errors import ConstitutionalHashMismatch, InvalidInput
+from acgs_server.seed_bodies import SEED_BODY_MODELS, is_seed_shaped
 from acgs_trainer.datasets import DATASET_TYPES, SCHEMAS, FieldSpec
+from acgs_trainer.request_shapes import SeedBodyError, missing_fields, record_from_seed_body
+
+__all__ = ["InvalidInput", "ENDPOINTS", "ParsedRequest", "PredictResponse", "parse_request", "warmup_records"]
 
 
-class InvalidInput(ValueError):
-    """The body must be refused with 400 (KServe's InvalidInput); `body()` names the field."""
-
-    def __init__(self, field: str, message: str, value: Any = None,
-                 details: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.field, self.message = field, message
-        self.details = details if details is not None else [{"field": field, "message": message, "input": value}]
-
-    @classmethod
-    def from_validation(cls, error: ValidationError, prefix: str = "") -> "InvalidInput":
-        details = []
-        for item in error.errors(include_url=False):
-            path = ".".join(str(part) for part in item["loc"])
-            path = ".".join(p for p in (prefix, path) if p) or "body"
-            # For a missing field pydantic's "input" is the parent object: not what the client needs.
-            value = None if item["type"] == "missing" else _short(item.get("input"))
-            details.append({"field": path, "message": item["msg"], "input": value})
-        first = details[0] if details else {"field": prefix or "body", "message": "invalid"}
-        return cls(first["field"], f"{first['field']}: {first['message']}", details=details)
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"type": "InvalidInput", "field": self.field, "message": self.message,
-                          "details": self.details}}
+def invalid_from_validation(error: ValidationError, prefix: str = "") -> InvalidInput:
+    """pydantic's errors as one InvalidInput: the first bad field named, all listed."""
+    details = []
+    for item in error.errors(include_url=False):
+        path = ".".join(str(part) for part in item["loc"])
+        path = ".".join(p for p in (prefix, path) if p) or "body"
+        # For a missing field pydantic's "input" is the parent object: not what the client needs.
+        value = None if item["type"] == "missing" else _short(item.get("input"))
+        details.append({"field": path, "message": item["msg"], "input": value})
+    first = details[0] if details else {"field": prefix or "body", "message": "invalid"}
+    return InvalidInput(str(first["field"]), f"{first['field']}: {first['message']}", details=details)
 
 
 def _annotation(spec: FieldSpec) -> Any:
@@ -60,7 +55,9 @@ def _scenario_model(dataset_type: str) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for name, spec in SCHEMAS[dataset_type].items():
         if spec.kind in ("int", "float"):
-            fields[name] = (_annotation(spec), Field(..., ge=-1e9, le=1e9))
+            # The schema's range: the rules and the training data know nothing outside it.
+            fields[name] = (_annotation(spec), Field(..., ge=spec.lo, le=spec.hi, allow_inf_nan=False)
+                            if spec.kind == "float" else Field(..., ge=int(spec.lo), le=int(spec.hi)))
         else:
             fields[name] = (_annotation(spec), ...)
     # strict: "yes" is not a bool and "3" is not a number; the prompt must reflect real values.
@@ -78,30 +75,17 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset_type: ClassVar[str] = ""
 
-    request: str | None = Field(None, max_length=4000, description="Free-text request (logged, not prompted).")
+    request: str | None = Field(None, max_length=4000, description="Free-text request (not prompted; logged "
+                                "only with --interaction-log-free-text).")
     constitutional_hash: str | None = Field(
-        None, description="If given, must equal the server's constitutional hash.")
+        None, max_length=64, description="Must equal the server's constitutional hash (required unless "
+        "--require-request-hash=false).")
 
     def task_name(self) -> str:
         return self.dataset_type
 
     def scenario_dict(self) -> dict[str, Any]:
         raise NotImplementedError
-
-    def check_hash(self, expected: str) -> None:
-        if self.constitutional_hash is not None and self.constitutional_hash != expected:
-            raise InvalidInput(
-                "constitutional_hash",
-                f"constitutional_hash={self.constitutional_hash!r}: expected {expected!r}",
-                self.constitutional_hash,
-            )
-
-    def to_record(self) -> dict[str, Any]:
-        """The dataset-record shape the trainer reads (`type` + `input`), minus the target."""
-        record_input: dict[str, Any] = {"scenario": self.scenario_dict()}
-        if self.request is not None:
-            record_input["request"] = self.request
-        return {"type": self.task_name(), "input": record_input}
 
 
 def _endpoint_model(dataset_type: str, class_name: str) -> type[PredictRequest]:
@@ -111,7 +95,7 @@ def _endpoint_model(dataset_type: str, class_name: str) -> type[PredictRequest]:
         scenario=(SCENARIO_MODELS[dataset_type], Field(..., description=f"A {dataset_type} scenario.")),
     )
     model.dataset_type = dataset_type
-    model.scenario_dict = lambda self: self.scenario.model_dump()
+    model.scenario_dict = lambda self: self.scenario.model_dump()  # type: ignore[method-assign, attr-defined]
     return model  # type: ignore[no-any-return]
 
 
@@ -145,6 +129,13 @@ class PredictResponse(BaseModel):
     request_id: str
     type: str = Field(description="Dataset type the scenario was judged as.")
     decision: str | None = Field(description="APPROVE, ESCALATE or DENY; null if the model produced none.")
+    reasoning: str = Field(description="The constitutional rules (and their principles) the decision rests on.")
+    principles: list[str] = Field(description="Principles the model named.")
+    rules: list[str] = Field(description="Constitution rules that fire on the scenario and set this decision.")
+    compliance_score: float = Field(description="1.0 when the decision is the one the constitution's rules derive "
+                                    "from the fields given, else 0.0.")
+    constitution_decision: str = Field(description="The decision the constitution's rules derive.")
+    missing_fields: list[str] = Field(description="Schema fields the request did not give (seed-shaped bodies).")
     generated_text: str
     model_name: str
     model_version: str
@@ -153,21 +144,71 @@ class PredictResponse(BaseModel):
     latency_ms: float
 
 
-def parse_request(model: type[PredictRequest], payload: Any, expected_hash: str) -> PredictRequest:
-    """Validate a JSON body into `model`; raise InvalidInput naming the first bad field."""
+@dataclass(frozen=True)
+class ParsedRequest:
+    """A valid predict body as the dataset record the prompt is rendered from."""
+
+    dataset_type: str
+    scenario: dict[str, Any]
+    # Structured bodies' `request` (never prompted) or a seed body's free text (prompted, `text`).
+    free_text: str | None = None
+    seed_shaped: bool = False
+    missing: list[str] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        record_input: dict[str, Any] = {"scenario": self.scenario}
+        if self.free_text:
+            record_input["text" if self.seed_shaped else "request"] = self.free_text
+        return {"type": self.dataset_type, "input": record_input}
+
+
+def check_hash(given: Any, expected: str, required: bool) -> None:
+    if given is None and not required:
+        return
+    if given != expected:
+        shown = "missing" if given is None else repr(given)[:80]
+        raise ConstitutionalHashMismatch(
+            "constitutional_hash",
+            f"constitutional_hash is {shown}: this server serves constitutional hash {expected!r}",
+            _short(given),
+        )
+
+
+def _parse_seed_body(path: str, payload: dict[str, Any]) -> ParsedRequest:
+    dataset_type, model = SEED_BODY_MODELS[path]
+    try:
+        body = model.model_validate(payload)
+    except ValidationError as error:
+        raise invalid_from_validation(error) from error
+    try:
+        record = record_from_seed_body(dataset_type, body.model_dump(exclude_none=True))
+    except SeedBodyError as error:
+        raise InvalidInput(error.field, str(error), _short(error.value)) from error
+    scenario = record["input"]["scenario"]
+    return ParsedRequest(dataset_type, scenario, record["input"]["text"] or None, seed_shaped=True,
+                         missing=missing_fields(dataset_type, scenario))
+
+
+def parse_request(path: str, payload: Any, expected_hash: str, require_hash: bool = True) -> ParsedRequest:
+    """Validate a JSON body for `path`; raise InvalidInput naming the first bad field."""
     if not isinstance(payload, dict):
         raise InvalidInput("body", f"expected a JSON object, got {type(payload).__name__}", _short(payload))
-    try:
-        parsed = model.model_validate(payload)
-    except ValidationError as error:
-        raise InvalidInput.from_validation(error) from error
-    if isinstance(parsed, GenericPredictRequest):
-        # The scenario's schema depends on `type`: check it second, keeping the "scenario." prefix.
+    # First: a request for another constitution is refused whatever else is in it.
+    check_hash(payload.get("constitutional_hash"), expected_hash, require_hash)
+    if path in SEED_BODY_MODELS and is_seed_shaped(payload):
+        parsed = _parse_seed_body(path, payload)
+    else:
         try:
-            parsed.scenario = SCENARIO_MODELS[parsed.type].model_validate(parsed.scenario).model_dump()
+            structured = ENDPOINTS[path].model_validate(payload)
         except ValidationError as error:
-            raise InvalidInput.from_validation(error, prefix="scenario") from error
-    parsed.check_hash(expected_hash)
+            raise invalid_from_validation(error) from error
+        if isinstance(structured, GenericPredictRequest):
+            # The scenario's schema depends on `type`: check it second, keeping the "scenario." prefix.
+            try:
+                structured.scenario = SCENARIO_MODELS[structured.type].model_validate(structured.scenario).model_dump()
+            except ValidationError as error:
+                raise invalid_from_validation(error, prefix="scenario") from error
+        parsed = ParsedRequest(structured.task_name(), structured.scenario_dict(), structured.request)
     return parsed
 
 

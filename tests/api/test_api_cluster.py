@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from ..conftest import ROOT, wait_until
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 pytestmark = pytest.mark.cluster
 DATA = Path(__file__).parent / "data"
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 
 
 class TestCrds:
@@ -71,6 +72,13 @@ class TestAdmission:
         ("negative-replicas.yaml", ["spec.replicas", "greater than or equal to 0"]),
         ("unknown-field.yaml", ["unknown field", "spec.learningRate"]),
         ("malformed.yaml", ["error converting YAML to JSON", "line 8"]),
+        # the operator's policy (ACGS_ALLOWED_IMAGES, no allow-all selectors, no key-less tolerations)
+        ("image-not-allowed.yaml", ["spec.image", "'docker.io/someone/miner:latest'", "image allowlist",
+                                    "ACGS_ALLOWED_IMAGES"]),
+        ("toleration-without-key.yaml", ["spec.resources.tolerations[0].key: required"]),
+        ("allow-all-clients.yaml", ["spec.image", "'ghcr.io/evil/server:1'",
+                                    "spec.network.allowedClients[0].podSelector: empty selects every pod",
+                                    "spec.network.allowedClients[0].namespaceSelector: empty"]),
     ])
     def test_bad_input_is_refused_with_a_clear_message(self, operator, namespace, file, expected):
         out = operator.kubectl("apply", "-n", namespace, "-f", str(DATA / file))

@@ -24,10 +24,11 @@ import pytest
 
 from ..conftest import ROOT, Cluster
 from .conftest import ON_LOCAL_NODE, apply, pvc, wait_until
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.ml]
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 MODEL = "e2e-cai"
 NAME = "cai"
 PORT = 18080
@@ -260,6 +261,11 @@ def test_failing_post_promotion_check_rolls_back_by_itself(env: Env) -> None:
     blocked = env.condition(status, "PromotionBlocked")
     assert blocked["status"] == "True" and blocked["reason"] == "PostPromotionCheckFailed"
     assert "rolled back" in blocked["message"]
+    # ... and the operator's /metrics counts it, as AcgsAutomaticRollback (manifests/monitoring) expects.
+    with urllib.request.urlopen("http://127.0.0.1:8082/metrics", timeout=5) as resp:
+        scraped = resp.read().decode()
+    series = f'acgs_deployment_rollbacks_total{{deployment="{NAME}",namespace="{env.namespace}",trigger="automatic"}}'
+    assert f"{series} 1.0" in scraped, [line for line in scraped.splitlines() if "rollbacks" in line]
 
 
 def test_manual_promote_and_undo_through_annotations(env: Env) -> None:

@@ -20,10 +20,11 @@ import yaml
 
 from ..conftest import Cluster, localcluster
 from .conftest import apply, pvc, wait_until
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 ON_LOCAL_RUNNER = {  # GPU fields come from gpus: 1; these put the pod where it really runs
     "cpu": "1", "memory": "2Gi", "gpus": 1,
     "nodeSelector": {"acgs.io/local-runner": "true"},
@@ -62,12 +63,16 @@ def pods_of_job(cluster: Cluster, namespace: str, job: str) -> list[dict[str, An
 
 
 def digest_on_disk(directory: Path) -> str:
-    """The artifact digest recomputed from the files: sha256sum lines of every file but the
-    manifest, sorted by path, hashed again (trainer_image/acgs_trainer/artifact.py documents it)."""
-    lines = []
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != "manifest.json"):
-        lines.append(f"{path.relative_to(directory).as_posix()}  {hashlib.sha256(path.read_bytes()).hexdigest()}\n")
-    return "sha256:" + hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()
+    """The artifact digest recomputed here, independently of the trainer's code: every file on disk
+    (but the manifest) is listed in the manifest with its sha256, and the digest is the sha256 of the
+    canonical JSON of the manifest without its digest field (trainer_image/README.md documents it)."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    on_disk = {path.relative_to(directory).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+               for path in directory.rglob("*") if path.is_file() and path.name != "manifest.json"}
+    assert {f["path"]: f["sha256"] for f in manifest["files"]} == on_disk
+    body = {key: value for key, value in manifest.items() if key != "digest"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def volume_path(claim_dir: Path, uri: str) -> Path:
@@ -168,6 +173,30 @@ def test_trainingjob_trains_for_real_and_yields_a_verified_model_version(cluster
     assert mv["status"]["phase"] == "Ready", mv["status"]
     assert condition(mv, "Verified")["status"] == "True"
     assert mv["status"]["verifiedDigest"] == digest_on_disk(artifact_dir)
+    # The figures promotion gates read were verified from the artifact's manifest, not copied from the spec.
+    verified = mv["status"]["verifiedMetrics"]
+    assert verified["complianceScore"] == round(manifest["metrics"]["complianceScore"], 4)
+    assert verified == mv["spec"]["metrics"]
+    # The Job mounted only its own directory of the shared claim.
+    job_mounts = cluster.get_json("job", "cai-train", "-n", namespace)["spec"]["template"]["spec"]["containers"][0]
+    output = next(m for m in job_mounts["volumeMounts"] if m["name"] == "output")
+    assert output["subPath"] == f"trainingjobs/cai-{done['metadata']['uid'][:8]}"
+
+    # A record claiming better figures for the same artifact is refused by the verification Job's findings.
+    claimed = min(1.0, round(verified["complianceScore"] + 0.25, 4)) if verified["complianceScore"] < 0.75 else 0.1
+    inflated = {"apiVersion": "acgs.io/v1alpha1", "kind": "ModelVersion",
+                "metadata": {"name": "inflated", "namespace": namespace,
+                             "annotations": {"acgs.io/verify-scheduling":
+                                             mv["metadata"]["annotations"]["acgs.io/verify-scheduling"]}},
+                "spec": {**{k: v for k, v in mv["spec"].items() if k != "metrics"}, "version": "9.0.0",
+                         "metrics": {**mv["spec"]["metrics"], "complianceScore": claimed}}}
+    apply(cluster, inflated)
+    bad = wait_until(lambda: (m := cluster.get_json("mv", "inflated", "-n", namespace))
+                     .get("status", {}).get("phase") in ("Ready", "Invalid") and m, 120, "the inflated record judged")
+    assert bad["status"]["phase"] == "Invalid", bad["status"]
+    assert condition(bad, "Verified")["reason"] == "MetricsMismatch"
+    assert (f"spec.metrics.complianceScore is {claimed} but the artifact records {verified['complianceScore']}"
+            in bad["status"]["message"])
 
     table = cluster.kubectl("get", "tj,mv", "-n", namespace, check=True).stdout
     assert "trainingjob.acgs.io/cai" in table and "Succeeded" in table
@@ -274,22 +303,30 @@ def test_child_of_a_parent_bumps_its_version(cluster, namespace, artifacts):
 
 
 def test_model_version_verification_names_the_tampered_file(cluster, namespace, artifacts):
-    """Ready needs a verification Job that really read the files: a changed byte makes it Invalid."""
+    """Ready needs a verification Job that really read the files and the manifest: a changed byte,
+    or a manifest edited to point elsewhere, makes it Invalid."""
+    from acgs_contract.constitution import default_text
     from acgs_trainer.artifact import write_artifact
 
     def populate(directory: Path) -> None:
         (directory / "adapter").mkdir()
         (directory / "adapter" / "adapter_model.safetensors").write_bytes(b"\x00" * 64)
-        (directory / "constitution.yaml").write_text("principles: []\n")
+        (directory / "constitution.yaml").write_text(default_text())
 
     good = write_artifact(artifacts / "hand" / "good", populate, {"constitutional_hash": HASH})
     bad = write_artifact(artifacts / "hand" / "bad", populate, {"constitutional_hash": HASH})
     (artifacts / "hand" / "bad" / "adapter" / "adapter_model.safetensors").write_bytes(b"\x01" * 64)
+    edited = write_artifact(artifacts / "hand" / "edited", populate, {"constitutional_hash": HASH})
+    manifest_path = artifacts / "hand" / "edited" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["tokenizerPath"] = "adapter"  # every file intact; only where the tokenizer is read from
+    manifest_path.write_text(json.dumps(manifest))
     # What the TrainingJob handler records from the trainer pod: run the check where the volume is.
     scheduling = json.dumps({"nodeSelector": ON_LOCAL_RUNNER["nodeSelector"], "tolerations": [
         *ON_LOCAL_RUNNER["tolerations"], {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]})
     for name, version, path, digest in (("hand-1-0-0", "1.0.0", "hand/good", good.digest),
-                                        ("hand-1-0-1", "1.0.1", "hand/bad", bad.digest)):
+                                        ("hand-1-0-1", "1.0.1", "hand/bad", bad.digest),
+                                        ("hand-1-0-2", "1.0.2", "hand/edited", edited.digest)):
         apply(cluster, {"apiVersion": "acgs.io/v1alpha1", "kind": "ModelVersion",
                         "metadata": {"name": name, "namespace": namespace,
                                      "annotations": {"acgs.io/verify-scheduling": scheduling}},
@@ -309,6 +346,10 @@ def test_model_version_verification_names_the_tampered_file(cluster, namespace, 
     assert (broken["status"]["phase"], verified["status"], verified["reason"]) == ("Invalid", "False", "ArtifactError")
     assert "adapter/adapter_model.safetensors" in verified["message"] and "sha256" in verified["message"]
     assert verified["message"].startswith("FileDigestMismatch: "), "the trainer's ArtifactError code leads"
+    rewired = wait_until(lambda: settled("hand-1-0-2"), 90, "hand-1-0-2 verified")
+    verified = condition(rewired, "Verified")
+    assert (rewired["status"]["phase"], verified["reason"]) == ("Invalid", "ArtifactError")
+    assert verified["message"].startswith("ManifestInconsistent: "), verified["message"]
 
     # The stage is the one mutable field; each change is recorded.
     cluster.kubectl("patch", "mv", "hand-1-0-0", "-n", namespace, "--type=merge", "-p",

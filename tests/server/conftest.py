@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 VENV_BIN = Path(sys.executable).parent
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 
 
 def free_port() -> int:
@@ -49,17 +50,22 @@ class ServerProcess:
     proc: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    metrics_port: int = 0
     args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
+
     def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
-                timeout: float = 30.0) -> HttpResult:
+                timeout: float = 30.0, headers: dict[str, str] | None = None, base: str | None = None) -> HttpResult:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request((base or self.url) + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 status, payload, headers = resp.status, resp.read(), dict(resp.headers)
@@ -75,8 +81,13 @@ class ServerProcess:
     def get(self, path: str) -> HttpResult:
         return self.request("GET", path)
 
-    def post(self, path: str, body: Any = None, raw: bytes | None = None) -> HttpResult:
-        return self.request("POST", path, body=body, raw=raw)
+    def post(self, path: str, body: Any = None, raw: bytes | None = None,
+             headers: dict[str, str] | None = None) -> HttpResult:
+        return self.request("POST", path, body=body, raw=raw, headers=headers)
+
+    def metrics(self) -> str:
+        """The Prometheus text from the separate metrics listener."""
+        return self.request("GET", "/metrics", base=self.metrics_url).text
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -115,14 +126,15 @@ class ServerProcess:
 
 def launch(artifact: Path, log_dir: Path, *flags: str, env: dict[str, str] | None = None) -> ServerProcess:
     """Start `acgs-serve` on a free loopback port and wait until /health answers."""
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     log_path = log_dir / f"acgs-serve-{port}.log"
-    args = [_tool("acgs-serve"), "--artifact", str(artifact), "--host", "127.0.0.1", "--port", str(port), *flags]
+    args = [_tool("acgs-serve"), "--artifact", str(artifact), "--host", "127.0.0.1", "--port", str(port),
+            "--metrics-port", str(metrics_port), *flags]
     # One torch thread: these machines have 2 shared cores and several test processes.
     full_env = {**os.environ, "ACGS_TORCH_THREADS": "1", **(env or {})}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env)
-    server = ServerProcess(proc, port, log_path, args)
+    server = ServerProcess(proc, port, log_path, metrics_port, args)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -159,7 +171,7 @@ def _run(args: list[str], cwd: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, builtin_base: None) -> Path:
     """A real artifact from the trainer's own CLI: generated data, a short LoRA run on the
     built-in tiny Llama (no DP). Built once per session; tests copy it before corrupting it."""
     pytest.importorskip("torch")

@@ -1,5 +1,5 @@
-"""The model backends on a real trained artifact: the token-id path the model process uses gives
-exactly what the trainer's tokenization gives, and the pipelined model process answers every
+"""The model backends on a real trained artifact: the served generation is the trainer's evaluation
+generation (one implementation), and the pipelined model process answers every
 caller with its own batch."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import pytest
 from acgs_server.backend import ArtifactBackend
 from acgs_server.schemas import warmup_records
 from acgs_server.worker import ProcessBackend, _load_tokenizer
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 
 
 def _workload_prompts(backend: Any, n: int) -> list[str]:
@@ -33,18 +34,21 @@ def loaded(tiny_artifact: Path) -> ArtifactBackend:
     return backend
 
 
-def test_token_id_path_matches_the_trainers_padded_tokenization(loaded: ArtifactBackend) -> None:
-    import torch
+def test_served_answers_are_the_trainers_evaluation_answers_and_padding_changes_none(
+        loaded: ArtifactBackend) -> None:
+    """One generation for scoring and serving (acgs_trainer.generation): the served model answers
+    exactly what the trainer's evaluation scored, and left padding a batch changes no answer."""
+    from acgs_trainer.modeling import generate_continuations
 
     prompts = _workload_prompts(loaded, 24)
-    tokenizer = loaded._tokenizer  # noqa: SLF001 - the reference the served model must agree with
-    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    with torch.inference_mode():
-        output = loaded._model.generate(**encoded, max_new_tokens=6, do_sample=False,  # noqa: SLF001
-                                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    expected = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
-    assert loaded.generate_ids(loaded.encode(prompts)) == expected
-    assert loaded.generate(prompts) == expected
+    served = loaded.generate(prompts)
+    assert loaded.generate_ids(loaded.encode(prompts)) == served
+    scored = generate_continuations(loaded._model, loaded._tokenizer, prompts, max_new_tokens=6,  # noqa: SLF001
+                                    batch_size=8)
+    assert served == scored
+    alone = [loaded.generate([prompt])[0] for prompt in prompts]
+    assert served == alone, "a prompt's answer must not depend on its batch-mates' lengths"
+    assert len({len(ids) for ids in loaded.encode(prompts)}) > 1, "the batch really was padded"
 
 
 def test_http_process_tokenizer_is_used_only_when_it_agrees(loaded: ArtifactBackend) -> None:

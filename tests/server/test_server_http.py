@@ -133,6 +133,14 @@ class TestServing:
         (expected,) = modeling.generate_continuations(model, tokenizer, [prompt], max_new_tokens=16)
         assert out["generated_text"] == expected
         assert out["decision"] == prompting.parse_decision(expected)
+        # Judged against the constitution's rules on the same, complete scenario.
+        from acgs_trainer.constitution import load_constitution
+
+        verdict = load_constitution().evaluate(scenario)
+        assert (out["constitution_decision"], out["missing_fields"]) == (verdict.decision, [])
+        assert out["compliance_score"] == (1.0 if out["decision"] == verdict.decision else 0.0)
+        if out["decision"] == verdict.decision:
+            assert set(out["rules"]) <= set(verdict.rules) and bool(out["rules"]) == bool(verdict.rules)
 
     @pytest.mark.parametrize(
         ("path", "mutate", "field"),
@@ -150,7 +158,7 @@ class TestServing:
                                                path: str, mutate: Any, field: str) -> None:
         server, _, _ = served
         dataset_type = ENDPOINT_TYPES.get(path, "wina_optimization")
-        body: dict[str, Any] = {"scenario": scenarios(dataset_type, 1)[0]}
+        body: dict[str, Any] = {"scenario": scenarios(dataset_type, 1)[0], "constitutional_hash": HASH}
         if path == "/v1/predict":
             body["type"] = dataset_type
         mutate(body)
@@ -172,14 +180,14 @@ class TestServing:
 
     def test_concurrent_requests_are_batched_and_all_succeed(self, served: tuple[ServerProcess, HttpResult, Path]) -> None:
         server, _, _ = served
-        before = server.get("/metrics").text
+        before = server.metrics()
         batches_before = metric_value(before, "acgs_server_batch_size_count", model_name="acgs-test")
         requests_before = metric_value(before, "acgs_server_batch_size_sum", model_name="acgs-test")
-        bodies = [{"scenario": s} for s in scenarios("multi_agent_coordination", 48, seed=11)]
+        bodies = [{"scenario": s, "constitutional_hash": HASH} for s in scenarios("multi_agent_coordination", 48, seed=11)]
         results = asyncio.run(post_many(server.url + "/multi-agent/predict", bodies))
         assert [status for status, _ in results] == [200] * 48
         assert all(body["decision"] in DECISIONS for _, body in results)
-        after = server.get("/metrics").text
+        after = server.metrics()
         batches = metric_value(after, "acgs_server_batch_size_count", model_name="acgs-test") - batches_before
         generated = metric_value(after, "acgs_server_batch_size_sum", model_name="acgs-test") - requests_before
         assert generated == 48
@@ -188,9 +196,10 @@ class TestServing:
     def test_metrics_carry_endpoint_status_and_model_labels(self, served: tuple[ServerProcess, HttpResult, Path],
                                                              tiny_artifact: Path) -> None:
         server, _, _ = served
-        server.post("/policy-governance/predict", {"scenario": scenarios("policy_governance", 1)[0]})
-        server.post("/policy-governance/predict", {"scenario": {}})
-        text = server.get("/metrics").text
+        server.post("/policy-governance/predict", {"scenario": scenarios("policy_governance", 1)[0],
+                                                   "constitutional_hash": HASH})
+        server.post("/policy-governance/predict", {"scenario": {}, "constitutional_hash": HASH})
+        text = server.metrics()
         model = {"model_name": "acgs-test", "model_version": "1.2.3"}
         endpoint = {"endpoint": "/policy-governance/predict", **model}
         assert metric_value(text, "acgs_server_request_latency_seconds_count", **endpoint) >= 2
@@ -207,7 +216,8 @@ class TestServing:
         before = wait_logged(server, 0)
         time.sleep(0.3)
         before = server.get("/v1/interactions/stats").body
-        bodies = [{"type": "constitutional_ai", "scenario": s} for s in scenarios("constitutional_ai", 12, seed=5)]
+        bodies = [{"type": "constitutional_ai", "scenario": s, "constitutional_hash": HASH}
+                  for s in scenarios("constitutional_ai", 12, seed=5)]
         results = asyncio.run(post_many(server.url + "/v1/predict", bodies))
         assert all(status == 200 for status, _ in results)
         after = wait_logged(server, before["total"] + 12)
@@ -271,6 +281,52 @@ def test_unverifiable_artifact_never_becomes_ready(case: str, artifact_copy: Pat
     assert expected[0] in server.logs(), "the reason is in the process log too"
 
 
+@pytest.mark.parametrize("case", ["edited_tokenizer_path", "extra_file", "symlink_out",
+                                  "relaxed_constitution", "relaxed_constitution_file"])
+def test_tampered_artifact_never_becomes_ready(case: str, artifact_copy: Path, start_server: Any,
+                                               tmp_path: Path) -> None:
+    """Every tampering the verifier refuses, the server refuses too: it never loads, never serves."""
+    from acgs_contract.constitution import PINNED_CONTENT_DIGESTS, content_digest_of_text, default_text
+
+    from tests import tamper
+
+    digest = artifact_digest(artifact_copy)
+    flags = ["--expected-digest", digest]
+    relaxed = default_text().replace("default_decision: APPROVE", "default_decision: DENY")
+    if case == "edited_tokenizer_path":  # APPROVE/DENY swapped; every original file intact
+        tamper.swapped_tokenizer(artifact_copy)
+        tamper.write_manifest(artifact_copy, tamper.relist(artifact_copy, {
+            **tamper.read_manifest(artifact_copy), "tokenizerPath": "tokenizer-swapped"}))
+    elif case == "extra_file":
+        (artifact_copy / "adapter" / "extra.bin").write_bytes(b"x")
+    elif case == "symlink_out":
+        weights = artifact_copy / "adapter" / "adapter_model.safetensors"
+        outside = tmp_path / "outside.safetensors"
+        weights.rename(outside)
+        weights.symlink_to(outside)
+    elif case == "relaxed_constitution":  # trained (or rewritten) under other rules, resealed
+        (artifact_copy / "constitution.yaml").write_text(relaxed)
+        document = tamper.relist(artifact_copy, tamper.read_manifest(artifact_copy))
+        document["constitution"]["contentDigest"] = content_digest_of_text(relaxed)
+        flags = ["--expected-digest", tamper.write_manifest(artifact_copy, document, reseal=True)]
+    else:  # the constitution handed to the server (the operator's ConfigMap) is not the pinned one
+        (tmp_path / "constitution.yaml").write_text(relaxed)
+        flags += ["--constitution-path", str(tmp_path / "constitution.yaml")]
+    server = start_server(artifact_copy, *flags)
+    reason = server.wait_failed().body["reason"]
+    expected = {"edited_tokenizer_path": "ManifestInconsistent", "extra_file": "UnexpectedFiles",
+                "symlink_out": "UnsafeFile", "relaxed_constitution": "ConstitutionDigestMismatch",
+                "relaxed_constitution_file": "ConstitutionDigestMismatch"}[case]
+    assert reason["reason"] == expected, reason
+    if case.startswith("relaxed"):
+        pinned, actual = PINNED_CONTENT_DIGESTS[HASH], content_digest_of_text(relaxed)
+        assert (reason["expected"], reason["actual"]) == (pinned, actual)
+        assert pinned in reason["message"] and actual in reason["message"]
+    assert server.get("/ready").status == 503 and server.get("/models").status == 503
+    predict = server.post("/v1/predict", {"type": "constitutional_ai", "scenario": scenarios("constitutional_ai", 1)[0]})
+    assert predict.status == 503
+
+
 def test_sigterm_drains_in_flight_requests_and_flushes_the_log(tiny_artifact: Path, start_server: Any,
                                                                tmp_path: Path) -> None:
     log_dir = tmp_path / "interactions"
@@ -278,7 +334,7 @@ def test_sigterm_drains_in_flight_requests_and_flushes_the_log(tiny_artifact: Pa
     server = start_server(tiny_artifact, "--interaction-log-dir", str(log_dir), "--max-batch-wait-ms", "2500",
                           "--max-batch-size", "64")
     server.wait_ready()
-    bodies = [{"scenario": s} for s in scenarios("constitutional_ai", 20, seed=9)]
+    bodies = [{"scenario": s, "constitutional_hash": HASH} for s in scenarios("constitutional_ai", 20, seed=9)]
 
     async def scenario() -> list[tuple[int, dict[str, Any]]]:
         pending = asyncio.ensure_future(post_many(server.url + "/constitutional-ai/predict", bodies))

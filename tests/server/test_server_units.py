@@ -55,6 +55,7 @@ class TestConfig:
             (["--artifact", "/a", "--expected-digest", "md5:abc"], "--expected-digest [ACGS_EXPECTED_DIGEST]"),
             (["--artifact", "/a", "--port", "70000"], "--port [ACGS_PORT]"),
             ([], "--artifact [ACGS_ARTIFACT]"),
+            (["--artifact", "/a", "--metrics-port", "8080"], "--metrics-port [ACGS_METRICS_PORT]"),
         ],
     )
     def test_bad_config_exits_2_naming_flag_and_env(self, args: list[str], named: str) -> None:
@@ -192,3 +193,61 @@ class TestBatcher:
 
         outcomes = asyncio.run(run())
         assert all(isinstance(o, RuntimeError) and "out of memory" in str(o) for o in outcomes)
+
+
+class TestJsonBody:
+    def test_brackets_inside_strings_do_not_count_as_nesting(self) -> None:
+        from acgs_server.jsonbody import MAX_DEPTH, parse_json_body
+
+        text = '{"a": "' + "[" * (MAX_DEPTH * 4) + '\\"[", "b": [[1]]}'
+        assert parse_json_body(text.encode())["b"] == [[1]]
+
+    @pytest.mark.parametrize("raw", [b"[" * 40 + b"]" * 40, b'{"n": ' + b"1" * 5000 + b"}", b'{"n": -Infinity}'])
+    def test_what_python_would_choke_on_is_invalid_input(self, raw: bytes) -> None:
+        from acgs_server.errors import InvalidInput
+        from acgs_server.jsonbody import parse_json_body
+
+        with pytest.raises(InvalidInput) as caught:
+            parse_json_body(raw)
+        assert caught.value.status == 400 and caught.value.field == "body"
+
+
+class TestReasoning:
+    def test_a_decision_the_rules_derive_names_its_rule_and_scores_1(self) -> None:
+        from acgs_server.reasoning import judge
+        from acgs_trainer.constitution import load_constitution
+
+        constitution = load_constitution()
+        scenario = {"data_sensitivity": "restricted", "consent": False, "actor_role": "employee"}
+        judged = judge(constitution, scenario, "DENY privacy")
+        assert (judged.decision, judged.compliance_score, judged.constitution_decision) == ("DENY", 1.0, "DENY")
+        assert judged.rules == ["privacy.restricted_without_consent"]
+        assert constitution.principles["privacy"] in judged.reasoning
+
+    def test_a_decision_the_rules_do_not_support_scores_0_and_says_why(self) -> None:
+        from acgs_server.reasoning import judge
+        from acgs_trainer.constitution import load_constitution
+
+        judged = judge(load_constitution(), {"actor_role": "employee"}, "ESCALATE fairness")
+        assert (judged.compliance_score, judged.rules, judged.principles) == (0.0, [], ["fairness"])
+        assert "APPROVE" in judged.reasoning and "ESCALATE" in judged.reasoning
+        assert judge(load_constitution(), {}, "gibberish").decision is None
+
+
+class TestInteractionRecord:
+    def test_free_text_is_left_out_unless_enabled_and_files_are_0600(self, tmp_path: Path) -> None:
+        from acgs_server.backend import ModelCard
+        from acgs_server.interactions import build_record
+
+        card = ModelCard("m", "1", "sha256:" + "0" * 64, "cdd01ef066bc6cf2", "builtin:tiny-llama")
+        record = {"type": "constitutional_ai", "input": {"scenario": {"consent": True}, "text": "secret words"}}
+        args = dict(request_id="r", endpoint="/x", card=card, record=record, generated_text="APPROVE none",
+                    decision="APPROVE", latency_ms=1.0)
+        assert build_record(**args, free_text=False)["input"] == {"scenario": {"consent": True}}  # type: ignore[arg-type]
+        assert build_record(**args, free_text=True)["input"]["text"] == "secret words"  # type: ignore[arg-type]
+        log = InteractionLogger(tmp_path / "logs")
+        log.start()
+        log.log(build_record(**args, free_text=False))  # type: ignore[arg-type]
+        log.close()
+        (path,) = (tmp_path / "logs").glob("*.jsonl")
+        assert path.stat().st_mode & 0o777 == 0o600 and "secret" not in path.read_text()

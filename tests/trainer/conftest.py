@@ -45,7 +45,7 @@ def read_result(output: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dataset(tmp_path_factory: pytest.TempPathFactory, builtin_base: None) -> Path:
     """120 rule-labelled records of two types, written by the real acgs-data CLI."""
     path = tmp_path_factory.mktemp("data") / "train.jsonl"
     proc = run_cli("acgs-data", "generate", "--type", "constitutional_ai", "--size", "60",

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from acgs_trainer.artifact import (MANIFEST_NAME, ArtifactError, compute_digest, verify_artifact,
-                                   write_artifact)
+from acgs_contract.constitution import (CONSTITUTIONAL_HASH, PINNED_CONTENT_DIGESTS,
+                                        content_digest_of_text, default_text)
+from acgs_contract.manifest import manifest_digest
+
+from acgs_trainer.artifact import (MANIFEST_NAME, ArtifactError, base_model_dir, compute_digest,
+                                   verify_artifact, write_artifact)
+from tests import tamper
 
 from .conftest import child_env, run_cli
 
-H = "cdd01ef066bc6cf2"
+H = CONSTITUTIONAL_HASH
 
 
 def _make(dest: Path, payload: bytes = b"weights") -> str:
@@ -23,16 +29,19 @@ def _make(dest: Path, payload: bytes = b"weights") -> str:
         (tmp / "adapter").mkdir()
         (tmp / "adapter" / "adapter_model.safetensors").write_bytes(payload)
         (tmp / "adapter" / "adapter_config.json").write_text('{"r": 8}')
+        (tmp / "constitution.yaml").write_text(default_text())
 
     return write_artifact(dest, populate, {"constitutional_hash": H}).digest
 
 
-def test_digest_covers_every_file_and_verifies(tmp_path: Path) -> None:
+def test_digest_covers_every_file_and_the_manifest_and_verifies(tmp_path: Path) -> None:
     digest = _make(tmp_path / "a")
     manifest = verify_artifact(tmp_path / "a", digest, H)
     assert [f.path for f in manifest.files] == ["adapter/adapter_config.json",
-                                                "adapter/adapter_model.safetensors"]
-    assert compute_digest(tmp_path / "a") == digest
+                                                "adapter/adapter_model.safetensors",
+                                                "constitution.yaml"]
+    written = json.loads((tmp_path / "a" / MANIFEST_NAME).read_text())
+    assert manifest_digest(written) == digest  # every field but the digest, as written
     assert _make(tmp_path / "b") == digest  # same content, same digest
     assert _make(tmp_path / "c", b"other weights") != digest
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left
@@ -87,8 +96,9 @@ def test_edited_manifest_is_caught(tmp_path: Path) -> None:
     manifest = json.loads(path.read_text())
     manifest["files"][0]["sha256"] = "0" * 64  # a forger rewrites one entry, not the digest
     path.write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="adapter_config.json: sha256"):
+    with pytest.raises(ArtifactError, match="the manifest was edited") as caught:
         verify_artifact(tmp_path / "a", None, H)
+    assert caught.value.code == "ManifestInconsistent"
     with pytest.raises(ArtifactError, match="cannot read manifest"):
         verify_artifact(tmp_path / "missing", None, H)
 
@@ -144,7 +154,7 @@ def test_verify_command_succeeds_on_an_intact_artifact(tmp_path: Path) -> None:
     code, result, _ = _verify(tmp_path / "a", digest, tmp_path / "log", "--constitutional-hash", H)
     assert code == 0
     assert (result["phase"], result["reason"], result["digest"], result["fileCount"]) == (
-        "Succeeded", "Succeeded", digest, 2)
+        "Succeeded", "Succeeded", digest, 3)
     assert result["file"] is None and result["expected"] is None and result["actual"] is None
 
 
@@ -188,3 +198,143 @@ def test_verify_command_rejects_bad_arguments_with_exit_2(tmp_path: Path, args: 
     assert proc.returncode == 2
     assert (result["phase"], result["reason"]) == ("Failed", "InvalidConfig")
     assert named in result["message"]
+
+
+# --- tampering with a real artifact (the baseline DP run of conftest.py) ------------------------
+
+@pytest.fixture
+def real_artifact(baseline_run: dict[str, Any], tmp_path: Path) -> tuple[Path, str]:
+    """A private copy of a really trained artifact, and the digest its run reported."""
+    assert baseline_run["proc"].returncode == 0, baseline_run["proc"].stderr[-2000:]
+    copy = tmp_path / "artifact"
+    shutil.copytree(baseline_run["output"] / "artifact", copy)
+    return copy, json.loads((baseline_run["output"] / "result.json").read_text())["digest"]
+
+
+def _refused(artifact: Path, digest: str) -> ArtifactError:
+    with pytest.raises(ArtifactError) as caught:
+        verify_artifact(artifact, digest, H)
+    return caught.value
+
+
+def test_real_artifact_verifies_and_records_its_pinned_constitution(real_artifact) -> None:
+    artifact, digest = real_artifact
+    manifest = verify_artifact(artifact, digest, H)
+    assert manifest.constitution.content_digest == PINNED_CONTENT_DIGESTS[H]
+    assert manifest_digest(tamper.read_manifest(artifact)) == digest
+
+
+def test_editing_only_the_tokenizer_path_is_refused(real_artifact) -> None:
+    """The issue's attack: a tokenizer with APPROVE and DENY swapped, listed with correct sha256s,
+    and only tokenizerPath changed. Every file checks out; the sealed manifest does not."""
+    artifact, digest = real_artifact
+    tamper.swapped_tokenizer(artifact)
+    document = tamper.relist(artifact, {**tamper.read_manifest(artifact),
+                                        "tokenizerPath": "tokenizer-swapped"})
+    tamper.write_manifest(artifact, document)
+    error = _refused(artifact, digest)
+    assert error.code == "ManifestInconsistent" and error.expected == digest != error.actual
+    # a forger who reseals the manifest changes the digest the ModelVersion recorded
+    resealed = tamper.write_manifest(artifact, document, reseal=True)
+    error = _refused(artifact, digest)
+    assert (error.code, error.expected, error.actual) == ("DigestMismatch", digest, resealed)
+
+
+@pytest.mark.parametrize("edit", ["metrics", "epsilon", "base_model_path"])
+def test_editing_any_other_manifest_field_is_refused(real_artifact, edit: str) -> None:
+    artifact, digest = real_artifact
+    document = tamper.read_manifest(artifact)
+    if edit == "metrics":
+        document["metrics"]["complianceScore"] = 1.0
+    elif edit == "epsilon":
+        document["privacy"]["epsilonSpent"] = 0.01
+    else:
+        document["baseModel"]["path"] = "adapter"
+    tamper.write_manifest(artifact, document)
+    assert _refused(artifact, digest).code == "ManifestInconsistent"
+
+
+def test_extra_missing_and_changed_files_are_refused(real_artifact) -> None:
+    artifact, digest = real_artifact
+    (artifact / "tokenizer" / "added.json").write_text("{}")
+    error = _refused(artifact, digest)
+    assert error.code == "UnexpectedFiles" and "tokenizer/added.json" in str(error)
+    (artifact / "tokenizer" / "added.json").unlink()
+    weights = next((artifact / "adapter").glob("*.safetensors"))
+    original = weights.read_bytes()
+    weights.unlink()
+    assert _refused(artifact, digest).code == "FileMissing"
+    weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    assert _refused(artifact, digest).code == "FileDigestMismatch"
+    weights.write_bytes(original)
+    assert verify_artifact(artifact, digest, H).digest == digest
+
+
+def test_symlinks_are_refused_even_to_identical_bytes(real_artifact, tmp_path: Path) -> None:
+    artifact, digest = real_artifact
+    weights = next((artifact / "adapter").glob("*.safetensors"))
+    outside = tmp_path / "outside.safetensors"
+    shutil.copy(weights, outside)
+    weights.unlink()
+    weights.symlink_to(outside)  # same bytes, but the artifact no longer holds them
+    error = _refused(artifact, digest)
+    assert error.code == "UnsafeFile" and "symlink" in str(error) and str(outside) in str(error)
+    weights.unlink()
+    shutil.copy(outside, weights)
+    (artifact / "escape").symlink_to(tmp_path)  # a directory link leading out
+    assert _refused(artifact, digest).code == "UnsafeFile"
+
+
+def test_paths_leading_out_of_the_artifact_are_refused(real_artifact) -> None:
+    artifact, digest = real_artifact
+    document = tamper.read_manifest(artifact)
+    document["tokenizerPath"] = "../other-model/tokenizer"
+    tamper.write_manifest(artifact, document, reseal=True)
+    error = _refused(artifact, digest)
+    assert error.code == "ManifestInvalid" and "tokenizerPath='../other-model/tokenizer'" in str(error)
+
+
+def test_a_constitution_not_pinned_to_the_hash_is_refused_even_when_resealed(real_artifact) -> None:
+    """A model trained under relaxed rules that claim the same hash, registered with its digest."""
+    artifact, _ = real_artifact
+    constitution = artifact / "constitution.yaml"
+    constitution.write_text(constitution.read_text().replace("default_decision: APPROVE",
+                                                             "default_decision: DENY"))
+    document = tamper.relist(artifact, tamper.read_manifest(artifact))
+    document["constitution"]["contentDigest"] = content_digest_of_text(constitution.read_text())
+    resealed = tamper.write_manifest(artifact, document, reseal=True)
+    error = _refused(artifact, resealed)
+    assert error.code == "ConstitutionDigestMismatch"
+    assert (error.expected, error.actual) == (PINNED_CONTENT_DIGESTS[H],
+                                              content_digest_of_text(constitution.read_text()))
+
+
+def test_verify_command_refuses_the_edited_tokenizer_path_with_exit_5(real_artifact, tmp_path) -> None:
+    artifact, digest = real_artifact
+    tamper.swapped_tokenizer(artifact)
+    tamper.write_manifest(artifact, tamper.relist(artifact, {**tamper.read_manifest(artifact),
+                                                             "tokenizerPath": "tokenizer-swapped"}))
+    code, result, _ = _verify(artifact, digest, tmp_path / "log")
+    assert (code, result["reason"]) == (5, "ManifestInconsistent")
+    assert "manifest was edited" in result["message"]
+
+
+def test_a_base_model_outside_the_artifact_is_checked_before_load(tmp_path: Path) -> None:
+    base = tmp_path / "models" / "base"
+    base.mkdir(parents=True)
+    (base / "config.json").write_text('{"model_type": "llama"}')
+    (base / "model.safetensors").write_bytes(b"base weights")
+
+    def populate(d: Path) -> None:
+        (d / "adapter").mkdir()
+        (d / "adapter" / "w.bin").write_bytes(b"w")
+        (d / "constitution.yaml").write_text(default_text())
+
+    manifest = write_artifact(tmp_path / "a", populate, {
+        "constitutional_hash": H, "base_model": {"name": "local", "bundled": False, "path": str(base),
+                                                 "digest": compute_digest(base)}})
+    assert base_model_dir(tmp_path / "a", verify_artifact(tmp_path / "a", manifest.digest, H)) == base
+    (base / "model.safetensors").write_bytes(b"other weights")
+    with pytest.raises(ArtifactError) as caught:
+        base_model_dir(tmp_path / "a", verify_artifact(tmp_path / "a", manifest.digest, H))
+    assert caught.value.code == "BaseModelDigestMismatch" and caught.value.expected != caught.value.actual

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from acgs_contract.constitution import PINNED_CONTENT_DIGESTS, content_digest_of_text
 
 from acgs_trainer import data_cli
 from acgs_trainer.constitution import (CONSTITUTIONAL_HASH, ConstitutionError, default_text,
@@ -15,7 +16,7 @@ from acgs_trainer.datasets import DATASET_TYPES, generate
 from acgs_trainer.filtering import constitutional_filter
 from acgs_trainer.prompting import format_prompt, parse_decision, parse_principles, target_of
 
-from .conftest import run_cli
+from .conftest import read_result, run_cli
 
 C = load_constitution()
 
@@ -47,15 +48,46 @@ def test_constitution_override_must_carry_the_expected_hash(tmp_path: Path) -> N
     other.write_text(default_text().replace(CONSTITUTIONAL_HASH, "deadbeefdeadbeef"))
     with pytest.raises(ConstitutionError, match="expected 'cdd01ef066bc6cf2'"):
         load_constitution(other)
-    # a ConfigMap override that relaxes one rule changes what gets derived
+
+
+def test_relaxed_rules_under_the_same_hash_are_refused_naming_both_digests(tmp_path: Path) -> None:
+    """The hash is a label the file gives itself; the content pinned to it is what counts."""
     text = default_text().replace(
         "decision: DENY\n    when: [{field: disables_safety_checks",
         "decision: APPROVE\n    when: [{field: disables_safety_checks")
+    assert text != default_text() and f'constitutional_hash: "{CONSTITUTIONAL_HASH}"' in text
     relaxed = tmp_path / "relaxed.yaml"
     relaxed.write_text(text)
-    scenario = {"disables_safety_checks": True}
-    assert C.evaluate(scenario).decision == "DENY"
-    assert load_constitution(relaxed).evaluate(scenario).decision == "APPROVE"
+    pinned = PINNED_CONTENT_DIGESTS[CONSTITUTIONAL_HASH]
+    actual = content_digest_of_text(text)
+    with pytest.raises(ConstitutionError) as caught:
+        load_constitution(relaxed)
+    assert actual in str(caught.value) and pinned in str(caught.value) and actual != pinned
+    # a digest handed in by configuration cannot re-pin a hash the contract pins
+    with pytest.raises(ConstitutionError, match="differs from the pinned"):
+        load_constitution(relaxed, pinned_digest=actual)
+    # comments and layout are not content: the reformatted default still loads
+    reformatted = tmp_path / "reformatted.yaml"
+    reformatted.write_text("# a comment\n" + default_text().replace("version: \"1.0\"", "version: '1.0'"))
+    assert load_constitution(reformatted).content_digest == pinned
+
+
+def test_relaxed_rules_neither_generate_data_nor_train(tmp_path: Path, dataset: Path) -> None:
+    """The project's own relaxed-rules run, now refused by acgs-data and acgs-train (exit 2)."""
+    relaxed = tmp_path / "relaxed.yaml"
+    relaxed.write_text(default_text().replace("default_decision: APPROVE", "default_decision: DENY"))
+    proc = run_cli("acgs-data", "--constitution", str(relaxed), "generate", "--type",
+                   "constitutional_ai", "--size", "5", "--out", str(tmp_path / "d.jsonl"))
+    assert proc.returncode == 2 and PINNED_CONTENT_DIGESTS[CONSTITUTIONAL_HASH] in proc.stderr
+    assert not (tmp_path / "d.jsonl").exists()
+    out = tmp_path / "out"
+    proc = run_cli("acgs-train", "--data", str(dataset), "--output", str(out), "--max-steps", "2",
+                   "--constitution", str(relaxed))
+    result = read_result(out)
+    assert proc.returncode == 2 and result["reason"] == "InvalidConfig"
+    assert content_digest_of_text(relaxed.read_text()) in result["message"]
+    assert PINNED_CONTENT_DIGESTS[CONSTITUTIONAL_HASH] in result["message"]
+    assert not (out / "artifact").exists()
 
 
 @pytest.mark.parametrize("dataset_type", DATASET_TYPES)

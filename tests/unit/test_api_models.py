@@ -14,8 +14,9 @@ from acgs_operator.api.modelversion import ModelVersionSpec, model_version_name
 from acgs_operator.api.trainingjob import TrainingJobSpec
 
 from ..conftest import ROOT
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 
 
 def tj(**overrides: object) -> dict:

@@ -1,9 +1,10 @@
-"""The model artifact: files + ``manifest.json``, written atomically and verifiable by the server.
+"""The model artifact: files + ``manifest.json``, written atomically and verified byte for byte.
 
-Digest: every file except ``manifest.json`` is hashed (sha256 of its bytes); the overall digest is
-``"sha256:" + sha256("<relative path>  <hex>\\n" for each file, sorted by path)`` — the same lines
-``sha256sum`` prints, so ``cd artifact && sha256sum $(find . -type f ! -name manifest.json | sed
-'s|^./||' | LC_ALL=C sort) | sha256sum`` reproduces it by hand.
+The manifest's shape and its digest are the contract's (``acgs_contract.manifest``): the digest is
+the sha256 of the canonical manifest without its ``digest`` field, and the manifest lists every
+file's sha256, so one digest seals every byte of the artifact and every field of the manifest.
+``verify_artifact`` refuses anything else: an edited manifest, a changed, missing or extra file, a
+symlink or special file, a path leading out of the artifact, a constitution not pinned to its hash.
 """
 
 from __future__ import annotations
@@ -12,38 +13,34 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from acgs_contract import constitution as contract_constitution
+from acgs_contract.exitcodes import ARTIFACT_ERROR
+from acgs_contract.manifest import (BASE_MODEL_DIGEST_MISMATCH, BASE_MODEL_MISSING,
+                                    CONSTITUTION_MISMATCH, DIGEST_MISMATCH, FILE_DIGEST_MISMATCH,
+                                    FILE_MISSING, HASH_MISMATCH, MANIFEST_INCONSISTENT,
+                                    MANIFEST_INVALID, MANIFEST_NAME, SCHEMA_VERSION,
+                                    UNEXPECTED_FILES, UNSAFE_FILE, WRITE_FAILED, FileEntry,
+                                    Manifest, files_digest, manifest_digest, parse_manifest_bytes,
+                                    seal)
+from pydantic import ValidationError
 
-from .exitcodes import ARTIFACT_ERROR, TrainerError
+from .exitcodes import TrainerError
 
-MANIFEST_NAME = "manifest.json"
-MANIFEST_SCHEMA_VERSION = 1
-
-
-# ArtifactError codes: what is wrong, as a CamelCase constant (the server's /ready reasons and the
-# result of `acgs-train verify` use them as they are).
-MANIFEST_INVALID = "ManifestInvalid"
-HASH_MISMATCH = "ConstitutionalHashMismatch"
-FILE_MISSING = "FileMissing"
-FILE_DIGEST_MISMATCH = "FileDigestMismatch"
-UNEXPECTED_FILES = "UnexpectedFiles"
-MANIFEST_INCONSISTENT = "ManifestInconsistent"
-DIGEST_MISMATCH = "DigestMismatch"
-WRITE_FAILED = "ArtifactWriteFailed"
-BASE_MODEL_MISSING = "BaseModelMissing"
+__all__ = ["MANIFEST_NAME", "ArtifactError", "FileEntry", "Manifest", "base_model_dir",
+           "compute_digest", "list_files", "read_manifest", "verify_artifact", "write_artifact"]
 
 
 class ArtifactError(TrainerError):
     """The artifact is missing, incomplete or does not match what was expected.
 
-    ``code`` says what (one of the constants above); ``file`` is the file or directory concerned;
-    ``expected`` and ``actual`` are the two values that differ, where there are two. The message
-    says all of it in words.
+    ``code`` says what (an ``acgs_contract.manifest`` code); ``file`` is the file or directory
+    concerned; ``expected`` and ``actual`` are the two values that differ, where there are two.
+    The message says all of it in words.
     """
 
     exit_code = ARTIFACT_ERROR
@@ -63,36 +60,6 @@ class ArtifactError(TrainerError):
         return {k: v for k, v in values.items() if v is not None}
 
 
-class _Camel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
-
-
-class FileEntry(_Camel):
-    path: str
-    sha256: str
-    size: int
-
-
-class Manifest(_Camel):
-    """``manifest.json``. Fields the server relies on are typed; the rest is kept as written."""
-
-    schema_version: int = MANIFEST_SCHEMA_VERSION
-    digest: str
-    files: list[FileEntry]
-    constitutional_hash: str
-    base_model: dict[str, Any] = Field(default_factory=dict)
-    adapter: dict[str, Any] = Field(default_factory=dict)
-    tokenizer_path: str = "tokenizer"
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    privacy: dict[str, Any] = Field(default_factory=dict)
-    data: dict[str, Any] = Field(default_factory=dict)
-    training: dict[str, Any] = Field(default_factory=dict)
-    constitution: dict[str, Any] = Field(default_factory=dict)
-    parent_version: str | None = None
-    trainer_version: str = ""
-    created_at: str = ""
-
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -101,24 +68,36 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def list_files(directory: str | os.PathLike[str]) -> list[FileEntry]:
+def list_files(directory: str | os.PathLike[str], follow_symlinks: bool = False) -> list[FileEntry]:
+    """Every regular file under ``directory`` but a top-level manifest, with its sha256.
+
+    Inside an artifact (``follow_symlinks=False``) a symlink or a special file is refused: what
+    it points at is not part of what was sealed.
+    """
     root = Path(directory)
     entries = []
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root).as_posix()
-        if p.is_file() and rel != MANIFEST_NAME:
-            entries.append(FileEntry(path=rel, sha256=sha256_file(p), size=p.stat().st_size))
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_symlinks):
+        here = Path(dirpath)
+        for name in sorted(dirnames + filenames):
+            path = here / name
+            rel = path.relative_to(root).as_posix()
+            mode = (path.stat() if follow_symlinks else path.lstat()).st_mode
+            if stat.S_ISDIR(mode):
+                continue
+            if not stat.S_ISREG(mode):
+                kind = "a symlink" if stat.S_ISLNK(mode) else "not a regular file"
+                target = f" -> {os.readlink(path)}" if stat.S_ISLNK(mode) else ""
+                raise ArtifactError(f"{path}: {kind}{target}; an artifact holds regular files only",
+                                    code=UNSAFE_FILE, file=path, actual=rel)
+            if rel != MANIFEST_NAME:
+                entries.append(FileEntry(path=rel, sha256=sha256_file(path),
+                                         size=path.stat().st_size))
     return sorted(entries, key=lambda e: e.path)
 
 
-def digest_of(entries: list[FileEntry]) -> str:
-    lines = "".join(f"{e.path}  {e.sha256}\n" for e in sorted(entries, key=lambda e: e.path))
-    return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
-
-
 def compute_digest(directory: str | os.PathLike[str]) -> str:
-    """Overall digest of every file in ``directory`` except the manifest."""
-    return digest_of(list_files(directory))
+    """Digest of the files of a directory (a base model's, outside any artifact)."""
+    return files_digest(list_files(directory, follow_symlinks=True))
 
 
 def _fsync_tree(root: Path) -> None:
@@ -145,12 +124,11 @@ def write_artifact(dest: str | os.PathLike[str], populate: Callable[[Path], None
                             code=WRITE_FAILED, file=dest) from exc
     try:
         populate(tmp)
-        files = list_files(tmp)
-        manifest = Manifest.model_validate({**manifest_fields, "files": files,
-                                            "digest": digest_of(files)})
-        (tmp / MANIFEST_NAME).write_text(
-            json.dumps(manifest.model_dump(by_alias=True, mode="json"), indent=1, sort_keys=True)
-            + "\n", encoding="utf-8")
+        unsealed = Manifest.model_validate({**manifest_fields, "files": list_files(tmp),
+                                            "digest": "sha256:" + "0" * 64})
+        document = seal(unsealed.to_wire())
+        (tmp / MANIFEST_NAME).write_text(json.dumps(document, indent=1, sort_keys=True) + "\n",
+                                         encoding="utf-8")
         _fsync_tree(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700; the server may run as another uid
         old = None
@@ -161,41 +139,45 @@ def write_artifact(dest: str | os.PathLike[str], populate: Callable[[Path], None
         os.rename(tmp, dest)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        return manifest
+        return Manifest.model_validate(document)
     except ArtifactError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    except (OSError, ValidationError) as exc:
+    except (OSError, ValueError) as exc:  # ValidationError is a ValueError
         shutil.rmtree(tmp, ignore_errors=True)
         raise ArtifactError(f"{dest}: cannot write artifact: {exc}", code=WRITE_FAILED,
                             file=dest) from exc
 
 
-def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
-    path = Path(directory) / MANIFEST_NAME
+def _read_document(directory: Path) -> tuple[dict[str, Any], Manifest]:
+    path = directory / MANIFEST_NAME
     try:
-        return Manifest.model_validate_json(path.read_bytes())
+        if not stat.S_ISREG(path.lstat().st_mode):
+            raise ArtifactError(f"{path}: not a regular file (a symlink?); expected the manifest "
+                                "itself", code=UNSAFE_FILE, file=path)
+        raw = path.read_bytes()
     except OSError as exc:
         raise ArtifactError(f"{path}: cannot read manifest: {exc.strerror or exc}",
                             code=MANIFEST_INVALID, file=path) from exc
-    except ValidationError as exc:
+    try:
+        document, manifest = parse_manifest_bytes(raw)
+    except (ValueError, ValidationError) as exc:
         raise ArtifactError(f"{path}: invalid manifest: {exc}", code=MANIFEST_INVALID,
                             file=path) from exc
+    if manifest.schema_version != SCHEMA_VERSION:
+        raise ArtifactError(f"{path}: schemaVersion={manifest.schema_version}: expected "
+                            f"{SCHEMA_VERSION} (an older artifact: train it again)",
+                            code=MANIFEST_INVALID, file=path, expected=str(SCHEMA_VERSION),
+                            actual=str(manifest.schema_version))
+    return document, manifest
 
 
-def verify_artifact(directory: str | os.PathLike[str], expected_digest: str | None,
-                    expected_hash: str) -> Manifest:
-    """Check hash, every file's sha256, no missing/extra files, and the overall digest.
+def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
+    """The manifest, validated (paths inside the artifact), without checking the files."""
+    return _read_document(Path(directory))[1]
 
-    Raises ArtifactError naming the file or field, the expected and the actual value.
-    """
-    root = Path(directory)
-    manifest = read_manifest(root)
-    if manifest.constitutional_hash != expected_hash:
-        raise ArtifactError(f"{root / MANIFEST_NAME}: constitutionalHash="
-                            f"{manifest.constitutional_hash!r}, expected {expected_hash!r}",
-                            code=HASH_MISMATCH, file=root / MANIFEST_NAME, expected=expected_hash,
-                            actual=manifest.constitutional_hash)
+
+def _check_files(root: Path, manifest: Manifest) -> None:
     on_disk = {e.path: e for e in list_files(root)}
     for entry in manifest.files:
         actual = on_disk.pop(entry.path, None)
@@ -209,13 +191,74 @@ def verify_artifact(directory: str | os.PathLike[str], expected_digest: str | No
     if on_disk:
         raise ArtifactError(f"{root}: files not in the manifest: {sorted(on_disk)}",
                             code=UNEXPECTED_FILES, file=root, actual=", ".join(sorted(on_disk)))
-    recomputed = digest_of(manifest.files)
+
+
+def _check_constitution(root: Path, manifest: Manifest, pinned: str | None) -> None:
+    """The constitution the model was trained under is the content pinned to its hash."""
+    path = root / manifest.constitution.path
+    try:
+        text = path.read_text(encoding="utf-8")
+        actual = contract_constitution.content_digest_of_text(text)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: cannot read the artifact's constitution: {exc}",
+                            code=CONSTITUTION_MISMATCH, file=path) from exc
+    try:
+        contract_constitution.check_content(manifest.constitutional_hash, actual, pinned,
+                                            origin=str(path))
+    except contract_constitution.ConstitutionDigestMismatch as exc:
+        raise ArtifactError(str(exc), code=CONSTITUTION_MISMATCH, file=path,
+                            expected=exc.expected, actual=exc.actual) from exc
+    if manifest.constitution.content_digest not in (None, actual):
+        raise ArtifactError(f"{path}: content digest {actual}, but the manifest records "
+                            f"{manifest.constitution.content_digest}", code=CONSTITUTION_MISMATCH,
+                            file=path, expected=manifest.constitution.content_digest, actual=actual)
+
+
+def verify_artifact(directory: str | os.PathLike[str], expected_digest: str | None,
+                    expected_hash: str, constitution_digest: str | None = None) -> Manifest:
+    """Check the hash, the manifest's own digest, every file, the constitution and the expected
+    digest. ``constitution_digest`` is a content digest the operator's configuration pins (for a
+    hash the contract does not pin). Raises ArtifactError naming the file or field, the expected
+    and the actual value.
+    """
+    root = Path(directory)
+    document, manifest = _read_document(root)
+    if manifest.constitutional_hash != expected_hash:
+        raise ArtifactError(f"{root / MANIFEST_NAME}: constitutionalHash="
+                            f"{manifest.constitutional_hash!r}, expected {expected_hash!r}",
+                            code=HASH_MISMATCH, file=root / MANIFEST_NAME, expected=expected_hash,
+                            actual=manifest.constitutional_hash)
+    recomputed = manifest_digest(document)
     if recomputed != manifest.digest:
-        raise ArtifactError(f"{root / MANIFEST_NAME}: digest {manifest.digest}, but its file list "
-                            f"hashes to {recomputed}", code=MANIFEST_INCONSISTENT,
-                            file=root / MANIFEST_NAME, expected=manifest.digest, actual=recomputed)
+        raise ArtifactError(f"{root / MANIFEST_NAME}: says digest {manifest.digest}, but its "
+                            f"content hashes to {recomputed} (the manifest was edited)",
+                            code=MANIFEST_INCONSISTENT, file=root / MANIFEST_NAME,
+                            expected=manifest.digest, actual=recomputed)
+    _check_files(root, manifest)
     if expected_digest is not None and manifest.digest != expected_digest:
         raise ArtifactError(f"{root}: digest {manifest.digest}, expected {expected_digest}",
                             code=DIGEST_MISMATCH, file=root, expected=expected_digest,
                             actual=manifest.digest)
+    _check_constitution(root, manifest, constitution_digest)
     return manifest
+
+
+def base_model_dir(directory: str | os.PathLike[str], manifest: Manifest) -> Path:
+    """The base model's directory, checked: inside the artifact (verified with it) or outside it
+    with the digest the manifest records, recomputed here before anything loads it."""
+    root = Path(directory)
+    info = manifest.base_model
+    if info.bundled:
+        base = root / info.path
+    else:
+        base = Path(info.path)
+    if not (base / "config.json").is_file():
+        raise ArtifactError(f"{base}: base model not found (manifest baseModel.path={info.path!r})",
+                            code=BASE_MODEL_MISSING, file=base)
+    if not info.bundled:
+        actual = compute_digest(base)
+        if actual != info.digest:
+            raise ArtifactError(f"{base}: base model digest {actual}, expected {info.digest} "
+                                "(manifest baseModel.digest)", code=BASE_MODEL_DIGEST_MISMATCH,
+                                file=base, expected=info.digest, actual=actual)
+    return base

@@ -1,6 +1,7 @@
 """``acgs-train``: parse the config, run ``pipeline.main``, map the outcome to an exit code and a
 result JSON (``<output>/result.json`` and the termination-message path). ``acgs-train verify ...``
-checks an artifact instead (verify_cli.py). See README.md."""
+checks an artifact instead (verify_cli.py); ``acgs-train build-base`` pre-trains and caches a
+built-in base (bases.py). See README.md."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
-from .exitcodes import REASONS, SUCCESS, UNEXPECTED_ERROR, TrainerError
+from acgs_contract import env
+from acgs_contract.exitcodes import SUCCESS, UNEXPECTED_ERROR, reason_of
+from acgs_contract.result import FAILED, SUCCEEDED, TrainerResult
+from pydantic import ValidationError
+
+from .exitcodes import TrainerError
 
 log = logging.getLogger("acgs_trainer")
 
@@ -50,14 +56,18 @@ def _guess_output(argv: Sequence[str]) -> Path | None:
     return None
 
 
-def _result(phase: str, code: int, **fields: Any) -> dict[str, Any]:
-    return {"phase": phase, "reason": REASONS.get(code, "UnexpectedError"), "exitCode": code,
-            "digest": None, "artifactPath": None, "metrics": None, "epsilon": None,
-            "message": "", **fields}
+def _result(phase: str, code: int, **fields: Any) -> TrainerResult:
+    base = {"phase": phase, "reason": reason_of(code), "exitCode": code}
+    try:
+        return TrainerResult.model_validate({**base, **fields})
+    except ValidationError as exc:  # a detail of the wrong shape must not cost the result itself
+        log.error("result fields do not fit the contract, kept out: %s", exc)
+        keep = {k: fields[k] for k in ("message", "digest", "artifactPath") if k in fields}
+        return TrainerResult.model_validate({**base, **keep})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("ACGS_LOG_LEVEL", "INFO"),
+    logging.basicConfig(level=os.environ.get(env.LOG_LEVEL, "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["verify"]:
@@ -65,32 +75,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return verify(args[1:])
     _quiet_libraries()
+    if args[:1] == ["build-base"]:
+        from .bases import main as build_base
+
+        return build_base(args[1:])
     from .config import parse_config
     from .reporting import write_result
 
     output: Path | None = None
-    termination_log = os.environ.get("ACGS_TERMINATION_LOG")
+    termination_log = os.environ.get(env.TERMINATION_LOG)
     try:
         output = _guess_output(args)
         cfg = parse_config(args)
         output, termination_log = cfg.output_dir, cfg.termination_log
         from .pipeline import main as run
 
-        result = _result("Succeeded", SUCCESS, **run(cfg))
+        result = _result(SUCCEEDED, SUCCESS, **run(cfg))
         code = SUCCESS
     except TrainerError as exc:
         code = exc.exit_code
         log.error("%s: %s", exc.reason, exc)
-        result = _result("Failed", code, **exc.details, message=str(exc))
+        result = _result(FAILED, code, **exc.details, message=str(exc))
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - last resort: still report a result
         code = UNEXPECTED_ERROR
         log.error("unexpected error: %s\n%s", exc, traceback.format_exc())
-        result = _result("Failed", code, message=f"{type(exc).__name__}: {exc}")
+        result = _result(FAILED, code, message=f"{type(exc).__name__}: {exc}")
     write_result(result, output, termination_log)
     if code == SUCCESS:
-        log.info("succeeded: artifact %s digest %s", result["artifactPath"], result["digest"])
+        log.info("succeeded: artifact %s digest %s", result.artifact_path, result.digest)
     return code
 
 

@@ -12,10 +12,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+from acgs_contract import env
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from .constitution import CONSTITUTIONAL_HASH
 from .exitcodes import ConfigError
 
 MAX_EPSILON = 8.0
@@ -29,8 +30,12 @@ class TrainConfig(BaseModel):
                       "generated:<type>[,<type>...]:<size per type>")
     output: str = Field(description="output volume: checkpoints/, artifact/, result.json")
     base_model: str = "builtin:tiny-llama"
-    constitution: str | None = Field(default_factory=lambda: os.environ.get("ACGS_CONSTITUTION_PATH"))
+    constitution: str | None = Field(default_factory=lambda: os.environ.get(env.CONSTITUTION_PATH))
     constitutional_hash: str = CONSTITUTIONAL_HASH
+    constitution_digest: str | None = Field(
+        default_factory=lambda: os.environ.get(env.CONSTITUTION_DIGEST) or None,
+        description="content digest pinned to the hash by the operator's configuration (default: "
+        "the contract's pin)")
     max_steps: int | None = Field(default=None, gt=0)
     epochs: float | None = Field(default=None, gt=0)
     dp: bool = True
@@ -62,9 +67,9 @@ class TrainConfig(BaseModel):
     eval_max_examples: int = Field(default=200, gt=0)
     eval_batch_size: int = Field(default=64, gt=0)
     parent_version: str | None = None
-    progress_url: str | None = Field(default_factory=lambda: os.environ.get("ACGS_PROGRESS_URL"))
+    progress_url: str | None = Field(default_factory=lambda: os.environ.get(env.PROGRESS_URL))
     termination_log: str | None = Field(
-        default_factory=lambda: os.environ.get("ACGS_TERMINATION_LOG"))
+        default_factory=lambda: os.environ.get(env.TERMINATION_LOG))
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = Field(default=True, description="bf16 autocast; used only on CUDA")

@@ -11,16 +11,20 @@ import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
+from acgs_contract import env
+from acgs_contract.constitution import (CONSTITUTIONAL_HASH, ConstitutionDigestMismatch,
+                                        check_content, content_digest, default_text)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-CONSTITUTIONAL_HASH = "cdd01ef066bc6cf2"
+__all__ = ["CONSTITUTIONAL_HASH", "Constitution", "ConstitutionError", "Verdict", "default_text",
+           "load_constitution"]
+
 DECISIONS: tuple[str, ...] = ("APPROVE", "ESCALATE", "DENY")
-CONSTITUTION_ENV = "ACGS_CONSTITUTION_PATH"
+CONSTITUTION_ENV = env.CONSTITUTION_PATH
 
 Op = Literal["eq", "ne", "in", "not_in", "gt", "ge", "lt", "le"]
 
@@ -85,6 +89,9 @@ class Constitution(BaseModel):
     principles: dict[str, str]
     rules: list[Rule]
     source_sha256: str = ""
+    #: sha256 of the canonical content (acgs_contract.constitution.content_digest), checked
+    #: against the digest pinned to ``constitutional_hash`` when loaded
+    content_digest: str = ""
 
     @model_validator(mode="after")
     def _rules_name_known_principles(self) -> "Constitution":
@@ -114,10 +121,10 @@ class Constitution(BaseModel):
 
 
 class ConstitutionError(ValueError):
-    """The constitution file cannot be read or does not match the expected hash."""
+    """The constitution file cannot be read, or is not the content pinned to the expected hash."""
 
 
-def _parse(text: str, origin: str, expected_hash: str) -> Constitution:
+def _parse(text: str, origin: str, expected_hash: str, pinned_digest: str | None) -> Constitution:
     try:
         raw = yaml.safe_load(text)
         constitution = Constitution.model_validate(raw)
@@ -128,28 +135,37 @@ def _parse(text: str, origin: str, expected_hash: str) -> Constitution:
             f"constitution {origin}: constitutional_hash={constitution.constitutional_hash!r}: "
             f"expected {expected_hash!r}"
         )
+    # The hash is only a label the file gives itself: the content must be the one pinned to it.
+    try:
+        constitution.content_digest = check_content(expected_hash, content_digest(raw),
+                                                    pinned_digest, origin=f"constitution {origin}")
+    except (ConstitutionDigestMismatch, ValueError) as exc:
+        raise ConstitutionError(str(exc)) from exc
     constitution.source_sha256 = hashlib.sha256(text.encode()).hexdigest()
     return constitution
 
 
-def default_text() -> str:
-    return resources.files("acgs_trainer").joinpath("constitution.yaml").read_text(encoding="utf-8")
-
-
 def load_constitution(
-    path: str | os.PathLike[str] | None = None, expected_hash: str = CONSTITUTIONAL_HASH
+    path: str | os.PathLike[str] | None = None, expected_hash: str = CONSTITUTIONAL_HASH,
+    pinned_digest: str | None = None,
 ) -> Constitution:
-    """Load the constitution from ``path``, ``$ACGS_CONSTITUTION_PATH``, or the packaged default."""
+    """Load the constitution from ``path``, ``$ACGS_CONSTITUTION_PATH``, or the packaged default.
+
+    Refuses (ConstitutionError naming both digests) content whose digest is not the one pinned to
+    ``expected_hash``: the contract's pin, or ``pinned_digest`` (else $ACGS_CONSTITUTION_DIGEST)
+    that the operator's configuration gives for a hash the contract does not pin.
+    """
     chosen = path or os.environ.get(CONSTITUTION_ENV)
+    pinned = pinned_digest or os.environ.get(env.CONSTITUTION_DIGEST) or None
     if chosen:
         try:
             text = Path(chosen).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConstitutionError(f"constitution {chosen}: cannot read: {exc}") from exc
-        return _parse(text, str(chosen), expected_hash)
-    return _cached_default(expected_hash)
+        return _parse(text, str(chosen), expected_hash, pinned)
+    return _cached_default(expected_hash, pinned)
 
 
 @lru_cache(maxsize=4)
-def _cached_default(expected_hash: str) -> Constitution:
-    return _parse(default_text(), "(packaged default)", expected_hash)
+def _cached_default(expected_hash: str, pinned_digest: str | None) -> Constitution:
+    return _parse(default_text(), "(packaged default)", expected_hash, pinned_digest)

@@ -3,7 +3,8 @@
 A record is::
 
     {"id": str, "type": <dataset type>, "constitutional_hash": H,
-     "input": {"scenario": {field: value, ...}, "request": str, "constitutional_hash": H},
+     "input": {"scenario": {field: value, ...}, "request": str, "constitutional_hash": H,
+               "text": str (only seed-shaped records, see SEED_SHAPED_EVERY)},
      "target_output": {"decision": "APPROVE|ESCALATE|DENY", "principles": [...], "rules": [...],
                        "reasoning": str, "constitutional_hash": H}}
 
@@ -13,6 +14,8 @@ scenario, so the same rules can later score the model.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -143,17 +146,42 @@ def _request_text(dataset_type: str, scenario: Mapping[str, Any]) -> str:
             f"{scenario['risk_level']} risk on {scenario['data_sensitivity']} data.")
 
 
-def generate(dataset_type: str, size: int, constitution: Constitution, seed: int = 0
-             ) -> list[dict[str, Any]]:
-    """``size`` scenarios of ``dataset_type`` with rule-derived targets (deterministic per seed)."""
+# The scenario space is split in two halves by a hash of the scenario: built-in bases are
+# pre-trained only on the PUBLIC half (modeling/bases.py), and `generate` (the sample and benchmark
+# "private" data) draws only from the PRIVATE half, so a generated evaluation set never contains a
+# scenario the base saw in pre-training.
+PUBLIC, PRIVATE = "public", "private"
+
+
+def scenario_partition(dataset_type: str, scenario: Mapping[str, Any]) -> str:
+    key = json.dumps([dataset_type, scenario], sort_keys=True, separators=(",", ":"))
+    return PUBLIC if hashlib.sha256(key.encode()).digest()[0] & 1 == 0 else PRIVATE
+
+
+# Every n-th record of a type that has a seed endpoint is written as the seed documents' request
+# body maps it (request_shapes): the same scenario plus the body's free text in the prompt, so the
+# model is trained and evaluated on the bodies the server accepts on those endpoints.
+SEED_SHAPED_EVERY = 3
+
+
+def generate(dataset_type: str, size: int, constitution: Constitution, seed: int = 0,
+             partition: str = PRIVATE) -> list[dict[str, Any]]:
+    """``size`` scenarios of ``dataset_type`` from one half of the scenario space (see
+    ``scenario_partition``) with rule-derived targets (deterministic per seed)."""
+    from .request_shapes import SEED_SHAPES, seed_shaped_input  # it builds on SCHEMAS above
+
     if dataset_type not in SCHEMAS:
         raise ValueError(f"type={dataset_type!r}: expected one of {list(DATASET_TYPES)}")
-    rng = random.Random(f"{dataset_type}:{seed}")
+    rng = random.Random(f"{dataset_type}:{seed}" if partition == PRIVATE
+                        else f"{partition}:{dataset_type}:{seed}")
     records = []
     for i in range(size):
         scenario = {name: spec.sample(rng) for name, spec in SCHEMAS[dataset_type].items()}
+        while scenario_partition(dataset_type, scenario) != partition:
+            scenario = {name: spec.sample(rng) for name, spec in SCHEMAS[dataset_type].items()}
         records.append({
-            "id": f"{dataset_type}-{seed}-{i:06d}",
+            "id": (f"{dataset_type}-{seed}-{i:06d}" if partition == PRIVATE
+                   else f"{partition}-{dataset_type}-{seed}-{i:06d}"),
             "type": dataset_type,
             "constitutional_hash": constitution.constitutional_hash,
             "input": {
@@ -163,6 +191,8 @@ def generate(dataset_type: str, size: int, constitution: Constitution, seed: int
             },
             "target_output": target_output(constitution.evaluate(scenario), constitution),
         })
+        if dataset_type in SEED_SHAPES and i % SEED_SHAPED_EVERY == SEED_SHAPED_EVERY - 1:
+            records[-1]["input"] = seed_shaped_input(records[-1])
     return records
 
 

@@ -55,6 +55,5 @@ def evaluate_generations(model: Any, tokenizer: Any, records: Sequence[dict[str,
     metrics = {"evalExamples": len(records), "complianceScore": compliant / n,
                "accuracy": exact / n, "decisionAccuracy": agree_target / n,
                "parseRate": decided / n, "confusion": dict(sorted(confusion.items()))}
-    if outputs:
-        log.info("eval sample: %r -> %r", prompts[0][-60:], outputs[0])
+    # No sample of the prompts or outputs in the log: held-out records are private too.
     return metrics

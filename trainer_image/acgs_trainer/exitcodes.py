@@ -1,27 +1,18 @@
-"""Process exit codes of ``acgs-train`` and ``acgs-data``.
+"""The trainer's typed errors: each carries its exit code and reason.
 
-The operator's podFailurePolicy reads these: it does not retry INVALID_CONFIG, INVALID_DATA or
-PRIVACY_BUDGET_EXHAUSTED, because running the same pod again cannot change the outcome.
+The codes and reasons themselves are the contract's (``acgs_contract.exitcodes``): the operator's
+podFailurePolicy and status read the same constants.
 """
 
 from __future__ import annotations
 
-SUCCESS = 0
-UNEXPECTED_ERROR = 1
-INVALID_CONFIG = 2
-INVALID_DATA = 3
-PRIVACY_BUDGET_EXHAUSTED = 4
-ARTIFACT_ERROR = 5
+from acgs_contract.exitcodes import (ARTIFACT_ERROR, INVALID_CONFIG, INVALID_DATA,
+                                     PRIVACY_BUDGET_EXHAUSTED, REASONS, SUCCESS, UNEXPECTED_ERROR,
+                                     reason_of)
 
-#: reason strings written into the result JSON (CamelCase, like Kubernetes condition reasons)
-REASONS: dict[int, str] = {
-    SUCCESS: "Succeeded",
-    UNEXPECTED_ERROR: "UnexpectedError",
-    INVALID_CONFIG: "InvalidConfig",
-    INVALID_DATA: "InvalidData",
-    PRIVACY_BUDGET_EXHAUSTED: "PrivacyBudgetExhausted",
-    ARTIFACT_ERROR: "ArtifactError",
-}
+__all__ = ["ARTIFACT_ERROR", "INVALID_CONFIG", "INVALID_DATA", "PRIVACY_BUDGET_EXHAUSTED", "REASONS",
+           "SUCCESS", "UNEXPECTED_ERROR", "ConfigError", "DataError", "PrivacyBudgetExhausted",
+           "TrainerError"]
 
 
 class TrainerError(Exception):
@@ -36,7 +27,7 @@ class TrainerError(Exception):
 
     @property
     def reason(self) -> str:
-        return REASONS[self.exit_code]
+        return reason_of(self.exit_code)
 
 
 class ConfigError(TrainerError):

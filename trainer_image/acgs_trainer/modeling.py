@@ -1,8 +1,9 @@
-"""Models and tokenizers: built-in Llama-shaped configs or a local transformers model, LoRA via peft,
-and ``load_for_inference`` that rebuilds base + adapter from an artifact directory alone.
+"""Models and tokenizers: built-in Llama-shaped configs (pre-trained on public data by bases.py)
+or a transformers model of any causal-LM architecture (a path, ``pvc://``, ``hf://`` from a model
+cache), LoRA via peft, and ``load_for_inference`` that rebuilds base + adapter from an artifact.
 
-No hub is reachable: built-in bases are initialised from a config with a fixed seed, and their
-weights travel inside the artifact (``base/``) so serving never depends on re-creating them.
+No hub is reachable. Built-in bases' weights travel inside the artifact (``base/``); an external
+base is referenced by path and digest, and the digest is checked before it is loaded.
 """
 
 from __future__ import annotations
@@ -39,19 +40,64 @@ SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "bos_token": "[BOS
                   "eos_token": "[EOS]"}
 
 
+PVC_PREFIX, HF_PREFIX = "pvc://", "hf://"
+MODEL_ROOT_ENV, HF_CACHE_ENV = "ACGS_MODEL_ROOT", "ACGS_HF_CACHE"
+DEFAULT_MODEL_ROOT = "/models"  # the operator mounts a pvc:// claim read-only at /models/<claim>
+
+
 def is_builtin(name: str) -> bool:
     return name.startswith(BUILTIN_PREFIX)
 
 
+def _hub_snapshot(cache: Path, repo: str) -> Path | None:
+    """``org/name`` in a Hugging Face hub cache (``models--org--name/snapshots/<rev>``, the
+    revision ``refs/main`` names) or a plain ``org/name`` directory."""
+    entry = cache / ("models--" + repo.replace("/", "--"))
+    ref = entry / "refs" / "main"
+    if ref.is_file() and (entry / "snapshots" / ref.read_text().strip() / "config.json").is_file():
+        return entry / "snapshots" / ref.read_text().strip()
+    snapshots = sorted((entry / "snapshots").glob("*/config.json"))
+    if len(snapshots) == 1:
+        return snapshots[0].parent
+    return cache / repo if (cache / repo / "config.json").is_file() else None
+
+
+def resolve_base_path(name: str) -> Path:
+    """The local directory of a non-built-in ``--base-model``: ``pvc://claim/path`` (mounted at
+    $ACGS_MODEL_ROOT/claim), ``hf://org/name`` (from the model-cache volume $ACGS_HF_CACHE; no hub
+    is ever contacted) or a path in the image or on a volume."""
+    if name.startswith(PVC_PREFIX):
+        claim, _, sub = name[len(PVC_PREFIX):].partition("/")
+        if not claim or ".." in Path(sub).parts:
+            raise ValueError(f"--base-model={name!r}: expected pvc://<claim>/<path inside it>")
+        return Path(os.environ.get(MODEL_ROOT_ENV, DEFAULT_MODEL_ROOT)) / claim / sub
+    if name.startswith(HF_PREFIX):
+        repo = name[len(HF_PREFIX):].strip("/")
+        cache = os.environ.get(HF_CACHE_ENV)
+        if repo.count("/") != 1:
+            raise ValueError(f"--base-model={name!r}: expected hf://<org>/<name>")
+        found = _hub_snapshot(Path(cache), repo) if cache else None
+        if found is None:
+            where = f"the model cache {cache}" if cache else f"no model cache (${HF_CACHE_ENV} unset)"
+            raise ValueError(f"--base-model={name!r}: not found in {where}; no model hub is "
+                             "reachable from the trainer: put the model in a model-cache volume "
+                             f"(hub cache layout models--org--name/ or org/name/) and set "
+                             f"${HF_CACHE_ENV}, or use pvc://<claim>/<path>")
+        return found
+    return Path(name)
+
+
 def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
-    # Words and punctuation apart, digits one by one: any number maps onto ten known tokens.
-    return pre_tokenizers.Sequence([pre_tokenizers.Whitespace(),
+    # Whitespace-separated words (a prompt's ``field=value`` stays one token), digits one by one:
+    # any number maps onto ten known tokens.
+    return pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
                                     pre_tokenizers.Digits(individual_digits=True)])
 
 
 def build_tokenizer(texts: Iterable[str], extra_words: Iterable[str] = ()
                     ) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over the training texts (unknown words map to [UNK])."""
+    """A word-level tokenizer over ``texts`` (unknown words map to [UNK]). Built-in bases pass
+    public texts only (bases.public_words), never training records."""
     pre = _pre_tokenizer()
     words: set[str] = set(extra_words) | set(DECISIONS) | {"none", DECISION_MARKER.rstrip(":"), ":",
                                                              "."} | set("0123456789")
@@ -92,7 +138,7 @@ def build_base_model(name_or_path: str, vocab_size: int, seed: int, tokenizer:
             torch.manual_seed(seed)
             model = LlamaForCausalLM(config)
         return model
-    path = Path(name_or_path)
+    path = resolve_base_path(name_or_path)
     if not (path / "config.json").is_file():
         raise ValueError(f"--base-model={name_or_path!r}: not a built-in name and no config.json "
                          f"there: expected a local transformers model directory")
@@ -154,18 +200,14 @@ def load_for_inference(artifact_dir: str | os.PathLike[str], device: str = "cpu"
     """
     from peft import PeftModel
 
-    from .artifact import BASE_MODEL_MISSING, ArtifactError, read_manifest
+    from .artifact import base_model_dir, read_manifest
 
     root = Path(artifact_dir)
     manifest = read_manifest(root)
-    base_info = manifest.base_model
-    base_path = root / "base" if base_info.get("bundled") else Path(str(base_info.get("path", "")))
-    if not (base_path / "config.json").is_file():
-        raise ArtifactError(f"{base_path}: base model not found (manifest baseModel={base_info})",
-                            code=BASE_MODEL_MISSING, file=base_path)
+    base_path = base_model_dir(root, manifest)  # a base outside the artifact: its digest first
     tokenizer = load_tokenizer(root / manifest.tokenizer_path)
     base = AutoModelForCausalLM.from_pretrained(str(base_path), local_files_only=True)
-    model = PeftModel.from_pretrained(base, str(root / "adapter"), is_trainable=False)
+    model = PeftModel.from_pretrained(base, str(root / manifest.adapter.path), is_trainable=False)
     if merge:
         model = model.merge_and_unload()
     model.to(device)
@@ -173,27 +215,19 @@ def load_for_inference(artifact_dir: str | os.PathLike[str], device: str = "cpu"
     return model, tokenizer
 
 
-@torch.no_grad()
 def generate_continuations(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
                            max_new_tokens: int = 8, batch_size: int = 32) -> list[str]:
-    """Greedy continuations of ``prompts`` (decoded, prompt removed)."""
+    """Greedy continuations of ``prompts`` (decoded, prompt removed), as the server generates."""
+    from .generation import encode_prompts, generate_from_ids
+
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # batched decoder-only generation continues from the right edge
     out: list[str] = []
     try:
         for i in range(0, len(prompts), batch_size):
-            enc = tokenizer(list(prompts[i:i + batch_size]), return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(device)
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
-            new = gen[:, enc["input_ids"].shape[1]:]
-            out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+            ids = encode_prompts(tokenizer, prompts[i:i + batch_size])
+            out.extend(generate_from_ids(model, tokenizer, ids, max_new_tokens))
     finally:
-        tokenizer.padding_side = side
         if was_training:
             model.train()
     return out

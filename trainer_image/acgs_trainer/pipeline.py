@@ -15,6 +15,7 @@ import torch
 
 from . import __version__
 from .artifact import compute_digest, write_artifact
+from .bases import BaseBuildError, ensure_base
 from .checkpoint import Checkpointer
 from .config import TrainConfig
 from .constitution import Constitution, ConstitutionError, load_constitution
@@ -23,8 +24,8 @@ from .datasets import DATASET_TYPES, generate
 from .evaluate import evaluate_generations, mean_loss
 from .exitcodes import ConfigError, DataError, PrivacyBudgetExhausted
 from .filtering import constitutional_filter
-from .modeling import (ALL_LINEAR, apply_lora, build_base_model, build_tokenizer,
-                       count_parameters, is_builtin, load_tokenizer, save_adapter)
+from .modeling import (ALL_LINEAR, apply_lora, build_base_model, count_parameters, is_builtin,
+                       load_tokenizer, resolve_base_path, save_adapter)
 from .prompting import format_prompt, target_of
 from .reporting import ProgressReporter, TrainerMetrics
 from .training import Trainer, encode
@@ -51,35 +52,38 @@ def load_data(cfg: TrainConfig, constitution: Constitution) -> tuple[list[Any], 
         raise DataError(f"--data: {exc}") from exc
 
 
-def prepare_base(cfg: TrainConfig, train_texts: list[str], constitution: Constitution,
-                 work: Path) -> tuple[Any, Any, Path]:
-    """(tokenizer, base model, base directory). Built-in bases are saved once under work/ and
-    reloaded on resume, so a resumed run trains on exactly the same base and vocabulary."""
+def prepare_base(cfg: TrainConfig, constitution: Constitution, work: Path
+                 ) -> tuple[Any, Any, Path, dict[str, Any]]:
+    """(tokenizer, base model, base directory, what the manifest says about the base).
+
+    Built-in bases come pre-trained on public data with a public vocabulary (bases.py): nothing
+    of the private records shapes them, and the cached build is digest-checked on every load."""
     from transformers import AutoModelForCausalLM
 
     if not is_builtin(cfg.base_model):
         try:
-            return (load_tokenizer(cfg.base_model),
-                    build_base_model(cfg.base_model, 0, cfg.seed), Path(cfg.base_model))
+            path = resolve_base_path(cfg.base_model)
+            return (load_tokenizer(path), build_base_model(cfg.base_model, 0, cfg.seed), path,
+                    {"architecture": _architecture(path)})
         except (ValueError, OSError) as exc:
             raise ConfigError(str(exc) if "--base-model" in str(exc)
                               else f"--base-model={cfg.base_model}: cannot load: {exc}") from exc
-    base_dir, tok_dir = work / "base", work / "tokenizer"
-    if not (base_dir / "config.json").is_file() or not (tok_dir / "tokenizer.json").is_file():
-        tokenizer = build_tokenizer(train_texts, constitution.principles)
-        try:
-            model = build_base_model(cfg.base_model, len(tokenizer), cfg.seed, tokenizer)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-        shutil.rmtree(work, ignore_errors=True)
-        tmp = work.with_name(work.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp / "base")
-        tokenizer.save_pretrained(tmp / "tokenizer")
-        tmp.rename(work)
-    tokenizer = load_tokenizer(tok_dir)
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), local_files_only=True)
-    return tokenizer, model, base_dir
+    try:
+        built = ensure_base(cfg.base_model, constitution, work / "bases")
+    except BaseBuildError as exc:
+        raise ConfigError(str(exc)) from exc
+    tokenizer = load_tokenizer(built.tokenizer_dir)
+    model = AutoModelForCausalLM.from_pretrained(str(built.base_dir), local_files_only=True)
+    pretraining = {k: built.build[k] for k in ("corpusDigest", "vocabularyDigest", "recipe",
+                                                "publicEvalMetrics")}
+    return tokenizer, model, built.base_dir, {"pretraining": pretraining}
+
+
+def _architecture(path: Path) -> str | None:
+    import json
+
+    architectures = json.loads((path / "config.json").read_text()).get("architectures") or [None]
+    return architectures[0]
 
 
 def main(cfg: TrainConfig) -> dict[str, Any]:
@@ -89,7 +93,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     try:
-        constitution = load_constitution(cfg.constitution, cfg.constitutional_hash)
+        constitution = load_constitution(cfg.constitution, cfg.constitutional_hash,
+                                         cfg.constitution_digest)
     except ConstitutionError as exc:
         raise ConfigError(f"--constitution: {exc}") from exc
     metrics = TrainerMetrics(cfg.metrics_port)
@@ -115,11 +120,17 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                           else "cpu")
     if cfg.device == "cuda" and device.type != "cuda":
         raise ConfigError("--device=cuda: no CUDA device is available")
-    texts = [format_prompt(r) + " " + target_of(r) for r in parts.train]
-    tokenizer, base, base_dir = prepare_base(cfg, texts, constitution, out / "work")
+    tokenizer, base, base_dir, base_info = prepare_base(cfg, constitution, out / "work")
     total_params, _ = count_parameters(base)
+    eval_records = parts.eval[: cfg.eval_max_examples]
+    # The base's own score on the same held-out records: what the fine-tune adds is the difference.
+    base_scores = evaluate_generations(base.to(device), tokenizer, eval_records, constitution,
+                                       cfg.eval_batch_size)
+    base_scores.pop("confusion", None)
     targets = cfg.lora_target_modules or (ALL_LINEAR if is_builtin(cfg.base_model) else None)
     model = apply_lora(base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, targets).to(device)
+    # None means peft's default for the architecture; record what it chose.
+    targets = sorted(model.peft_config["default"].target_modules)
     _, trainable = count_parameters(model)
     log.info("model %s: %d parameters, %d trainable (LoRA r=%d)", cfg.base_model, total_params,
              trainable, cfg.lora_r)
@@ -164,7 +175,6 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     metrics.examples.inc(outcome.examples)
 
     # evaluate on held-out data, from the model's own generations
-    eval_records = parts.eval[: cfg.eval_max_examples]
     scores = evaluate_generations(model, tokenizer, eval_records, constitution, cfg.eval_batch_size)
     scores["evalLoss"] = mean_loss(model, encode_split(eval_records), device, cfg.eval_batch_size)
     if parts.val:
@@ -190,12 +200,13 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     manifest = write_artifact(out / "artifact", populate, {
         "constitutional_hash": cfg.constitutional_hash,
         "base_model": {"name": cfg.base_model, "bundled": bundled,
-                       "path": "base" if bundled else str(Path(cfg.base_model).resolve()),
-                       "digest": compute_digest(base_dir), "parameters": total_params},
+                       "path": "base" if bundled else str(base_dir.resolve()),
+                       "digest": compute_digest(base_dir), "parameters": total_params,
+                       **base_info},
         "adapter": {"type": "lora", "path": "adapter", "r": cfg.lora_r, "alpha": cfg.lora_alpha,
                     "dropout": cfg.lora_dropout, "targetModules": sorted(targets or []),
                     "trainableParameters": trainable},
-        "metrics": scores, "privacy": privacy,
+        "metrics": scores, "baseMetrics": base_scores, "privacy": privacy,
         "data": {"source": cfg.data, "sourceDigest": source_digest, "digest": data_digest,
                  "records": len(raw), "splitSizes": parts.sizes(),
                  "splitSeed": cfg.data_split_seed, "valRatio": cfg.val_ratio,
@@ -209,6 +220,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                      "meanStepSeconds": (sum(outcome.step_seconds) / len(outcome.step_seconds)
                                          if outcome.step_seconds else None)},
         "constitution": {"version": constitution.version, "sha256": constitution.source_sha256,
+                         "path": "constitution.yaml", "contentDigest": constitution.content_digest,
                          "principles": sorted(constitution.principles)},
         "parent_version": cfg.parent_version, "trainer_version": __version__,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -220,8 +232,10 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     progress.report("Succeeded", outcome.steps, outcome.final_loss, epsilon, message, final=True)
     return {"digest": manifest.digest, "artifactPath": str((out / "artifact").resolve()),
             "metrics": {k: v for k, v in scores.items() if k != "confusion"},
+            "baseMetrics": {k: base_scores[k] for k in ("complianceScore", "accuracy")},
             "epsilon": epsilon, "delta": cfg.target_delta if cfg.dp else None,
             "targetEpsilon": cfg.target_epsilon if cfg.dp else None, "steps": outcome.steps,
+            "totalSteps": outcome.planned_steps,
             "dataDigest": data_digest, "filter": {k: counts[k] for k in
                                                   ("kept", "revised", "dropped", "duplicatesRemoved")},
             "message": message}

@@ -1,12 +1,12 @@
 """Progress and result reporting to the operator, and Prometheus metrics.
 
-Progress: POST JSON to ``--progress-url`` (or $ACGS_PROGRESS_URL) with ``Authorization: Bearer
-$ACGS_PROGRESS_TOKEN``, at every log interval and at the end. Best effort: a background thread
-sends the newest report with a short timeout; failures are logged, never raised, because the
-operator being unreachable must not cost a training run.
+Progress: POST an ``acgs_contract.progress.ProgressReport`` to ``--progress-url`` (or
+$ACGS_PROGRESS_URL) with ``Authorization: Bearer $ACGS_PROGRESS_TOKEN``, at every log interval and
+at the end. Best effort: a background thread sends the newest report with a short timeout; failures
+are logged, never raised, because the operator being unreachable must not cost a training run.
 
-Result: a compact JSON (< 4 KiB) written to the pod's termination-message path and to
-``<output>/result.json``.
+Result: an ``acgs_contract.result`` model as compact JSON (< 4 KiB) written to the pod's
+termination-message path and to ``<output>/result.json``.
 """
 
 from __future__ import annotations
@@ -15,18 +15,20 @@ import json
 import logging
 import os
 import queue
+import secrets
 import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from acgs_contract import env
+from acgs_contract.progress import ProgressReport
+from acgs_contract.result import WireModel, termination_message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "ACGS_PROGRESS_TOKEN"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-MAX_RESULT_BYTES = 4096  # kubelet keeps at most 4096 bytes of a termination message
 POST_TIMEOUT_S = 2.0
 
 
@@ -36,6 +38,10 @@ class ProgressReporter:
         self.total_steps = total_steps
         self.sent = 0
         self.failed = 0
+        # The operator refuses replays: each report carries this process's random stream id and a
+        # sequence that only increases (a retried pod is a new stream that replaces the old one).
+        self.stream = secrets.token_hex(16)
+        self.sequence = 0
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=1)
         self._thread: threading.Thread | None = None
         if url:
@@ -46,12 +52,9 @@ class ProgressReporter:
                epsilon: float | None = None, message: str = "", final: bool = False) -> None:
         if not self.url:
             return
-        total = max(self.total_steps, 1)
-        body = {"phase": phase, "step": step, "totalSteps": self.total_steps,
-                "percent": round(min(100.0, 100.0 * step / total), 2),
-                "loss": None if loss is None else round(float(loss), 6),
-                "epsilon": None if epsilon is None else round(float(epsilon), 6),
-                "message": message[:512]}
+        self.sequence += 1
+        body = ProgressReport.at(phase, step, self.total_steps, loss, epsilon, message,
+                                 stream=self.stream, sequence=self.sequence).to_wire()
         if final:
             self.close()
             self._post(body)  # synchronous: the pod may exit right after
@@ -75,7 +78,7 @@ class ProgressReporter:
     def _post(self, body: dict[str, Any]) -> None:
         assert self.url
         headers = {"Content-Type": "application/json"}
-        token = os.environ.get(TOKEN_ENV)
+        token = os.environ.get(env.PROGRESS_TOKEN)
         if token:
             headers["Authorization"] = f"Bearer {token}"
         req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers,
@@ -98,22 +101,12 @@ class ProgressReporter:
         self._thread = None
 
 
-def compact_result(result: dict[str, Any]) -> str:
-    """JSON of ``result`` under 4 KiB: drop detail first, then shorten the message."""
-    text = json.dumps(result, sort_keys=True, separators=(",", ":"))
-    if len(text.encode()) <= MAX_RESULT_BYTES:
-        return text
-    slim = {k: v for k, v in result.items() if k not in ("metrics", "filter")}
-    slim["metrics"] = {k: v for k, v in (result.get("metrics") or {}).items()
-                       if k in ("accuracy", "complianceScore", "evalLoss")}
-    text = json.dumps(slim, sort_keys=True, separators=(",", ":"))
-    while len(text.encode()) > MAX_RESULT_BYTES and slim.get("message"):
-        slim["message"] = slim["message"][: len(slim["message"]) // 2] + "…"
-        text = json.dumps(slim, sort_keys=True, separators=(",", ":"))
-    return text
+def compact_result(result: WireModel | dict[str, Any]) -> str:
+    """JSON of ``result`` that fits a termination message (the contract's rule)."""
+    return termination_message(result)
 
 
-def write_result(result: dict[str, Any], output_dir: Path | None,
+def write_result(result: WireModel | dict[str, Any], output_dir: Path | None,
                  termination_log: str | None) -> None:
     text = compact_result(result)
     targets: list[Path] = []
@@ -138,11 +131,12 @@ class TrainerMetrics:
         r = self.registry
         self.step = Gauge("acgs_trainer_step", "optimizer steps done", registry=r)
         self.total_steps = Gauge("acgs_trainer_total_steps", "planned optimizer steps", registry=r)
-        self.loss = Gauge("acgs_trainer_loss", "training loss (mean over the log interval)",
-                          registry=r)
+        self.loss = Gauge("acgs_trainer_loss", "training loss (mean over the log interval; "
+                          "under DP the noised, accounted loss: docs/privacy.md)", registry=r)
         self.epsilon = Gauge("acgs_trainer_epsilon_spent", "privacy budget spent (ε)", registry=r)
         self.epsilon_target = Gauge("acgs_trainer_epsilon_target", "target ε", registry=r)
-        self.examples = Counter("acgs_trainer_examples", "training examples processed",
+        self.examples = Counter("acgs_trainer_examples", "training examples processed (under DP "
+                                "the expected batch size per step: sampled sizes are private)",
                                 registry=r)
         self.step_seconds = Histogram("acgs_trainer_step_seconds", "wall time per optimizer step",
                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
@@ -151,5 +145,8 @@ class TrainerMetrics:
         self.filter_records = Gauge("acgs_trainer_filter_records", "constitutional filter counts",
                                     ["outcome"], registry=r)
         if port is not None:
-            start_http_server(port, registry=r)
-            log.info("metrics on :%d/metrics", port)
+            # In a pod: the pod IP (ACGS_METRICS_HOST from the downward API), so pods sharing a
+            # host's network (the local pod runner) do not collide on the port.
+            host = os.environ.get(env.METRICS_HOST) or "0.0.0.0"
+            start_http_server(port, addr=host, registry=r)
+            log.info("metrics on %s:%d/metrics", host, port)

@@ -6,16 +6,17 @@ import math
 from enum import Enum
 from typing import Annotated, Any
 
+# Re-exported: the API models take the contract's patterns.
+from acgs_contract.constitution import HASH_PATTERN as HASH_PATTERN
+from acgs_contract.manifest import DIGEST_PATTERN as DIGEST_PATTERN
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-HASH_PATTERN = r"^[0-9a-f]{16}$"
 SEMVER_PATTERN = (
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
-DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 # A DNS-1123 subdomain: what Kubernetes accepts as an object name.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"

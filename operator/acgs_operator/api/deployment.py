@@ -84,6 +84,9 @@ class DeploymentSpec(ApiModel):
     replicas: int = Field(default=1, ge=0, le=1000, description="Replicas of the active color.")
     image: str | None = Field(default=None, description="Server image; defaults to the operator's configured image.")
     port: int = Field(default=8080, ge=1024, le=65535, description="Container port of the model server.")
+    metrics_port: int = Field(
+        default=9090, ge=1024, le=65535,
+        description="Container port of the server's /metrics; scrapers may reach this port only, never predict.")
     resources: Resources = Field(default_factory=Resources, description="Compute per server pod.")
     strategy: Strategy = Field(default_factory=Strategy, description="Rollout strategy (blue-green).")
     promotion: PromotionGates = Field(default_factory=PromotionGates, description="Pre-promotion gates.")
@@ -94,6 +97,13 @@ class DeploymentSpec(ApiModel):
     interaction_log_pvc: ObjectName | None = Field(
         default=None, description="PVC for interaction logs read by the flywheel (default: emptyDir)."
     )
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> DeploymentSpec:
+        if self.metrics_port == self.port:
+            raise ValueError(f"metricsPort {self.metrics_port} equals port: /metrics must have its own "
+                             "port so a scraper cannot reach the predict endpoints")
+        return self
 
 
 class Color(str, Enum):

@@ -56,9 +56,15 @@ class Metrics(ApiModel):
     eval_loss: float | None = Field(default=None, ge=0, description="Held-out loss.")
     epsilon: float | None = Field(default=None, ge=0, le=8, description="DP budget ε spent in training.")
     delta: float | None = Field(default=None, ge=0, le=1e-5, description="DP δ used in training.")
+    base_compliance_score: float | None = Field(
+        default=None, ge=0, le=1,
+        description="The base model's own compliance score on the same held-out scenarios, before fine-tuning.",
+    )
+    base_accuracy: float | None = Field(
+        default=None, ge=0, le=1, description="The base model's own held-out accuracy, before fine-tuning."
+    )
 
-
-    @field_validator("accuracy", "compliance_score", "eval_loss")
+    @field_validator("accuracy", "compliance_score", "eval_loss", "base_compliance_score", "base_accuracy")
     @classmethod
     def _short(cls, value: float | None) -> float | None:
         return round_to(value)
@@ -102,6 +108,9 @@ class ModelVersionStatus(StatusBase):
 
     verified_digest: str | None = Field(default=None, description="Digest the operator verified.")
     verified_at: str | None = Field(default=None, description="When the artifact was verified.")
+    verified_metrics: Metrics | None = Field(
+        default=None, description="Metrics and ε as the verified artifact's manifest records them; promotion "
+        "gates use these, never spec.metrics.")
     stage_history: list[str] = Field(default_factory=list, max_length=50, description="Stage changes, newest last.")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from acgs_contract import progress
 from pydantic import Field, field_validator, model_validator
 
 from .common import HASH_PATTERN, ApiModel, ObjectName, Resources, StatusBase, cel, round_to, round_up
@@ -39,8 +40,9 @@ class TrainingJobPhase(str, Enum):
         return self.value in TERMINAL_PHASES
 
 
-# A TrainingJob in one of these phases is finished: nothing moves it on (status.phase values).
-TERMINAL_PHASES = frozenset({TrainingJobPhase.SUCCEEDED.value, TrainingJobPhase.FAILED.value})
+# A TrainingJob in one of these phases is finished: nothing moves it on (the contract's values,
+# which the trainer's progress reports use too).
+TERMINAL_PHASES = frozenset(progress.TERMINAL_PHASES)
 
 
 class GenerateData(ApiModel):
@@ -131,7 +133,8 @@ class TrainingJobSpec(ApiModel):
     model_name: ObjectName = Field(description="Model family this job produces a version of, e.g. constitutional-ai.")
     base_model: str = Field(
         default="builtin:tiny-llama", min_length=1,
-        description="Base model: builtin:<name> (built from a config) or a local path in the image/volume.",
+        description="Base model: builtin:<name> (pre-trained on public data), pvc://<claim>/<path> or "
+        "hf://<org>/<name> (from the operator's model-cache claim), or a path in the image.",
     )
     parent_version: ObjectName | None = Field(
         default=None, description="ModelVersion this training continues from (lineage and semver base)."

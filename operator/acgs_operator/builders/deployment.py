@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from acgs_contract import env
+
 from ..api.deployment import Color, DeploymentSpec, PeerSelector
 from ..api.modelversion import ModelVersionSpec
 from ..artifacts import parse_allowed_pvc
@@ -67,20 +69,25 @@ def _resources(spec: DeploymentSpec) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def _env(spec: DeploymentSpec, mv: ModelVersionSpec, artifact_dir: str) -> list[dict[str, Any]]:
-    return [
+def _env(spec: DeploymentSpec, mv: ModelVersionSpec, artifact_dir: str,
+         constitution_digest: str | None) -> list[dict[str, Any]]:
+    # The content pinned to the hash by the operator's configuration: the server refuses an
+    # artifact whose constitution is anything else.
+    pinned = [{"name": env.CONSTITUTION_DIGEST, "value": constitution_digest}] if constitution_digest else []
+    return [*pinned,
         # The pod's own IP: listening there (not 0.0.0.0) works in a cluster and on the local runner,
         # where every pod is a process on a loopback address.
-        {"name": "ACGS_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        {"name": "ACGS_PORT", "value": str(spec.port)},
-        {"name": "ACGS_ARTIFACT", "value": artifact_dir},
-        {"name": "ACGS_EXPECTED_DIGEST", "value": mv.artifact.digest},
-        {"name": "ACGS_CONSTITUTIONAL_HASH", "value": spec.constitutional_hash},
-        {"name": "ACGS_MODEL_NAME", "value": mv.model_name},
-        {"name": "ACGS_MODEL_VERSION", "value": mv.version},
-        {"name": "ACGS_INTERACTION_LOG_DIR", "value": f"{INTERACTION_LOG_MOUNT}/interactions"},
-        {"name": "ACGS_TORCH_THREADS", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
-        {"name": "ACGS_DEVICE", "value": "cuda" if spec.resources.gpus else "cpu"},
+        {"name": env.HOST, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": env.PORT, "value": str(spec.port)},
+        {"name": env.server_var("metrics_port"), "value": str(spec.metrics_port)},
+        {"name": env.ARTIFACT, "value": artifact_dir},
+        {"name": env.EXPECTED_DIGEST, "value": mv.artifact.digest},
+        {"name": env.CONSTITUTIONAL_HASH, "value": spec.constitutional_hash},
+        {"name": env.MODEL_NAME, "value": mv.model_name},
+        {"name": env.MODEL_VERSION, "value": mv.version},
+        {"name": env.INTERACTION_LOG_DIR, "value": f"{INTERACTION_LOG_MOUNT}/interactions"},
+        {"name": env.TORCH_THREADS, "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+        {"name": env.DEVICE, "value": "cuda" if spec.resources.gpus else "cpu"},
         # Read-only root filesystem: anything a library caches goes to the /tmp emptyDir.
         {"name": "HOME", "value": "/tmp"},
         {"name": "HF_HOME", "value": "/tmp/hf"},
@@ -93,11 +100,15 @@ def _http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 
 def server_deployment(owner: Owner, spec: DeploymentSpec, color: Color | str, mv_name: str,
-                      mv: ModelVersionSpec, replicas: int, image: str) -> dict[str, Any]:
-    """apps/v1 Deployment of one color serving one ModelVersion (raises UnsupportedArtifact)."""
+                      mv: ModelVersionSpec, replicas: int, image: str,
+                      constitution_digest: str | None = None) -> dict[str, Any]:
+    """apps/v1 Deployment of one color serving one ModelVersion (raises UnsupportedArtifact).
+
+    The pod mounts only the artifact's own directory of the claim (subPath), read-only: a server
+    can neither read other models nor change the one it serves."""
     color = str(getattr(color, "value", color))
     claim, path = artifact_location(mv.artifact.uri, spec.artifact_pvc)
-    artifact_dir = f"{ARTIFACT_MOUNT}/{path}"
+    artifact_dir = ARTIFACT_MOUNT
     version_labels = {LABEL_COLOR: color, LABEL_MODEL_VERSION: mv_name[:63]}
     labels = _labels(owner, spec, version_labels)
     annotations = {ANNOTATION_MODEL_VERSION: mv_name, ANNOTATION_DIGEST: mv.artifact.digest}
@@ -110,15 +121,16 @@ def server_deployment(owner: Owner, spec: DeploymentSpec, color: Color | str, mv
         "imagePullPolicy": "IfNotPresent",
         "command": ["acgs-serve"],
         "args": ["--artifact", artifact_dir, "--port", str(spec.port)],
-        "env": _env(spec, mv, artifact_dir),
-        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        "env": _env(spec, mv, artifact_dir, constitution_digest),
+        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"},
+                  {"name": "metrics", "containerPort": spec.metrics_port, "protocol": "TCP"}],
         # /ready turns 200 only after the artifact's digest and hash were verified and the model loaded.
         "readinessProbe": _http_probe("/ready", 2, 2),
         "livenessProbe": {**_http_probe("/health", 10, 3), "initialDelaySeconds": 10},
         "resources": _resources(spec),
         "securityContext": container_security_context(),
         "volumeMounts": [
-            {"name": "artifacts", "mountPath": ARTIFACT_MOUNT, "readOnly": True},
+            {"name": "artifacts", "mountPath": ARTIFACT_MOUNT, "subPath": path, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "interactions", "mountPath": INTERACTION_LOG_MOUNT},
         ],
@@ -201,15 +213,17 @@ def _namespace(name: str) -> dict[str, Any]:
 
 def network_policy(owner: Owner, spec: DeploymentSpec, operator_namespace: str,
                    operator_pod_labels: dict[str, str]) -> dict[str, Any]:
-    """Deny by default: ingress only from the listed clients, the metrics scraper's namespace and the
-    operator (promotion checks); egress to cluster DNS only (the server needs no network)."""
+    """Deny by default: ingress to the HTTP (predict) port only from the listed clients and the
+    operator (promotion checks), to the metrics port only from the scraper's namespace; egress to
+    cluster DNS only (the server needs no network)."""
     http = [{"protocol": "TCP", "port": spec.port}]
     ingress: list[dict[str, Any]] = []
     if spec.network.allowed_clients:
         ingress.append({"from": [_peer(p) for p in spec.network.allowed_clients], "ports": http})
     if spec.network.metrics_namespace:
-        # The server answers /metrics on its one port; a NetworkPolicy cannot narrow it to a path.
-        ingress.append({"from": [_namespace(spec.network.metrics_namespace)], "ports": http})
+        # /metrics has its own port, so a scraper's namespace never reaches predict.
+        ingress.append({"from": [_namespace(spec.network.metrics_namespace)],
+                        "ports": [{"protocol": "TCP", "port": spec.metrics_port}]})
     ingress.append({"from": [{**_namespace(operator_namespace),
                               "podSelector": {"matchLabels": dict(operator_pod_labels)}}], "ports": http})
     dns = {"to": [{**_namespace("kube-system"), "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],

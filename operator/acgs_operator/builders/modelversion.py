@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from acgs_contract import exitcodes
+from acgs_contract.result import TrainerResult, VerifyResult
+
 from ..api.modelversion import Artifact, Lineage, Metrics, ModelVersionSpec, Stage, model_version_name
 from ..api.trainingjob import TrainingJobSpec
 from ..artifacts import UnsupportedArtifact, parse_pvc
@@ -24,33 +27,33 @@ VERIFY_COMPONENT = "verifier"
 VERIFY_CONTAINER = "verify"
 VOLUME_MOUNT = "/artifact-volume"
 TERMINATION_LOG = "/dev/termination-log"
-# trainer_image/acgs_trainer/exitcodes.py: neither outcome changes on a retry, so the Job fails at once.
-EXIT_INVALID_CONFIG = 2
-EXIT_ARTIFACT_ERROR = 5
-# What `acgs-train verify` writes as its termination message (trainer_image/acgs_trainer/verify_cli.py).
-RESULT_SUCCEEDED, RESULT_FAILED = "Succeeded", "Failed"
 
 
-def verify_command(artifact_path: str, digest: str, constitutional_hash: str) -> list[str]:
+def verify_command(artifact_path: str, digest: str, constitutional_hash: str,
+                   constitution_digest: str | None = None) -> list[str]:
+    """``constitution_digest``: the content the operator's configuration pins to the hash; the
+    artifact's constitution must be exactly that (default: the contract's pin)."""
+    pinned = ["--constitution-digest", constitution_digest] if constitution_digest else []
     return ["acgs-train", "verify", "--artifact", artifact_path, "--digest", digest,
-            "--constitutional-hash", constitutional_hash, "--termination-log", TERMINATION_LOG]
+            "--constitutional-hash", constitutional_hash, *pinned, "--termination-log", TERMINATION_LOG]
 
 
-def _metrics(result: dict[str, Any]) -> Metrics:
-    measured = result.get("metrics") or {}
+def _metrics(result: TrainerResult | VerifyResult) -> Metrics:
+    measured = result.metrics or {}
+    base = getattr(result, "base_metrics", None) or {}  # the base model's own held-out score
     return Metrics(accuracy=measured.get("accuracy"), compliance_score=measured.get("complianceScore"),
-                   eval_loss=measured.get("evalLoss"), epsilon=result.get("epsilon"),
-                   delta=result.get("delta"))
+                   eval_loss=measured.get("evalLoss"), epsilon=result.epsilon, delta=result.delta,
+                   base_compliance_score=base.get("complianceScore"), base_accuracy=base.get("accuracy"))
 
 
 def build_model_version(spec: TrainingJobSpec, tj_name: str, namespace: str, version: str,
-                        parent: str | None, artifact_uri: str, result: dict[str, Any],
+                        parent: str | None, artifact_uri: str, result: TrainerResult,
                         scheduling: dict[str, Any]) -> dict[str, Any]:
     """The ModelVersion for a successful run, from the trainer's result (never invented figures)."""
     mv_spec = ModelVersionSpec(
         constitutional_hash=spec.constitutional_hash, model_name=spec.model_name, version=version,
-        artifact=Artifact(uri=artifact_uri, digest=result["digest"]), base_model=spec.base_model,
-        lineage=Lineage(parent_version=parent, training_job=tj_name, data_digest=result.get("dataDigest")),
+        artifact=Artifact(uri=artifact_uri, digest=str(result.digest)), base_model=spec.base_model,
+        lineage=Lineage(parent_version=parent, training_job=tj_name, data_digest=result.data_digest),
         metrics=_metrics(result), stage=Stage.CANDIDATE,
     )
     labels = child_labels("TrainingJob", tj_name, spec.constitutional_hash, "model-version",
@@ -62,6 +65,22 @@ def build_model_version(spec: TrainingJobSpec, tj_name: str, namespace: str, ver
                      "annotations": {ANNOTATION_VERIFY_SCHEDULING: json.dumps(scheduling, sort_keys=True)}},
         "spec": mv_spec.to_api(),
     }
+
+
+def verified_metrics(result: VerifyResult) -> Metrics:
+    """The figures `acgs-train verify` read from the verified manifest, rounded as spec.metrics is."""
+    return _metrics(result)
+
+
+def metric_mismatches(declared: Metrics, verified: Metrics) -> list[str]:
+    """Each figure the spec declares that its artifact does not record, naming both values."""
+    problems = []
+    for name, value in declared.to_api().items():
+        actual = verified.to_api().get(name)
+        if actual != value:
+            problems.append(f"spec.metrics.{name} is {value} but the artifact records "
+                            f"{'none' if actual is None else actual}")
+    return problems
 
 
 def artifact_location(uri: str) -> tuple[str, str] | None:
@@ -77,9 +96,11 @@ def verify_job_name(mv_name: str) -> str:
     return child_name(mv_name, "verify")
 
 
-def build_verify_job(owner: Owner, spec: ModelVersionSpec, image: str, scheduling: dict[str, Any]) -> dict[str, Any]:
+def build_verify_job(owner: Owner, spec: ModelVersionSpec, image: str, scheduling: dict[str, Any],
+                     constitution_digest: str | None = None) -> dict[str, Any]:
     """A short Job that runs `acgs-train verify`: the manifest, every file's sha256 and the overall
-    digest on the artifact volume (read-only), the outcome as JSON in its termination message."""
+    digest of the artifact, the outcome as JSON in its termination message. It mounts only the
+    artifact's directory of the claim (subPath), read-only."""
     artifact = parse_pvc(spec.artifact.uri, "spec.artifact.uri")
     claim, path = artifact.claim, artifact.path
     labels = child_labels(owner.kind, owner.name, spec.constitutional_hash, VERIFY_COMPONENT)
@@ -90,13 +111,13 @@ def build_verify_job(owner: Owner, spec: ModelVersionSpec, image: str, schedulin
         "securityContext": pod_security_context(),
         "containers": [{
             "name": VERIFY_CONTAINER, "image": image,
-            "command": verify_command(f"{VOLUME_MOUNT}/{path}", spec.artifact.digest,
-                                      spec.constitutional_hash),
+            "command": verify_command(VOLUME_MOUNT, spec.artifact.digest,
+                                      spec.constitutional_hash, constitution_digest),
             "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                           "limits": {"cpu": "1", "memory": "1Gi"}},
             "securityContext": container_security_context(),
-            "volumeMounts": [{"name": "artifact", "mountPath": VOLUME_MOUNT, "readOnly": True},
+            "volumeMounts": [{"name": "artifact", "mountPath": VOLUME_MOUNT, "subPath": path, "readOnly": True},
                              {"name": "tmp", "mountPath": "/tmp"}],
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }],
@@ -116,7 +137,7 @@ def build_verify_job(owner: Owner, spec: ModelVersionSpec, image: str, schedulin
             "ttlSecondsAfterFinished": 3600,
             "podFailurePolicy": {"rules": [
                 {"action": "FailJob", "onExitCodes": {"operator": "In",
-                                                      "values": [EXIT_INVALID_CONFIG, EXIT_ARTIFACT_ERROR]}},
+                                                      "values": list(exitcodes.VERIFY_NON_RETRIABLE)}},
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]},
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},

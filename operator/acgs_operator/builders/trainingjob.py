@@ -7,6 +7,9 @@ import hashlib
 import json
 from typing import Any
 
+from acgs_contract import env, exitcodes
+from acgs_contract.constitution import CONSTITUTION_FILE
+
 from ..api.trainingjob import TrainingJobSpec
 from ..config import Settings
 from .common import Owner, child_labels, child_metadata, child_name, container_security_context, pod_security_context
@@ -15,6 +18,7 @@ KIND = "TrainingJob"
 COMPONENT = "trainer"
 CONTAINER = "trainer"
 INIT_CONTAINER = "generate-data"
+METRICS_PORT_NAME = "metrics"  # manifests/monitoring/podmonitor-trainer.yaml scrapes this port
 
 LABEL_TRAINING_JOB = "acgs.io/training-job"
 LABEL_SPEC_HASH = "acgs.io/spec-hash"
@@ -22,19 +26,17 @@ LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
 
 CONFIG_DIR = "/etc/acgs/trainer"
 CONFIG_KEY = "config.json"
+CONSTITUTION_KEY = CONSTITUTION_FILE  # the operator's constitution, beside the config
+CONSTITUTION_PATH = f"{CONFIG_DIR}/{CONSTITUTION_KEY}"
 DATA_DIR = "/data"
 GENERATED_DATA = f"{DATA_DIR}/generated.jsonl"
-TOKEN_ENV = "ACGS_PROGRESS_TOKEN"
+TOKEN_ENV = env.PROGRESS_TOKEN
 TOKEN_KEY = "token"
 OUTPUT_ROOT = "trainingjobs"  # per-job directory on the output volume: trainingjobs/<name>-<uid8>
 ARTIFACT_DIR = "artifact"
 
-# trainer_image/acgs_trainer/exitcodes.py: a new pod cannot change these outcomes, so the Job fails
-# at once instead of retrying (tests/unit/builders/test_trainingjob.py checks they still match).
-EXIT_INVALID_CONFIG = 2
-EXIT_INVALID_DATA = 3
-EXIT_PRIVACY_BUDGET_EXHAUSTED = 4
-NON_RETRIABLE_EXIT_CODES = (EXIT_INVALID_CONFIG, EXIT_INVALID_DATA, EXIT_PRIVACY_BUDGET_EXHAUSTED)
+# A new pod cannot change these outcomes, so the Job fails at once instead of retrying.
+NON_RETRIABLE_EXIT_CODES = exitcodes.TRAINER_NON_RETRIABLE
 
 
 def job_name(owner_name: str) -> str:
@@ -88,6 +90,10 @@ def build_trainer_config(spec: TrainingJobSpec, owner: Owner, settings: Settings
         "output": f"{spec.output.path.rstrip('/')}/{output_subdir(owner)}",
         "baseModel": spec.base_model,
         "constitutionalHash": spec.constitutional_hash,
+        # The operator's constitution (from its ConfigMap) and the digest pinned to the hash: the
+        # trainer refuses any other content, whatever label it carries.
+        "constitution": CONSTITUTION_PATH,
+        "constitutionDigest": settings.constitution_content_digest,
         "maxSteps": t.max_steps,
         "epochs": None if t.max_steps else t.epochs,
         "batchSize": t.batch_size,
@@ -109,6 +115,7 @@ def build_trainer_config(spec: TrainingJobSpec, owner: Owner, settings: Settings
         "splitSeed": spec.data.split_seed,
         "parentVersion": parent_version,
         "progressUrl": progress_url(settings, owner) if settings.progress_port else None,
+        "metricsPort": settings.trainer_metrics_port or None,
         "resume": True,
     }
     return {k: v for k, v in config.items() if v is not None}
@@ -120,7 +127,8 @@ def build_config_map(spec: TrainingJobSpec, owner: Owner, settings: Settings,
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": child_metadata(owner, config_map_name(owner.name), _labels(spec, owner)),
-        "data": {CONFIG_KEY: json.dumps(config, indent=1, sort_keys=True) + "\n"},
+        "data": {CONFIG_KEY: json.dumps(config, indent=1, sort_keys=True) + "\n",
+                 CONSTITUTION_KEY: settings.constitution_text},
     }
 
 
@@ -152,7 +160,8 @@ def _resources(spec: TrainingJobSpec) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
-def _volumes(spec: TrainingJobSpec, owner: Owner) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _volumes(spec: TrainingJobSpec, owner: Owner,
+             settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": config_map_name(owner.name)}},
         {"name": "tmp", "emptyDir": {}},
@@ -161,17 +170,42 @@ def _volumes(spec: TrainingJobSpec, owner: Owner) -> tuple[list[dict[str, Any]],
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
+    # A shared claim is mounted only where this job may look: its own output directory (read-write;
+    # no other job's artifact is visible, let alone writable) and its one data file (read-only).
     if spec.output.pvc:
+        subdir = output_subdir(owner)
         volumes.append({"name": "output", "persistentVolumeClaim": {"claimName": spec.output.pvc}})
-        mounts.append({"name": "output", "mountPath": spec.output.path})
+        mounts.append({"name": "output", "mountPath": f"{spec.output.path.rstrip('/')}/{subdir}", "subPath": subdir})
     if spec.data.generate is not None:
         volumes.append({"name": "data", "emptyDir": {}})
         mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True})
     elif spec.data.pvc:
+        assert spec.data.path is not None
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": spec.data.pvc,
                                                                   "readOnly": True}})
-        mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True})
-    return volumes, mounts
+        mounts.append({"name": "data", "mountPath": data_path(spec), "subPath": spec.data.path.lstrip("/"),
+                       "readOnly": True})
+    volumes_b, mounts_b = _base_model_volumes(spec, settings)
+    return volumes + volumes_b, mounts + mounts_b
+
+
+MODEL_ROOT = "/models"  # the trainer's ACGS_MODEL_ROOT default: pvc://<claim>/<path> is /models/<claim>/<path>
+HF_CACHE_DIR = "/models/hf-cache"
+
+
+def _base_model_volumes(spec: TrainingJobSpec, settings: Settings
+                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A pvc:// base model's claim, or the model-cache claim for hf://, mounted read-only."""
+    claim, path = None, None
+    if spec.base_model.startswith("pvc://"):
+        claim = spec.base_model[len("pvc://"):].split("/", 1)[0]
+        path = f"{MODEL_ROOT}/{claim}"
+    elif spec.base_model.startswith("hf://") and settings.model_cache_pvc:
+        claim, path = settings.model_cache_pvc, HF_CACHE_DIR
+    if not claim:
+        return [], []
+    return ([{"name": "base-model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
+            [{"name": "base-model", "mountPath": path, "readOnly": True}])
 
 
 def _env() -> list[dict[str, Any]]:
@@ -182,19 +216,21 @@ def _env() -> list[dict[str, Any]]:
     ]
 
 
-def _generate_container(spec: TrainingJobSpec, image: str) -> dict[str, Any]:
+def _generate_container(spec: TrainingJobSpec, image: str, settings: Settings) -> dict[str, Any]:
     gen = spec.data.generate
     assert gen is not None
     return {
         "name": INIT_CONTAINER, "image": image,
-        "command": ["acgs-data", "--constitutional-hash", spec.constitutional_hash, "generate",
+        "command": ["acgs-data", "--constitutional-hash", spec.constitutional_hash,
+                    "--constitution", CONSTITUTION_PATH, "generate",
                     "--type", str(gen.type), "--size", str(gen.size), "--seed", str(gen.seed),
                     "--out", GENERATED_DATA],
-        "env": _env(),
+        "env": [*_env(), {"name": env.CONSTITUTION_DIGEST, "value": settings.constitution_content_digest}],
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                       "limits": {"cpu": spec.resources.cpu, "memory": spec.resources.memory}},
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
@@ -206,17 +242,22 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
     if spec.queue_name:
         job_labels[LABEL_QUEUE] = spec.queue_name
     selector, tolerations = _scheduling(spec, settings)
-    volumes, mounts = _volumes(spec, owner)
-    trainer = {
+    volumes, mounts = _volumes(spec, owner, settings)
+    trainer: dict[str, Any] = {
         "name": CONTAINER, "image": image,
         "command": ["acgs-train", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
         "env": [*_env(), {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
-            "name": secret_name(owner.name), "key": TOKEN_KEY}}}],
+            "name": secret_name(owner.name), "key": TOKEN_KEY}}},
+                *([{"name": "ACGS_HF_CACHE", "value": HF_CACHE_DIR}] if settings.model_cache_pvc else [])],
         "resources": _resources(spec),
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if settings.trainer_metrics_port:
+        trainer["env"].append({"name": env.METRICS_HOST, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+        trainer["ports"] = [{"name": METRICS_PORT_NAME, "containerPort": settings.trainer_metrics_port,
+                             "protocol": "TCP"}]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",  # required by podFailurePolicy; retries are new pods
         "automountServiceAccountToken": False,
@@ -226,7 +267,7 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
         "volumes": volumes,
     }
     if spec.data.generate is not None:
-        pod_spec["initContainers"] = [_generate_container(spec, image)]
+        pod_spec["initContainers"] = [_generate_container(spec, image, settings)]
     if selector:
         pod_spec["nodeSelector"] = selector
     if tolerations:
@@ -253,9 +294,12 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
 
 
 def build_network_policy(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[str, Any]:
-    """No ingress at all; egress only to DNS and the operator's progress endpoint."""
+    """Ingress only from the monitoring namespace to the metrics port; egress only to the cluster
+    DNS (kube-dns pods in kube-system: a pod that merely carries the k8s-app=kube-dns label
+    elsewhere is no DNS server) and the operator's progress endpoint."""
     egress: list[dict[str, Any]] = [{
-        "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
     }]
     if settings.progress_port:
@@ -265,13 +309,20 @@ def build_network_policy(spec: TrainingJobSpec, owner: Owner, settings: Settings
                     "podSelector": {"matchLabels": dict(settings.operator_pod_labels)}}],
             "ports": [{"protocol": "TCP", "port": settings.progress_port}],
         })
+    ingress: list[dict[str, Any]] = []
+    if settings.trainer_metrics_port and settings.monitoring_namespace:
+        ingress.append({
+            "from": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": settings.monitoring_namespace}}}],
+            "ports": [{"protocol": "TCP", "port": settings.trainer_metrics_port}],
+        })
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": child_metadata(owner, job_name(owner.name), _labels(spec, owner)),
         "spec": {
             "podSelector": {"matchLabels": {LABEL_TRAINING_JOB: owner.name[:63]}},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [],
+            "ingress": ingress,
             "egress": egress,
         },
     }

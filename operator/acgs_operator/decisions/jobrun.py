@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from acgs_contract import exitcodes
+
 from .. import conditions as cond
 
 
@@ -23,14 +25,8 @@ class JobPhase(str, Enum):
 PENDING, RUNNING, SUSPENDED = JobPhase.PENDING, JobPhase.RUNNING, JobPhase.SUSPENDED
 SUCCEEDED, FAILED = JobPhase.SUCCEEDED, JobPhase.FAILED
 
-# Trainer exit codes (trainer_image/acgs_trainer/exitcodes.py) → condition reasons.
-EXIT_REASONS = {
-    1: cond.UNEXPECTED_ERROR,
-    2: cond.INVALID_CONFIG,
-    3: cond.INVALID_DATA,
-    4: cond.PRIVACY_BUDGET_EXHAUSTED,
-    5: cond.ARTIFACT_ERROR,
-}
+# Trainer exit codes → condition reasons: the contract's reason of each code.
+EXIT_REASONS = {code: reason for code, reason in exitcodes.REASONS.items() if code != exitcodes.SUCCESS}
 JOB_REASONS = {"DeadlineExceeded": cond.DEADLINE_EXCEEDED, "BackoffLimitExceeded": cond.BACKOFF_LIMIT_EXCEEDED}
 
 

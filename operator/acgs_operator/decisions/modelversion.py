@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from acgs_contract import exitcodes
+from acgs_contract import result as contract_result
+
 from .. import conditions as cond
-from ..api.modelversion import ModelVersionPhase
-from ..builders.modelversion import EXIT_ARTIFACT_ERROR, RESULT_FAILED, RESULT_SUCCEEDED
+from ..api.modelversion import Metrics, ModelVersionPhase
+from ..builders.modelversion import metric_mismatches, verified_metrics
 from ..events import NORMAL, WARNING, Event
 from . import jobrun
 
@@ -32,31 +35,43 @@ def status(old: dict[str, Any], phase: ModelVersionPhase, verified: bool | str, 
             "observedGeneration": generation, **extra}
 
 
-def decide(run: jobrun.Observation, expected_digest: str, old: dict[str, Any], generation: int | None,
-           now: str) -> Decision:
-    """`run`: the observed verification Job; `now`: the time to record when it has none."""
-    result = run.result or {}  # acgs-train verify's JSON
-    verified = result.get("phase") == RESULT_SUCCEEDED and result.get("digest") == expected_digest
-    verified_condition: bool | str = "Unknown"
-    phase, reason = ModelVersionPhase.PENDING, cond.VERIFYING
+def decide(run: jobrun.Observation, expected_digest: str, declared: Metrics, old: dict[str, Any],
+           generation: int | None, now: str) -> Decision:
+    """`run`: the observed verification Job; `declared`: spec.metrics; `now`: the time to record
+    when the Job has none."""
+    result = contract_result.parse_verify_result(run.result)  # what acgs-train verify wrote
+    # A verifier older than this operator reports no figures: not verified (gates would have nothing).
+    verified = (result is not None and result.phase == contract_result.SUCCEEDED
+                and result.digest == expected_digest and result.metrics is not None)
+    figures = verified_metrics(result) if verified and result is not None else None
+    mismatches = metric_mismatches(declared, figures) if figures is not None else []
+    verified_condition: bool | str = False
     extra: dict[str, Any] = {}
-    if run.phase is jobrun.SUCCEEDED and verified:
+    if run.phase is jobrun.SUCCEEDED and verified and mismatches:
+        # The record must say what the artifact says: gates read the verified figures, and a spec
+        # claiming others (say, a better complianceScore) is refused outright.
+        phase, reason = ModelVersionPhase.INVALID, cond.METRICS_MISMATCH
+        message = f"digest {expected_digest} verified, but " + "; ".join(mismatches)
+    elif run.phase is jobrun.SUCCEEDED and verified:
+        assert result is not None and figures is not None
         phase, verified_condition, reason = ModelVersionPhase.READY, True, cond.DIGEST_VERIFIED
-        message = f"manifest, {result.get('fileCount')} files and digest {expected_digest} verified"
-        extra = {"verifiedDigest": expected_digest, "verifiedAt": run.completion_time or now}
+        message = f"manifest, {result.file_count} files and digest {expected_digest} verified"
+        extra = {"verifiedDigest": expected_digest, "verifiedAt": run.completion_time or now,
+                 "verifiedMetrics": figures.to_api()}
     elif run.phase is jobrun.SUCCEEDED:
-        verified_condition, reason = False, cond.RESULT_MISSING
-        message = ("the verification Job finished without a verification result in its termination "
-                   "message; the artifact is not verified")
-    elif run.phase is jobrun.FAILED and result.get("phase") == RESULT_FAILED \
-            and run.exit_code == EXIT_ARTIFACT_ERROR:
-        # reason: the trainer's ArtifactError code (FileDigestMismatch, ...); the message names the file.
-        phase, verified_condition, reason = ModelVersionPhase.INVALID, False, cond.ARTIFACT_ERROR
-        message = f"{result.get('reason')}: {result.get('message')}"
+        phase, reason = ModelVersionPhase.PENDING, cond.RESULT_MISSING
+        message = ("the verification Job finished without a verification result (digest and metrics) "
+                   "in its termination message; the artifact is not verified")
+    elif run.phase is jobrun.FAILED and result is not None and result.phase == contract_result.FAILED \
+            and run.exit_code == exitcodes.ARTIFACT_ERROR:
+        # reason: the artifact error code (FileDigestMismatch, ...); the message names the file.
+        phase, reason = ModelVersionPhase.INVALID, cond.ARTIFACT_ERROR
+        message = f"{result.reason}: {result.message}"
     elif run.phase is jobrun.FAILED:
-        phase, verified_condition, reason = ModelVersionPhase.INVALID, False, run.reason
-        message = result.get("message") or run.message
+        phase, reason = ModelVersionPhase.INVALID, run.reason
+        message = (result.message if result else "") or run.message
     else:
+        phase, verified_condition, reason = ModelVersionPhase.PENDING, "Unknown", cond.VERIFYING
         message = f"verifying the artifact: {run.message}"
     new = status(old, phase, verified_condition, reason, message, generation, **extra)
     event = None

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from acgs_contract.result import TrainerResult, parse_trainer_result
+
 from .. import conditions as cond
 from ..api.trainingjob import TrainingJobPhase, TrainingProgress
 from ..events import NORMAL, WARNING, Event
@@ -34,6 +36,7 @@ class Decision:
     status: dict[str, Any]  # the fields to converge status to (written only where they differ)
     needs_model_version: bool = False  # the run succeeded: create its ModelVersion, then decide again
     event: Event | None = None  # posted when the phase changed
+    result: TrainerResult | None = None  # what the trainer reported (None: it left no result)
 
 
 def decide(run: jobrun.Observation, job_name: str | None, old: dict[str, Any], generation: int | None,
@@ -49,32 +52,31 @@ def decide(run: jobrun.Observation, job_name: str | None, old: dict[str, Any], g
         status["startTime"] = run.start_time
     if run.completion_time:
         status["completionTime"] = run.completion_time
-    result = run.result or {}
+    result = parse_trainer_result(run.result)  # None: the pod left no result (a crash's log tail)
     if phase is TrainingJobPhase.SUCCEEDED and not old.get("modelVersion"):
-        if not result.get("digest"):
+        if result is None or not result.digest:
             phase, reason, message = TrainingJobPhase.FAILED, cond.RESULT_MISSING, RESULT_MISSING_MESSAGE
             status.update(phase=phase.value, message=message)
         elif created is None:
-            return Decision(phase, status, needs_model_version=True)
+            return Decision(phase, status, needs_model_version=True, result=result)
         else:
             status["modelVersion"] = created.name
             status["artifactDigest"] = created.digest
             status["message"] = f"ModelVersion {created.name} created; {message}"[:MESSAGE_LIMIT]
-    if phase.terminal and result:
+    if phase.terminal and result is not None:
         status["progress"] = final_progress(old.get("progress") or {}, result, phase)
     status["conditions"] = _conditions(old.get("conditions"), phase, reason, status["message"], job_name,
                                        generation)
     event = None
     if old.get("phase") != phase.value and phase in ANNOUNCED:
         event = Event(ANNOUNCED[phase], reason, status["message"])
-    return Decision(phase, status, event=event)
+    return Decision(phase, status, event=event, result=result)
 
 
-def final_progress(old: dict[str, Any], result: dict[str, Any], phase: TrainingJobPhase) -> dict[str, Any]:
+def final_progress(old: dict[str, Any], result: TrainerResult, phase: TrainingJobPhase) -> dict[str, Any]:
     """The last reported progress completed from the trainer's result (shown rounded, ε rounded up)."""
     progress = dict(old)
-    for key, value in (("epsilon", result.get("epsilon")), ("step", result.get("steps")),
-                       ("totalSteps", result.get("totalSteps"))):
+    for key, value in (("epsilon", result.epsilon), ("step", result.steps), ("totalSteps", result.total_steps)):
         if value is not None:
             progress[key] = value
     if phase is TrainingJobPhase.SUCCEEDED:

@@ -22,6 +22,8 @@ def webhook_path(info: KindInfo) -> str:
 def register(registry: kopf.OperatorRegistry) -> None:
     for info in KINDS:
         _register(registry, info)
+        for operation in ("CREATE", "UPDATE"):  # at 0 from the start, so increase() sees the first error
+            ADMISSION_REQUESTS.labels(info.kind, operation, "error")
 
 
 def _register(registry: kopf.OperatorRegistry, info: KindInfo) -> None:
@@ -36,11 +38,14 @@ def _register(registry: kopf.OperatorRegistry, info: KindInfo) -> None:
         result = "allowed"
         try:
             old_spec = dict(old.get("spec") or {}) if old else None
-            admission.validate(info.kind, dict(spec), old_spec, settings.constitutional_hash)
+            admission.validate(info.kind, dict(spec), old_spec, settings.constitutional_hash,
+                               settings.image_allowlist)
         except admission.Rejected as e:
             result = "rejected"
             raise kopf.AdmissionError(f"{info.kind} rejected: {e}", code=422) from None
+        except Exception:
+            result = "error"  # a bug, not a verdict: AcgsWebhookErrors pages on these
+            raise
         finally:
             ADMISSION_LATENCY.labels(info.kind).observe(time.perf_counter() - started)
             ADMISSION_REQUESTS.labels(info.kind, operation or "UNKNOWN", result).inc()
-

@@ -27,14 +27,15 @@ import kopf
 from pydantic import ValidationError
 
 from .. import conditions as cond
-from .. import errors, events, kube, probes, rollout, selection
-from ..api.deployment import Color, DeploymentSpec, RolloutState
+from .. import constitution_check, errors, events, kube, probes, rollout, selection
+from ..api.deployment import Color, DeploymentPhase, DeploymentSpec, RolloutState
 from ..api.modelversion import ModelVersionSpec
 from ..builders import deployment as build
 from ..builders.common import Owner
 from ..config import Settings
 from ..constants import API_VERSION, GROUP, VERSION
-from ..metrics import RECONCILES
+from ..events import WARNING, Event
+from ..metrics import RECONCILES, forget_deployment, observe_deployment
 
 PLURAL = "deployments"
 KIND = "Deployment"
@@ -119,7 +120,8 @@ def _apply_children(owner: Owner, spec: DeploymentSpec, decision: rollout.Decisi
             if mv is None:
                 raise ValueError(f"ModelVersion {plan.model_version} no longer exists")
             manifest = build.server_deployment(owner, spec, color, plan.model_version,
-                                               ModelVersionSpec.model_validate(mv["spec"]), plan.replicas, image)
+                                               ModelVersionSpec.model_validate(mv["spec"]), plan.replicas, image,
+                                               constitution_digest=settings.constitution_content_digest)
         except (ValueError, ValidationError) as error:
             # Cannot rebuild this color's template: leave its pods alone, but honour a scale-down.
             child = children.get(color)
@@ -134,6 +136,38 @@ def _apply_children(owner: Owner, spec: DeploymentSpec, decision: rollout.Decisi
     kube.apply(build.network_policy(owner, spec, settings.operator_namespace, {key: value}))
 
 
+IMAGE_NOT_ALLOWED = "ImageNotAllowed"
+# What keeps a Deployment from acting: condition type → its reason.
+HOLDS = {constitution_check.CONDITION: constitution_check.MISMATCH, IMAGE_NOT_ALLOWED: IMAGE_NOT_ALLOWED}
+
+
+def _hold_reason(spec: DeploymentSpec, settings: Settings) -> tuple[str, str] | None:
+    """(condition type, message) of what keeps this Deployment from acting at all, if anything."""
+    problem = constitution_check.mismatch(KIND, spec.constitutional_hash, settings.constitutional_hash)
+    if problem:
+        return constitution_check.CONDITION, problem
+    # Admission checked spec.image against the allowlist of its day; the allowlist may have shrunk.
+    problem = settings.image_allowlist.problem("spec.image", spec.image or settings.server_image)
+    return (IMAGE_NOT_ALLOWED, problem) if problem else None
+
+
+def _hold(obj: dict[str, Any], status: dict[str, Any], type_: str, problem: str, generation: int | None,
+          logger: kopf.Logger) -> None:
+    """Touch no child: the active color keeps serving what it serves; no version is selected,
+    previewed or promoted while the hold lasts. The status says so."""
+    reason = HOLDS[type_]
+    serving = (f"{status['activeColor']} keeps serving {status.get('activeModelVersion')}"
+               if status.get("activeColor") else "nothing is served")
+    message = f"{problem}; {serving}"
+    conditions = cond.set_condition(status.get("conditions"), type_, True, reason, message, generation)
+    conditions = cond.set_condition(conditions, cond.PROGRESSING, False, reason, message, generation)
+    kube.patch_status_changes(obj, {"phase": DeploymentPhase.DEGRADED.value, "message": message,
+                                    "conditions": conditions, "observedGeneration": generation})
+    if (cond.get_condition(status.get("conditions"), type_) or {}).get("status") != "True":
+        events.post(obj, Event(WARNING, reason, message))
+        logger.warning("%s: %s", reason, message)
+
+
 def reconcile(namespace: str, name: str, settings: Settings, schedule: Schedule,
               logger: kopf.Logger) -> float | None:
     """One look at a Deployment; returns seconds until it needs another look (None: steady)."""
@@ -141,6 +175,7 @@ def reconcile(namespace: str, name: str, settings: Settings, schedule: Schedule,
         obj = kube.get(API_VERSION, KIND, namespace, name)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             schedule.due.pop((namespace, name), None)
+            forget_deployment(namespace, name)
             return None
         generation = obj["metadata"].get("generation")
         try:
@@ -148,6 +183,11 @@ def reconcile(namespace: str, name: str, settings: Settings, schedule: Schedule,
         except ValidationError as error:
             raise errors.fail(obj, errors.invalid_spec(error)) from None
         status = obj.get("status") or {}
+        held = _hold_reason(spec, settings)
+        if held:
+            _hold(obj, status, *held, generation, logger)
+            schedule.due[(namespace, name)] = time.time() + constitution_check.RECHECK_SECONDS
+            return None
         state = RolloutState.model_validate(status.get("rollout") or {})
         annotations = obj["metadata"].get("annotations") or {}
         commands = frozenset(c for key, c in COMMAND_ANNOTATIONS.items() if key in annotations)
@@ -168,6 +208,9 @@ def reconcile(namespace: str, name: str, settings: Settings, schedule: Schedule,
             active_model_version=status.get("activeModelVersion"), desired=desired, known=known,
             colors=colors, commands=commands, generation=generation)
         decision = rollout.step(obs)
+        for type_ in HOLDS:  # a hold that ended (reconfigured back): the rollout resumes
+            if (cond.get_condition(status.get("conditions"), type_) or {}).get("status") == "True":
+                decision.conditions.append(rollout.Condition(type_, False, cond.RESOLVED, ""))
         targets = {**known, **({desired.target.name: desired.target} if desired.target else {})}
         for _ in range(2):  # pre-checks, then possibly post-checks on the same pass
             if decision.needs is None:
@@ -189,6 +232,8 @@ def reconcile(namespace: str, name: str, settings: Settings, schedule: Schedule,
         delay = decision.requeue
         schedule.due[(namespace, name)] = time.time() + (delay if delay is not None else RESYNC_SECONDS)
         RECONCILES.labels(KIND, decision.phase.value).inc()
+        observe_deployment(namespace, name, spec.promotion.min_compliance_score,
+                           mvs.get(decision.active_model_version or ""), decision.history)
         return delay
 
 

@@ -8,18 +8,19 @@ import json
 from typing import Any
 
 import kopf
+from acgs_contract import timefmt
 from pydantic import ValidationError
 
 from .. import conditions as cond
-from .. import errors, events, kube, timestamps
-from ..api.modelversion import ModelVersionPhase, ModelVersionSpec
+from .. import constitution_check, errors, events, kube
+from ..api.modelversion import Metrics, ModelVersionPhase, ModelVersionSpec
 from ..builders import modelversion as mvb
 from ..builders.common import Owner
 from ..config import Settings
 from ..constants import API_VERSION, GROUP, LABEL_COMPONENT, LABEL_OWNER_KIND, VERSION
 from ..decisions import jobrun
 from ..decisions import modelversion as decide
-from ..events import NORMAL, Event
+from ..events import NORMAL, WARNING, Event
 from ..metrics import RECONCILES
 
 KIND = "ModelVersion"
@@ -36,6 +37,13 @@ def _write_status(mv: dict[str, Any], status: dict[str, Any]) -> None:
     kube.patch_status_changes({"apiVersion": API_VERSION, "kind": KIND, **mv}, status)
 
 
+def _verified_before(mv: dict[str, Any]) -> bool:
+    """Verified, figures included (a record verified before figures were recorded is verified again)."""
+    status = mv.get("status") or {}
+    return (status.get("verifiedDigest") == (mv.get("spec") or {}).get("artifact", {}).get("digest")
+            and status.get("verifiedMetrics") is not None)
+
+
 def sync_verification(mv: dict[str, Any]) -> None:
     """Observe the verification Job (and its pods), let `decisions.modelversion` decide, write."""
     owner = Owner.of(mv)
@@ -46,12 +54,42 @@ def sync_verification(mv: dict[str, Any]) -> None:
                        label_selector=f"batch.kubernetes.io/controller-uid={job['metadata']['uid']}")
             if job else [])
     run = jobrun.observe(job, pods, mvb.VERIFY_CONTAINER)
-    decision = decide.decide(run, mv["spec"]["artifact"]["digest"], mv.get("status") or {},
-                             mv["metadata"].get("generation"), timestamps.now())
+    spec = mv["spec"]
+    decision = decide.decide(run, spec["artifact"]["digest"], Metrics.model_validate(spec.get("metrics") or {}),
+                             mv.get("status") or {}, mv["metadata"].get("generation"), timefmt.now())
     _write_status(mv, decision.status)
     if decision.event:
         events.post(mv, decision.event)
         RECONCILES.labels(KIND, decision.phase.value).inc()
+
+
+def _held_for_constitution(mv: dict[str, Any], spec: ModelVersionSpec, settings: Settings) -> bool:
+    """Not Ready while its constitution is not the operator's current one (so no Deployment selects
+    it); back to Ready, without a new verification, once they match again."""
+    status = mv.get("status") or {}
+    generation = mv["metadata"].get("generation")
+    problem = constitution_check.mismatch(KIND, spec.constitutional_hash, settings.constitutional_hash)
+    if problem is None:
+        if constitution_check.is_marked(status):
+            conditions = constitution_check.mark(status.get("conditions"), None, generation)
+            if _verified_before(mv):
+                message = f"digest {spec.artifact.digest} verified; constitution matches again"
+                conditions = cond.set_condition(conditions, cond.READY, True, cond.DIGEST_VERIFIED, message, generation)
+                _write_status(mv, {"phase": ModelVersionPhase.READY.value, "message": message,
+                                   "conditions": conditions})
+            else:
+                _write_status(mv, {"conditions": conditions})
+            mv["status"] = {**status, "conditions": conditions}
+        return False
+    if status.get("phase") == ModelVersionPhase.INVALID.value:
+        return True  # never servable anyway; its reason stays
+    conditions = constitution_check.mark(status.get("conditions"), problem, generation)
+    conditions = cond.set_condition(conditions, cond.READY, False, constitution_check.MISMATCH, problem, generation)
+    _write_status(mv, {"phase": ModelVersionPhase.PENDING.value, "message": problem, "conditions": conditions,
+                       "observedGeneration": generation})
+    if not constitution_check.is_marked(status):
+        events.post(mv, Event(WARNING, constitution_check.MISMATCH, problem))
+    raise kopf.TemporaryError(problem, delay=constitution_check.RECHECK_SECONDS)
 
 
 def verify(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
@@ -61,7 +99,9 @@ def verify(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> N
         spec = ModelVersionSpec.model_validate(mv["spec"])
     except ValidationError as exc:
         raise errors.fail(mv, errors.invalid_spec(exc)) from None
-    if (mv.get("status") or {}).get("verifiedDigest") == spec.artifact.digest:
+    if _held_for_constitution(mv, spec, settings):
+        return
+    if _verified_before(mv):
         return  # verified before (the spec is immutable)
     if mvb.artifact_location(spec.artifact.uri) is None:
         _write_status(mv, decide.status(
@@ -73,13 +113,14 @@ def verify(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> N
     if kube.get("batch/v1", "Job", owner.namespace, mvb.verify_job_name(owner.name)) is None:
         annotations = mv["metadata"].get("annotations") or {}
         scheduling = json.loads(annotations.get(mvb.ANNOTATION_VERIFY_SCHEDULING) or "{}")
-        job = mvb.build_verify_job(owner, spec, settings.trainer_image, scheduling)
+        job = mvb.build_verify_job(owner, spec, settings.trainer_image, scheduling,
+                                   settings.constitution_content_digest)
         kube.apply(job)
         logger.info("verification Job %s created", job["metadata"]["name"])
     sync_verification(mv)
 
 
-def verify_job_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+def verify_job_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":
         return
     ref = next((r for r in body.metadata.get("ownerReferences") or [] if r.get("kind") == KIND), None)
@@ -88,7 +129,8 @@ def verify_job_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     mv = kube.get(API_VERSION, KIND, body.metadata.namespace, ref["name"])
     if mv is None or mv["metadata"]["uid"] != ref["uid"]:
         return
-    if (mv.get("status") or {}).get("verifiedDigest") == mv["spec"]["artifact"]["digest"]:
+    if _verified_before(mv) or constitution_check.mismatch(
+            KIND, (mv.get("spec") or {}).get("constitutionalHash"), memo.settings.constitutional_hash):
         return
     sync_verification(mv)
 
@@ -96,7 +138,7 @@ def verify_job_event(body: kopf.Body, type: str | None, **_: Any) -> None:
 def record_stage(body: kopf.Body, old: Any, new: Any, **_: Any) -> None:
     mv = _plain(body)
     history = list((mv.get("status") or {}).get("stageHistory") or [])
-    now = timestamps.now()
+    now = timefmt.now()
     entry = f"{now} {new}" if old is None else f"{now} {old} -> {new}"
     history = (history + [entry])[-STAGE_HISTORY_MAX:]
     _write_status(mv, {"stageHistory": history})

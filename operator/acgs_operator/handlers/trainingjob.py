@@ -8,11 +8,12 @@ import json
 from typing import Any
 
 import kopf
+from acgs_contract.result import TrainerResult
 from pydantic import ValidationError
 
 from .. import conditions as cond
-from .. import errors, events, kube, semver
-from ..api.trainingjob import TERMINAL_PHASES, TrainingJobSpec
+from .. import constitution_check, errors, events, kube, semver
+from ..api.trainingjob import TERMINAL_PHASES, TrainingJobPhase, TrainingJobSpec
 from ..builders import modelversion as mvb
 from ..builders import trainingjob as tjb
 from ..builders.common import Owner
@@ -20,13 +21,14 @@ from ..config import Settings
 from ..constants import API_VERSION, GROUP, LABEL_COMPONENT, LABEL_OWNER_KIND, VERSION
 from ..decisions import jobrun
 from ..decisions import trainingjob as decide
-from ..events import NORMAL, Event
+from ..events import NORMAL, WARNING, Event
 from ..metrics import RECONCILES
 from ..servers.progress import progress_token
 
 KIND = "TrainingJob"
 PLURAL = "trainingjobs"
 ANNOTATION_TJ_UID = "acgs.io/training-job-uid"
+IMAGE_NOT_ALLOWED = "ImageNotAllowed"
 
 
 def _parse(tj: dict[str, Any]) -> TrainingJobSpec:
@@ -60,6 +62,10 @@ def apply_children(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings
         kube.apply(child)
     job = kube.get("batch/v1", "Job", owner.namespace, tjb.job_name(owner.name))
     if job is None:
+        # Admission checked spec.image against the allowlist of its day; the allowlist may have shrunk.
+        refused = settings.image_allowlist.problem("spec.image", spec.image or settings.trainer_image)
+        if refused:
+            raise errors.SpecError(IMAGE_NOT_ALLOWED, refused)
         # Created once: Kueue owns suspend/nodeSelector afterwards, and a pod template is immutable.
         job = kube.apply(tjb.build_job(spec, owner, settings))
         events.post(tj, Event(NORMAL, cond.JOB_CREATED, f"Created Job {job['metadata']['name']}"
@@ -71,8 +77,8 @@ def apply_children(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings
     return job
 
 
-def _artifact_uri(spec: TrainingJobSpec, owner: Owner, result: dict[str, Any]) -> str:
-    path = str(result.get("artifactPath") or "")
+def _artifact_uri(spec: TrainingJobSpec, owner: Owner, result: TrainerResult) -> str:
+    path = result.artifact_path or ""
     mount = spec.output.path.rstrip("/") + "/"
     if path.startswith(mount):
         return f"pvc://{spec.output.pvc}/{path[len(mount):].strip('/')}"
@@ -80,7 +86,7 @@ def _artifact_uri(spec: TrainingJobSpec, owner: Owner, result: dict[str, Any]) -
 
 
 def ensure_model_version(tj: dict[str, Any], spec: TrainingJobSpec, job: dict[str, Any],
-                         result: dict[str, Any]) -> dict[str, Any]:
+                         result: TrainerResult) -> dict[str, Any]:
     """Create (once) the ModelVersion of a successful run; a retried call finds the one it made."""
     owner = Owner.of(tj)
     parent = _parent(spec, owner.namespace)
@@ -106,7 +112,7 @@ def ensure_model_version(tj: dict[str, Any], spec: TrainingJobSpec, job: dict[st
                 raise
             events.post(tj, Event(NORMAL, cond.MODEL_VERSION_CREATED,
                                   f"Created ModelVersion {created['metadata']['name']} (version {version}, "
-                                  f"digest {result['digest']})"))
+                                  f"digest {result.digest})"))
             return created
     raise errors.SpecError(cond.INVALID_SPEC, f"spec.versionPolicy {spec.version_policy!r}: no free version after "
                            f"{parent_semver or '0.0.0'} for model {spec.model_name!r} in namespace "
@@ -129,8 +135,8 @@ def sync_status(tj: dict[str, Any]) -> None:
     old, generation = tj.get("status") or {}, meta.get("generation")
     decision = decide.decide(run, job_name, old, generation)
     if decision.needs_model_version:
-        assert job is not None and run.result is not None
-        mv = ensure_model_version(tj, spec, job, run.result)
+        assert job is not None and decision.result is not None
+        mv = ensure_model_version(tj, spec, job, decision.result)
         created = decide.CreatedModelVersion(mv["metadata"]["name"], mv["spec"]["artifact"]["digest"])
         decision = decide.decide(run, job_name, old, generation, created)
     kube.patch_status_changes({"apiVersion": API_VERSION, "kind": KIND, **tj}, decision.status)
@@ -143,6 +149,7 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
     tj = _plain(body)
     try:
         spec = _parse(tj)
+        _check_constitution(tj, spec, memo.settings)
         if (tj.get("status") or {}).get("phase") not in TERMINAL_PHASES:
             parent = _parent(spec, tj["metadata"]["namespace"])
             apply_children(tj, spec, memo.settings, memo.progress_key, parent["metadata"]["name"] if parent else None)
@@ -151,6 +158,30 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
         logger.error("%s: %s", exc.reason, exc)
         RECONCILES.labels(KIND, "invalid").inc()
         raise errors.fail(tj, exc) from None
+
+
+def _check_constitution(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings) -> None:
+    """Hold a TrainingJob whose constitution is not the operator's current one: no Job is created
+    (one started earlier runs on; its ModelVersion is held by the ModelVersion reconciler)."""
+    status = tj.get("status") or {}
+    generation = tj["metadata"].get("generation")
+    problem = constitution_check.mismatch(KIND, spec.constitutional_hash, settings.constitutional_hash)
+    write = {"apiVersion": API_VERSION, "kind": KIND, **tj}
+    if problem is None:
+        if constitution_check.is_marked(status):  # reconfigured back: say so, then carry on
+            tj["status"] = {**status, "conditions": constitution_check.mark(status.get("conditions"), None, generation)}
+            kube.patch_status_changes({**write, "status": status}, {"conditions": tj["status"]["conditions"]})
+        return
+    if status.get("phase") in TERMINAL_PHASES:
+        return  # finished before the reconfiguration: its outcome stands
+    update = {"conditions": constitution_check.mark(status.get("conditions"), problem, generation),
+              "message": problem, "observedGeneration": generation}
+    if not status.get("phase") or status.get("phase") == TrainingJobPhase.PENDING.value:
+        update["phase"] = TrainingJobPhase.PENDING.value
+    kube.patch_status_changes(write, update)
+    if not constitution_check.is_marked(status):
+        events.post(tj, Event(WARNING, constitution_check.MISMATCH, problem))
+    raise kopf.TemporaryError(problem, delay=constitution_check.RECHECK_SECONDS)
 
 
 def spec_changed(body: kopf.Body, **_: Any) -> None:

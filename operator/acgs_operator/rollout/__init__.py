@@ -18,8 +18,8 @@ The package: `model` (observation, decision and their named types), `step` (the 
 
 from __future__ import annotations
 
-from ..timestamps import format_epoch as ts
-from ..timestamps import parse as epoch
+from acgs_contract.timefmt import format_time as ts
+
 from .gates import gate_failures
 from .model import (
     POLL_SECONDS,
@@ -34,6 +34,7 @@ from .model import (
     Observation,
     Target,
     camel_reason,
+    epoch,
     other,
 )
 from .status import status_fields

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
 
+from acgs_contract.timefmt import format_time as ts
+from acgs_contract.timefmt import parse_time
+
 from ..api.deployment import BlueGreenStrategy, Color, DeploymentPhase, PromotionGates, RolloutState
 from ..events import Event
-from ..timestamps import format_epoch as ts
 
 POLL_SECONDS = 2.0
 WAIT_FOR_MODEL_VERSION_SECONDS = 5.0
@@ -49,6 +51,11 @@ class Situation:
     progress: Reasoned | None = None  # still moving: why (Progressing=True)
     paused: bool = False  # waiting for a person (acgs.io/promote)
     degraded: Reasoned | None = None  # failed with nothing to fall back to
+
+
+def epoch(stamp: str | None) -> float | None:
+    """Seconds since the epoch of a status timestamp; an unset one stays None."""
+    return parse_time(stamp) if stamp else None
 
 
 def other(color: Color) -> Color:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from acgs_contract.timefmt import format_time as ts
+
 from .. import conditions as cond
 from ..api.deployment import Color
 from ..events import NORMAL
-from ..timestamps import format_epoch as ts
-from ..timestamps import parse as epoch
 from .commands import apply_commands
 from .gates import gate_failures
 from .model import (
@@ -19,6 +19,7 @@ from .model import (
     Situation,
     Target,
     camel_reason,
+    epoch,
 )
 from .status import summarize
 from .transitions import block, clear_attempt, rollback, switch

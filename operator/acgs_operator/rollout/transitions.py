@@ -3,10 +3,11 @@ roll back after a failed post-promotion check."""
 
 from __future__ import annotations
 
+from acgs_contract.timefmt import format_time as ts
+
 from .. import conditions as cond
 from ..api.deployment import Color, HeldBack, RolloutState
 from ..events import NORMAL, WARNING
-from ..timestamps import format_epoch as ts
 from .model import Decision, Observation, Reasoned, Situation, Target
 
 

@@ -2,11 +2,17 @@
 
     POST /v1/progress/<namespace>/<name>/<uid>
     Authorization: Bearer <HMAC-SHA256(progress key, "<namespace>/<name>/<uid>")>
-    {"phase": "Running", "step": 12, "totalSteps": 40, "percent": 30.0, "loss": 2.1, "epsilon": 1.3}
+    body: acgs_contract.progress.ProgressReport (stream, sequence, phase, step, totalSteps, percent,
+          loss, epsilon, message)
 
 The token reaches the pod through a per-job Secret (env ACGS_PROGRESS_TOKEN via secretKeyRef), so it
 never appears in the Job spec. Writes are throttled per job (Settings.progress_min_interval; the
 newest report wins) and skipped when nothing changed. See docs/training.md.
+
+Refused: a token that is not the job's (401, also when it is not ASCII), a body that is not a valid
+report (400, NaN and Infinity included), and a replay (409): a report whose sequence is not above the
+last one accepted from its stream, or from a stream a newer one (a retried pod) replaced. The
+replay record lives in this process: an operator restart forgets it (documented in docs/training.md).
 """
 
 from __future__ import annotations
@@ -14,23 +20,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from acgs_contract.progress import TERMINAL_PHASES, ProgressReport
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import ValidationError
 
 from .. import kube
-from ..api.trainingjob import TERMINAL_PHASES, TrainingProgress
+from ..api.trainingjob import TrainingProgress
 from ..config import Settings
 from ..constants import API_VERSION
 
 logger = logging.getLogger("acgs_operator.progress")
+RETIRED_STREAMS_PER_JOB = 32
+REPLAY_RECORDS = 10_000  # jobs whose last accepted report is remembered (oldest forgotten first)
 
 
 def progress_token(key: bytes, namespace: str, name: str, uid: str) -> str:
@@ -45,22 +55,60 @@ def progress_key(settings: Settings) -> bytes:
     return secrets.token_bytes(32)
 
 
-class ProgressReport(BaseModel):
-    """What acgs_trainer.reporting.ProgressReporter sends."""
+def status_progress(report: ProgressReport) -> dict[str, Any]:
+    """A trainer's report as TrainingJob status.progress (rounded for people, ε rounded up)."""
+    return TrainingProgress(percent=report.percent, step=report.step, total_steps=report.total_steps,
+                            loss=report.loss, epsilon=report.epsilon).to_api()
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    phase: str = "Running"
-    step: int = Field(ge=0)
-    total_steps: int | None = Field(default=None, ge=0)
-    percent: float | None = Field(default=None, ge=0, le=100)
-    loss: float | None = None
-    epsilon: float | None = Field(default=None, ge=0)
-    message: str = ""
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
-    def progress(self) -> dict[str, Any]:
-        return TrainingProgress(percent=self.percent, step=self.step, total_steps=self.total_steps,
-                                loss=self.loss, epsilon=self.epsilon).to_api()
+
+def parse_report(raw: bytes) -> ProgressReport:
+    """Strict JSON (no NaN/Infinity) into a ProgressReport; ValueError/ValidationError otherwise."""
+    return ProgressReport.model_validate(json.loads(raw, parse_constant=_reject_constant))
+
+
+def token_matches(given: str, expected: str) -> bool:
+    # compare_digest refuses non-ASCII str (TypeError, a 500); bytes compare in constant time.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
+
+
+@dataclass
+class _Stream:
+    current: str
+    sequence: int
+    retired: deque[str] = field(default_factory=lambda: deque(maxlen=RETIRED_STREAMS_PER_JOB))
+
+
+class ReplayGuard:
+    """Per job: the newest stream and its last accepted sequence; streams it replaced are refused."""
+
+    def __init__(self, capacity: int = REPLAY_RECORDS) -> None:
+        self.capacity = capacity
+        self.jobs: OrderedDict[tuple[str, str, str], _Stream] = OrderedDict()
+
+    def refusal(self, job: tuple[str, str, str], report: ProgressReport) -> str | None:
+        """Why `report` must be refused (None: accepted, and recorded)."""
+        seen = self.jobs.get(job)
+        if seen is None:
+            self.jobs[job] = _Stream(report.stream, report.sequence)
+            while len(self.jobs) > self.capacity:
+                self.jobs.popitem(last=False)
+            return None
+        self.jobs.move_to_end(job)
+        if report.stream == seen.current:
+            if report.sequence <= seen.sequence:
+                return (f"replayed or out-of-order report: sequence {report.sequence} of stream "
+                        f"{report.stream} is not above {seen.sequence}, the last one accepted")
+            seen.sequence = report.sequence
+            return None
+        if report.stream in seen.retired:
+            return f"report from stream {report.stream}, which a newer stream of this job replaced"
+        seen.retired.append(seen.current)
+        seen.current, seen.sequence = report.stream, report.sequence
+        return None
 
 
 @dataclass
@@ -77,6 +125,7 @@ class ProgressServer:
         self.settings = settings
         self.key = key
         self.jobs: dict[tuple[str, str, str], _JobState] = {}
+        self.replays = ReplayGuard()
         self.runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -98,15 +147,18 @@ class ProgressServer:
     async def post(self, request: web.Request) -> web.Response:
         ns, name, uid = (request.match_info[k] for k in ("namespace", "name", "uid"))
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given, progress_token(self.key, ns, name, uid)):
+        if not token_matches(given, progress_token(self.key, ns, name, uid)):
             return web.json_response({"error": "invalid or missing bearer token"}, status=401)
         try:
-            report = ProgressReport.model_validate(await request.json())
-        except (ValueError, ValidationError) as exc:
+            report = parse_report(await request.read())
+        except (ValueError, ValidationError, RecursionError) as exc:  # RecursionError: deep nesting
             return web.json_response({"error": f"invalid progress report: {exc}"}, status=400)
+        refusal = self.replays.refusal((ns, name, uid), report)
+        if refusal:
+            return web.json_response({"error": refusal}, status=409)
         state = self.jobs.setdefault((ns, name, uid), _JobState())
-        state.pending = report.progress()
-        final = report.phase in TERMINAL_PHASES
+        state.pending = status_progress(report)
+        final = report.final
         wait = self.settings.progress_min_interval - (time.monotonic() - state.written_at)
         if final or wait <= 0:
             status = await self._flush(ns, name, uid, state)

@@ -9,12 +9,20 @@ import pytest
 from acgs_operator.api.deployment import DeploymentSpec
 from acgs_operator.api.modelversion import ModelVersionSpec
 from acgs_operator.artifacts import UnsupportedArtifact
+from acgs_contract.result import VerifyResult
+
 from acgs_operator.builders import deployment as b
 from acgs_operator.builders.common import Owner
 from acgs_operator.selection import resolve_desired
 from acgs_operator.semver import sort_key as semver_key
 
-HASH = "cdd01ef066bc6cf2"
+from acgs_operator.api.deployment import PromotionGates
+from acgs_operator.api.modelversion import Metrics
+from acgs_operator.builders import modelversion as mvb
+from acgs_operator.rollout import gate_failures
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
+
+HASH = CONSTITUTIONAL_HASH
 DIGEST = "sha256:" + "ab" * 32
 OWNER = Owner(kind="Deployment", name="cai", namespace="team-a", uid="uid-1")
 
@@ -73,7 +81,7 @@ class TestServerDeployment:
         assert dep["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
         c = container(dep)
         assert c["command"] == ["acgs-serve"]
-        assert c["args"] == ["--artifact", "/artifacts/cai/1.0.0/artifact", "--port", "8080"]
+        assert c["args"] == ["--artifact", "/artifacts", "--port", "8080"]
         assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
         assert c["livenessProbe"]["httpGet"]["path"] == "/health"
 
@@ -91,7 +99,9 @@ class TestServerDeployment:
         assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
         assert sc["capabilities"] == {"drop": ["ALL"]} and pod["securityContext"]["runAsNonRoot"]
         mounts = {m["mountPath"]: m for m in container(dep)["volumeMounts"]}
-        assert mounts["/artifacts"]["readOnly"] and "/tmp" in mounts
+        # only this artifact's directory of the shared claim, read-only
+        assert mounts["/artifacts"]["readOnly"] and mounts["/artifacts"]["subPath"] == "cai/1.0.0/artifact"
+        assert "/tmp" in mounts
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["artifacts"]["persistentVolumeClaim"] == {"claimName": "artifacts", "readOnly": True}
         assert pod["automountServiceAccountToken"] is False
@@ -147,7 +157,13 @@ class TestNetworkPolicy:
         assert policy["policyTypes"] == ["Ingress", "Egress"]
         assert policy["podSelector"]["matchLabels"] == b.server_selector("cai")
         assert len(policy["ingress"]) == rules
-        assert all(rule["ports"] == [{"protocol": "TCP", "port": 8080}] for rule in policy["ingress"])
+        scraper = [r for r in policy["ingress"] if r["from"] == [{"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": "monitoring"}}}]]
+        assert len(scraper) == (1 if metrics_ns else 0)
+        # the scraper reaches the metrics port only; clients and the operator the predict port only
+        assert all(rule["ports"] == [{"protocol": "TCP", "port": 9090}] for rule in scraper)
+        assert all(rule["ports"] == [{"protocol": "TCP", "port": 8080}] for rule in policy["ingress"]
+                   if rule not in scraper)
         operator_peer = policy["ingress"][-1]["from"][0]
         assert operator_peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "acgs-system"}
         if clients:
@@ -155,6 +171,14 @@ class TestNetworkPolicy:
             assert peer["podSelector"]["matchLabels"] == {"app": "gw"}
             assert ("namespaceSelector" in peer) == ("namespaceSelector" in clients[0])
         assert [p["port"] for e in policy["egress"] for p in e["ports"]] == [53, 53]
+
+
+    def test_metrics_port_is_its_own_and_must_differ_from_the_predict_port(self) -> None:
+        c = container(b.server_deployment(OWNER, make_spec(metricsPort=9100), "blue", "v", make_mv(), 1, "s"))
+        assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "metrics": 9100}
+        assert {e["name"]: e.get("value") for e in c["env"]}["ACGS_METRICS_PORT"] == "9100"
+        with pytest.raises(ValueError, match="metricsPort 8080 equals port"):
+            make_spec(metricsPort=8080)
 
 
 class TestNoGitOpsLabelsOnChildren:
@@ -208,12 +232,37 @@ class TestSelection:
         assert desired.target.invalid[0] == reason
 
 
+class TestGatesReadVerifiedMetrics:
+    def test_target_metrics_come_from_status_never_from_spec(self) -> None:
+        mv = mv_obj("cai-1-0-0", "1.0.0", "production", "Ready")
+        mv["spec"]["metrics"] = {"complianceScore": 0.99, "accuracy": 0.99}  # what the spec claims
+        desired = resolve_desired(make_spec(), [mv], True)
+        assert desired.target is not None and desired.target.metrics == {}  # nothing verified yet
+        mv["status"]["verifiedMetrics"] = {"complianceScore": 0.5, "accuracy": 0.6}
+        target = resolve_desired(make_spec(), [mv], True).target
+        assert target is not None and target.metrics == {"complianceScore": 0.5, "accuracy": 0.6}
+        failures = gate_failures(target.metrics, PromotionGates(minComplianceScore=0.9))
+        assert failures and "0.5000" in failures[0]
+
+
+class TestMetricMismatches:
+    def test_declared_figures_must_equal_the_artifacts(self) -> None:
+        verified = mvb.verified_metrics(VerifyResult(phase="Succeeded", reason="Verified", metrics={
+            "accuracy": 0.61234, "complianceScore": 0.5}, epsilon=2.00001, delta=1e-5))
+        assert mvb.metric_mismatches(Metrics(accuracy=0.6123, epsilon=2.0001), verified) == []
+        assert mvb.metric_mismatches(Metrics(), verified) == []  # declaring nothing is not a claim
+        problems = mvb.metric_mismatches(Metrics(complianceScore=0.99, epsilon=1.0, evalLoss=0.1), verified)
+        assert problems == ["spec.metrics.complianceScore is 0.99 but the artifact records 0.5",
+                            "spec.metrics.evalLoss is 0.1 but the artifact records none",
+                            "spec.metrics.epsilon is 1.0 but the artifact records 2.0001"]
+
+
 class TestSmokeRequest:
     def test_the_operators_smoke_request_is_valid_for_the_server(self) -> None:
         """The pre-promotion smoke predictions must pass the server's own request schema."""
         schemas = pytest.importorskip("acgs_server.schemas")
         from acgs_operator.probes import SMOKE_PATH, SMOKE_SCENARIO
 
-        parsed = schemas.parse_request(schemas.ENDPOINTS[SMOKE_PATH],
+        parsed = schemas.parse_request(SMOKE_PATH,
                                        {"scenario": SMOKE_SCENARIO, "constitutional_hash": HASH}, HASH)
-        assert parsed.task_name() == "constitutional_ai"
+        assert parsed.dataset_type == "constitutional_ai"

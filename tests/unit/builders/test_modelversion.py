@@ -9,15 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from acgs_contract import exitcodes
+from acgs_contract.constitution import default_text
+from acgs_contract.result import FAILED, SUCCEEDED, TrainerResult
 
 from acgs_operator import semver
 from acgs_operator.api.modelversion import ModelVersionSpec
 from acgs_operator.api.trainingjob import TrainingJobSpec
 from acgs_operator.builders import modelversion as mvb
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
 from acgs_operator.builders.common import Owner
 from acgs_operator.decisions import jobrun as jobstatus
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 DIGEST = "sha256:" + "ab" * 32
 
 
@@ -39,8 +43,11 @@ class TestSemver:
 
 
 class TestBuildModelVersion:
-    RESULT = {"digest": DIGEST, "dataDigest": "sha256:" + "cd" * 32, "epsilon": 3.2, "delta": 1e-5,
-              "metrics": {"accuracy": 0.5, "complianceScore": 0.75, "evalLoss": 1.25, "parseRate": 1.0}}
+    RESULT = TrainerResult(phase=SUCCEEDED, reason="Succeeded", exit_code=0, digest=DIGEST,
+                           data_digest="sha256:" + "cd" * 32, epsilon=3.2, delta=1e-5,
+                           metrics={"accuracy": 0.5, "complianceScore": 0.75, "evalLoss": 1.25,
+                                    "parseRate": 1.0},
+                           base_metrics={"accuracy": 0.25, "complianceScore": 0.6})
 
     def test_record_from_result(self) -> None:
         spec = TrainingJobSpec.model_validate({"constitutionalHash": HASH, "modelName": "cai",
@@ -51,15 +58,17 @@ class TestBuildModelVersion:
         parsed = ModelVersionSpec.model_validate(mv["spec"])
         assert parsed.stage == "candidate" and parsed.artifact.digest == DIGEST
         assert parsed.metrics.model_dump(by_alias=True) == {"accuracy": 0.5, "complianceScore": 0.75,
-                                                           "evalLoss": 1.25, "epsilon": 3.2, "delta": 1e-5}
-        assert parsed.lineage.training_job == "tj" and parsed.lineage.data_digest == self.RESULT["dataDigest"]
+                                                           "evalLoss": 1.25, "epsilon": 3.2, "delta": 1e-5,
+                                                           "baseComplianceScore": 0.6, "baseAccuracy": 0.25}
+        assert parsed.lineage.training_job == "tj" and parsed.lineage.data_digest == self.RESULT.data_digest
         scheduling = mv["metadata"]["annotations"][mvb.ANNOTATION_VERIFY_SCHEDULING]
         assert json.loads(scheduling) == {"nodeSelector": {"x": "y"}}
 
     def test_no_metric_is_invented(self) -> None:
         spec = TrainingJobSpec.model_validate({"constitutionalHash": HASH, "modelName": "cai",
                                                "data": {"generate": {"type": "constitutional_ai"}}})
-        mv = mvb.build_model_version(spec, "tj", "ns", "0.1.0", None, "pvc://a/b", {"digest": DIGEST}, {})
+        bare = TrainerResult(phase=SUCCEEDED, reason="Succeeded", exit_code=0, digest=DIGEST)
+        mv = mvb.build_model_version(spec, "tj", "ns", "0.1.0", None, "pvc://a/b", bare, {})
         assert mv["spec"]["metrics"] == {}
 
 
@@ -79,8 +88,10 @@ class TestBuildVerifyJob:
         job = mvb.build_verify_job(owner, spec, "img", {"tolerations": [{"operator": "Exists"}]})
         pod = job["spec"]["template"]["spec"]
         assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "artifacts", "readOnly": True}
+        assert pod["containers"][0]["volumeMounts"][0] == {  # only this artifact's directory, read-only
+            "name": "artifact", "mountPath": "/artifact-volume", "subPath": "tj/artifact", "readOnly": True}
         assert pod["containers"][0]["command"] == [
-            "acgs-train", "verify", "--artifact", "/artifact-volume/tj/artifact", "--digest", DIGEST,
+            "acgs-train", "verify", "--artifact", "/artifact-volume", "--digest", DIGEST,
             "--constitutional-hash", HASH, "--termination-log", "/dev/termination-log"]
         assert pod["tolerations"] == [{"operator": "Exists"}]
         fail_now = job["spec"]["podFailurePolicy"]["rules"][0]
@@ -92,8 +103,12 @@ class TestBuildVerifyJob:
         def populate(d: Path) -> None:
             (d / "adapter").mkdir()
             (d / "adapter" / "w.bin").write_bytes(b"weights")
+            (d / "constitution.yaml").write_text(default_text())
 
-        manifest = write_artifact(tmp_path / "artifact", populate, {"constitutional_hash": HASH})
+        manifest = write_artifact(tmp_path / "artifact", populate, {
+            "constitutional_hash": HASH,
+            "metrics": {"accuracy": 0.75, "complianceScore": 0.875, "evalLoss": 1.5, "parseRate": 1.0},
+            "privacy": {"enabled": True, "epsilonSpent": 2.345678, "targetDelta": 1e-5}})
         log = tmp_path / "termination-log"
 
         def run(digest: str) -> tuple[int, dict[str, Any]]:
@@ -105,10 +120,13 @@ class TestBuildVerifyJob:
             return proc.returncode, json.loads(log.read_text())
 
         code, ok = run(manifest.digest)
-        assert code == 0 and (ok["phase"], ok["digest"]) == (mvb.RESULT_SUCCEEDED, manifest.digest)
+        assert code == 0 and (ok["phase"], ok["digest"]) == (SUCCEEDED, manifest.digest)
+        # the figures the operator gates on come from the verified manifest
+        assert ok["metrics"] == {"accuracy": 0.75, "complianceScore": 0.875, "evalLoss": 1.5}
+        assert (ok["epsilon"], ok["delta"]) == (2.345678, 1e-5)
         (tmp_path / "artifact" / "adapter" / "w.bin").write_bytes(b"tampered")
         code, bad = run(manifest.digest)
-        assert code == mvb.EXIT_ARTIFACT_ERROR and bad["phase"] == mvb.RESULT_FAILED
+        assert code == exitcodes.ARTIFACT_ERROR and bad["phase"] == FAILED
         assert "adapter/w.bin" in bad["message"] and bad["file"].endswith("adapter/w.bin")
 
 

@@ -11,9 +11,11 @@ from acgs_operator.api.trainingjob import TrainingJobSpec
 from acgs_operator.builders import trainingjob as tjb
 from acgs_operator.builders.common import Owner
 from acgs_operator.config import Settings
+from acgs_contract.constitution import CONSTITUTIONAL_HASH
+
 from acgs_operator.servers.progress import progress_token
 
-HASH = "cdd01ef066bc6cf2"
+HASH = CONSTITUTIONAL_HASH
 OWNER = Owner(kind="TrainingJob", name="cai-v1", namespace="team-a", uid="0123456789abcdef-uid",
                   labels={"team": "a", "app.kubernetes.io/instance": "argo-app", "argocd.argoproj.io/x": "y"})
 SETTINGS = Settings(trainer_image="trainer:test", progress_url="http://op.acgs-system.svc:8083")
@@ -56,13 +58,8 @@ class TestBuildJob:
         assert {"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
         assert {"key": "acgs.io/local-runner", "operator": "Exists"} in pod["tolerations"]
 
-    def test_pod_failure_policy_fails_fast_on_trainer_exit_codes(self) -> None:
-        from acgs_trainer import exitcodes
-
+    def test_pod_failure_policy_ignores_disruptions(self) -> None:
         rules = tjb.build_job(make_spec(), OWNER, SETTINGS)["spec"]["podFailurePolicy"]["rules"]
-        fail = next(r for r in rules if r["action"] == "FailJob")
-        assert sorted(fail["onExitCodes"]["values"]) == sorted(
-            [exitcodes.INVALID_CONFIG, exitcodes.INVALID_DATA, exitcodes.PRIVACY_BUDGET_EXHAUSTED])
         assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]} in rules
 
     @pytest.mark.parametrize("suspend,queue,expect_suspend", [
@@ -110,6 +107,20 @@ class TestBuildJob:
         assert {k: v for k, v in volume.items() if k != "name"} == expect_volume
         assert ("initContainers" in pod) is expect_init
         assert {"name": "output", "persistentVolumeClaim": {"claimName": "artifacts"}} in pod["volumes"]
+
+    def test_shared_claims_are_mounted_only_at_the_jobs_own_paths(self) -> None:
+        spec = make_spec(data={"path": "/sets/train.jsonl", "pvc": "artifacts"})  # one claim for both
+        job = tjb.build_job(spec, OWNER, SETTINGS)
+        mounts = {m["name"]: m for m in trainer(job)["volumeMounts"]}
+        own = tjb.output_subdir(OWNER)
+        # output: this job's directory only, where the trainer config says it writes
+        assert mounts["output"]["subPath"] == own and not mounts["output"].get("readOnly")
+        config = tjb.build_trainer_config(spec, OWNER, SETTINGS)
+        assert mounts["output"]["mountPath"] == config["output"]
+        # data: the one file, read-only, at the path the trainer reads
+        assert mounts["data"] == {"name": "data", "mountPath": config["data"], "subPath": "sets/train.jsonl",
+                                  "readOnly": True}
+        assert all(m.get("subPath") for m in mounts.values() if m["name"] in ("output", "data"))
 
     def test_labels_deterministic_and_no_gitops_labels(self) -> None:
         a, b = (tjb.build_job(make_spec(), OWNER, SETTINGS) for _ in range(2))
@@ -163,11 +174,30 @@ class TestBuildTrainerConfig:
         assert cm["metadata"]["name"] == "cai-v1-trainer-config"
         assert json.loads(cm["data"][tjb.CONFIG_KEY]) == tjb.build_trainer_config(make_spec(), OWNER, SETTINGS)
 
+    def test_the_operators_constitution_and_its_pinned_digest_reach_the_trainer(self, tmp_path) -> None:
+        """The trainer reads the constitution the operator is configured with, never its own copy,
+        and gets the digest pinned to the hash so it can refuse anything else."""
+        from acgs_contract.constitution import PINNED_CONTENT_DIGESTS, default_text
+
+        source = tmp_path / "constitution.yaml"
+        source.write_text("# the operator's copy\n" + default_text())
+        settings = Settings(constitution_path=source)
+        cm = tjb.build_config_map(make_spec(), OWNER, settings)
+        assert cm["data"][tjb.CONSTITUTION_KEY] == source.read_text()
+        config = json.loads(cm["data"][tjb.CONFIG_KEY])
+        assert config["constitution"] == f"{tjb.CONFIG_DIR}/constitution.yaml"  # the mounted ConfigMap
+        assert config["constitutionDigest"] == PINNED_CONTENT_DIGESTS[CONSTITUTIONAL_HASH]
+        job = tjb.build_job(make_spec(data={"generate": {"type": "constitutional_ai", "size": 10}}), OWNER, settings)
+        init = job["spec"]["template"]["spec"]["initContainers"][0]
+        assert init["command"][init["command"].index("--constitution") + 1] == config["constitution"]
+        assert {"name": "config", "mountPath": tjb.CONFIG_DIR, "readOnly": True} in init["volumeMounts"]
+        assert {"name": "ACGS_CONSTITUTION_DIGEST", "value": config["constitutionDigest"]} in init["env"]
+
 
 class TestBuildNetworkPolicy:
     @pytest.mark.parametrize("port,rules", [(8083, 2), (0, 1)])
     def test_no_ingress_egress_only_dns_and_progress(self, port: int, rules: int) -> None:
-        settings = Settings(progress_port=port)
+        settings = Settings(progress_port=port, trainer_metrics_port=0)
         np = tjb.build_network_policy(make_spec(), OWNER, settings)
         assert np["spec"]["policyTypes"] == ["Ingress", "Egress"] and np["spec"]["ingress"] == []
         assert len(np["spec"]["egress"]) == rules
@@ -176,6 +206,10 @@ class TestBuildNetworkPolicy:
         assert job["spec"]["template"]["metadata"]["labels"][tjb.LABEL_TRAINING_JOB] == "cai-v1"
         if port:
             assert np["spec"]["egress"][1]["ports"] == [{"protocol": "TCP", "port": port}]
+        # DNS only to kube-dns in kube-system, not to any pod anywhere that calls itself kube-dns
+        assert np["spec"]["egress"][0]["to"] == [{
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
 
 
 class TestProgressToken:
@@ -184,3 +218,37 @@ class TestProgressToken:
         assert base == progress_token(b"key", "ns", "tj", "uid-1")
         assert len({base, progress_token(b"key", "ns", "tj", "uid-2"), progress_token(b"other", "ns", "tj", "uid-1"),
                     progress_token(b"key", "ns2", "tj", "uid-1")}) == 4
+
+
+class TestTrainerMetricsReachable:
+    """The trainer serves /metrics on its pod IP and only the monitoring namespace may scrape it."""
+
+    def test_monitoring_namespace_may_reach_only_the_metrics_port(self) -> None:
+        settings = Settings(trainer_metrics_port=9100, monitoring_namespace="observability")
+        np = tjb.build_network_policy(make_spec(), OWNER, settings)
+        assert np["spec"]["ingress"] == [{
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}],
+            "ports": [{"protocol": "TCP", "port": 9100}]}]
+        trainer = tjb.build_job(make_spec(), OWNER, settings)["spec"]["template"]["spec"]["containers"][0]
+        assert trainer["ports"] == [{"name": tjb.METRICS_PORT_NAME, "containerPort": 9100, "protocol": "TCP"}]
+        assert {"name": "ACGS_METRICS_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in trainer["env"]
+        assert tjb.build_trainer_config(make_spec(), OWNER, settings)["metricsPort"] == 9100
+
+    @pytest.mark.parametrize("port,namespace", [(0, "monitoring"), (9090, "")])
+    def test_no_scrape_rule_when_disabled(self, port: int, namespace: str) -> None:
+        settings = Settings(trainer_metrics_port=port, monitoring_namespace=namespace)
+        assert tjb.build_network_policy(make_spec(), OWNER, settings)["spec"]["ingress"] == []
+        if not port:
+            trainer = tjb.build_job(make_spec(), OWNER, settings)["spec"]["template"]["spec"]["containers"][0]
+            assert "ports" not in trainer
+            assert "metricsPort" not in tjb.build_trainer_config(make_spec(), OWNER, settings)
+
+    def test_trainer_accepts_the_config_key(self) -> None:
+        from acgs_trainer.config import TrainConfig
+
+        config = tjb.build_trainer_config(make_spec(), OWNER, Settings(trainer_metrics_port=9100))
+        assert TrainConfig.model_validate(config).metrics_port == 9100
+
+    def test_bad_monitoring_namespace_is_rejected(self) -> None:
+        with pytest.raises(ValueError, match="monitoring_namespace"):
+            Settings(monitoring_namespace="Not A Namespace")

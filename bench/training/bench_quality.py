@@ -1,0 +1,142 @@
+"""Model quality benchmark: what DP fine-tuning on top of the public pre-trained base achieves.
+
+Per dataset type, on the same generated (private-half) data, split and budget of steps:
+the built-in base before fine-tuning (its score on the same held-out records), a fine-tune
+without DP, and DP fine-tunes at ε ∈ {1, 3, 8} (δ = 1e-5), each with steps, wall time and ε
+spent. Then the sample pipeline exactly as `make demo` trains it (manifests/samples/
+trainingjob.yaml through the operator's own config builder), against the issue's targets:
+compliance ≥ 0.95, accuracy ≥ 0.90, ≤ 180 s on this machine, and DP accuracy at ε = 8 ≥ 0.97×
+the non-DP accuracy.
+
+    python bench/training/bench_quality.py [--types constitutional_ai,...] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))
+
+EPSILONS = (1.0, 3.0, 8.0)
+DEMO_SECONDS = 180.0
+TARGETS = {"complianceScore": 0.95, "accuracy": 0.90}
+UTILITY_RATIO = 0.97
+# One recipe for every dataset type: the settings the sample TrainingJob uses.
+RECORDS, STEPS, BATCH, LR = 2000, 60, 64, 2e-3
+
+
+def _train(config: dict[str, Any], workdir: Path) -> tuple[dict[str, Any], float]:
+    from acgs_trainer.config import validate_config
+    from acgs_trainer.pipeline import main
+
+    cfg = validate_config({**config, "output": str(workdir), "resume": False,
+                           "checkpointEvery": 0, "progressUrl": None, "terminationLog": None})
+    started = time.perf_counter()
+    result = main(cfg)
+    return result, time.perf_counter() - started
+
+
+def _sample_config() -> dict[str, Any]:
+    """The sample TrainingJob's trainer config, as the operator writes it."""
+    import yaml
+
+    from acgs_operator.api.trainingjob import TrainingJobSpec
+    from acgs_operator.builders.trainingjob import Owner, build_trainer_config
+    from acgs_operator.config import Settings
+
+    doc = yaml.safe_load((ROOT / "manifests/samples/trainingjob.yaml").read_text())
+    spec = TrainingJobSpec.model_validate(doc["spec"])
+    config = build_trainer_config(spec, Owner("bench", "bench", "0" * 8, {}),
+                                  Settings(progress_port=0))
+    gen = spec.data.generate
+    assert gen is not None
+    config["data"] = f"generated:{gen.type}:{gen.size}"  # what the init container writes
+    return config
+
+
+def _row(name: str, result: dict[str, Any], seconds: float, base: bool = False) -> list[str]:
+    m = result["baseMetrics" if base else "metrics"]
+    eps = result.get("epsilon")
+    return [name, "–" if base else str(result["steps"]), "–" if base else f"{seconds:.0f}",
+            "–" if base or eps is None else f"{eps:.2f}", f"{m['complianceScore']:.3f}",
+            f"{m['accuracy']:.3f}"]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(r) + " |" for r in rows]]
+
+
+def run(types: list[str] | None = None, quick: bool = False) -> str:
+    import torch
+
+    from acgs_trainer.datasets import DATASET_TYPES
+
+    logging.getLogger("acgs_trainer").setLevel(logging.WARNING)
+    types = types or (["constitutional_ai"] if quick else list(DATASET_TYPES))
+    work = Path(tempfile.mkdtemp(prefix="acgs-bench-quality-"))
+    lines = ["## training quality (bench/training/bench_quality.py)", "",
+             f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads. Base: "
+             "builtin:tiny-llama pre-trained on the public half of the scenario space (built "
+             "once, cached; not timed here). Fine-tuning: LoRA r=8 on all linear projections, "
+             f"{RECORDS} generated records per type (private half), {STEPS} steps, expected batch "
+             f"{BATCH}, lr {LR}; DP: Poisson sampling, RDP accountant, δ = 1e-5. Held-out: the "
+             "trainer's own eval split (10 %), scored from the models' greedy generations.", ""]
+    verdicts = []
+    for dataset_type in types:
+        common = {"data": f"generated:{dataset_type}:{RECORDS}", "maxSteps": STEPS,
+                  "batchSize": BATCH, "lr": LR, "evalMaxExamples": 200}
+        rows = []
+        plain, seconds = _train({**common, "dp": False}, work / f"{dataset_type}-nodp")
+        rows += [_row("base (before fine-tuning)", plain, 0, base=True),
+                 _row("fine-tune, no DP", plain, seconds)]
+        for eps in EPSILONS:
+            dp, seconds = _train({**common, "dp": True, "targetEpsilon": eps},
+                                 work / f"{dataset_type}-dp{eps:g}")
+            rows.append(_row(f"fine-tune, DP ε ≤ {eps:g}", dp, seconds))
+            if eps == 8.0:
+                ratio = dp["metrics"]["accuracy"] / max(plain["metrics"]["accuracy"], 1e-9)
+                verdicts.append(f"| {dataset_type} | {ratio:.3f} | ≥ {UTILITY_RATIO} | "
+                                f"{'met' if ratio >= UTILITY_RATIO else 'not met'} |")
+        lines += [f"### {dataset_type}", "",
+                  *_table(["model", "steps", "wall s", "ε spent", "compliance", "accuracy"], rows),
+                  ""]
+    lines += ["### DP accuracy at ε = 8 ÷ non-DP accuracy (same data, steps)", "",
+              "| dataset type | ratio | target | |", "|---|---|---|---|", *verdicts, ""]
+    config = _sample_config()
+    result, seconds = _train(config, work / "sample")
+    m = result["metrics"]
+    checks = [("compliance", m["complianceScore"], f"≥ {TARGETS['complianceScore']}",
+               m["complianceScore"] >= TARGETS["complianceScore"]),
+              ("accuracy", m["accuracy"], f"≥ {TARGETS['accuracy']}",
+               m["accuracy"] >= TARGETS["accuracy"]),
+              ("ε spent", result["epsilon"], f"≤ {config['targetEpsilon']}",
+               result["epsilon"] is not None and result["epsilon"] <= config["targetEpsilon"]),
+              ("training wall time, s (data, base load, train, eval, artifact)", seconds,
+               f"≤ {DEMO_SECONDS:.0f}", seconds <= DEMO_SECONDS)]
+    lines += ["### The sample pipeline (`make demo`'s TrainingJob: manifests/samples/trainingjob.yaml)",
+              "", f"`{config['data']}`, {result['steps']} steps, batch {config['batchSize']}, "
+              f"lr {config.get('lr')}, DP ε target {config['targetEpsilon']}, δ "
+              f"{config['targetDelta']}; base before fine-tuning: compliance "
+              f"{result['baseMetrics']['complianceScore']:.3f}, accuracy "
+              f"{result['baseMetrics']['accuracy']:.3f}.", "",
+              "| measure | measured | target | |", "|---|---|---|---|",
+              *[f"| {n} | {v:.3f} | {t} | {'met' if ok else 'not met'} |" for n, v, t, ok in checks],
+              ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--types", help="comma-separated dataset types (default: all six)")
+    parser.add_argument("--quick", action="store_true", help="constitutional_ai only")
+    args = parser.parse_args()
+    print(run(args.types.split(",") if args.types else None, args.quick))
