@@ -67,7 +67,8 @@ def ensure_pki() -> None:
     issue(ca, "kube-apiserver", server=True,
           dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                "kubernetes.default.svc.cluster.local"),
-          ips=("127.0.0.1", "10.96.0.1", str(ipaddress.ip_network(SERVICE_CIDR)[1]), API_ADVERTISE)).write(PKI / "apiserver.crt", PKI / "apiserver.key")
+          ips=("127.0.0.1", "10.96.0.1", str(ipaddress.ip_network(SERVICE_CIDR)[1]), API_ADVERTISE),
+          ).write(PKI / "apiserver.crt", PKI / "apiserver.key")
     issue(ca, "kubernetes-admin", org="system:masters", client=True).write(PKI / "admin.crt", PKI / "admin.key")
     private, public = make_rsa_keypair()
     (PKI / "sa.key").write_bytes(private)

@@ -95,8 +95,8 @@ def test_scrape_selectors_match_the_pods_the_operator_builds() -> None:
     mv = ModelVersionSpec.model_validate({
         "constitutionalHash": HASH, "modelName": "cai", "version": "1.0.0", "baseModel": "builtin:tiny-gpt",
         "artifact": {"uri": "pvc://models/cai/1.0.0", "digest": "sha256:" + "0" * 64}})
-    server = dep_build.server_deployment(Owner("Deployment", "web", "team-a", "uid-2"), spec, "blue", "cai-1-0-0", mv, 1,
-                                         "server:test")["spec"]["template"]
+    owner = Owner("Deployment", "web", "team-a", "uid-2")
+    server = dep_build.server_deployment(owner, spec, "blue", "cai-1-0-0", mv, 1, "server:test")["spec"]["template"]
     server_monitor = _load("podmonitor-server.yaml")["spec"]
     assert server_monitor["selector"]["matchLabels"].items() <= server["metadata"]["labels"].items()
     ports = {p["name"] for c in server["spec"]["containers"] for p in c.get("ports", [])}
