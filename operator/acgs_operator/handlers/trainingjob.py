@@ -185,8 +185,9 @@ def _check_constitution(tj: dict[str, Any], spec: TrainingJobSpec, settings: Set
 
 
 def spec_changed(body: kopf.Body, **_: Any) -> None:
-    kopf.warn(body, reason=cond.SPEC_CHANGE_IGNORED, message="spec changes after the Job is created are not "
-              "applied (a Job's pod template is immutable); delete and re-create the TrainingJob to rerun")
+    events.post(body, Event(WARNING, cond.SPEC_CHANGE_IGNORED,
+                            "spec changes after the Job is created are not applied (a Job's pod template is "
+                            "immutable); delete and re-create the TrainingJob to rerun"))
 
 
 def job_event(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
