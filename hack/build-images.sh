@@ -53,6 +53,9 @@ build_one() {
   podman build --layers --network=host "${build_mounts[@]}" "${args[@]}" \
     -f "$ROOT/$dockerfile" -t "$REGISTRY/$name:$TAG" "$ROOT" >&2
   log "$name built in $((SECONDS - t0))s"
+  # The build stage's layers (a second copy of the ML images' venv) and the replaced image would
+  # fill a shared disk: drop them. Rebuilds then reinstall from the wheelhouse (no download).
+  podman image prune -f >/dev/null
 }
 
 targets=("$@")
@@ -66,6 +69,4 @@ for t in "${targets[@]}"; do
     *) echo "unknown image: $t (expected base, operator, trainer or server)" >&2; exit 2 ;;
   esac
 done
-# Dangling layers of earlier builds of the same tags would fill the disk over time.
-podman image prune -f >/dev/null
 podman images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "acgs" >&2 || true

@@ -38,7 +38,7 @@ FAKE_GPUS = int(os.environ.get("ACGS_REAL_NODE_GPUS", "4"))
 NODE = lc.STATE / "node"
 SOCK = NODE / "containerd.sock"
 PAUSE_IMAGE = "localhost/acgs-pause:1"
-COREDNS_IMAGE = "localhost/acgs-coredns:1"
+COREDNS_IMAGE = f"localhost/acgs-coredns:{os.environ.get('COREDNS_VERSION', 'v1.15.0')}"  # = build-node.sh
 BASE_IMAGE = os.environ.get("ACGS_BASE_IMAGE", "localhost/acgs-base:bookworm")
 # Images of the product loaded when present in podman's store (hack/build-images.sh). The trainer
 # and server images (PyPI's CUDA torch, ~5.6 GB each, twice that once unpacked in containerd) only

@@ -29,8 +29,6 @@ EPSILONS = (1.0, 3.0, 8.0)
 DEMO_SECONDS = 180.0
 TARGETS = {"complianceScore": 0.95, "accuracy": 0.90}
 UTILITY_RATIO = 0.97
-# One recipe for every dataset type: the settings the sample TrainingJob uses.
-RECORDS, STEPS, BATCH, LR = 2000, 60, 64, 2e-3
 
 
 def _train(config: dict[str, Any], workdir: Path) -> tuple[dict[str, Any], float]:
@@ -83,19 +81,23 @@ def run(types: list[str] | None = None, quick: bool = False) -> str:
     logging.getLogger("acgs_trainer").setLevel(logging.WARNING)
     types = types or (["constitutional_ai"] if quick else list(DATASET_TYPES))
     work = Path(tempfile.mkdtemp(prefix="acgs-bench-quality-"))
+    sample = _sample_config()  # one recipe for every type: the sample TrainingJob's settings
+    size = sample["data"].rsplit(":", 1)[1]
     lines = ["## training quality (bench/training/bench_quality.py)", "",
              f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads. Base: "
-             "builtin:tiny-llama pre-trained on the public half of the scenario space (built "
-             "once, cached; not timed here). Fine-tuning: LoRA r=8 on all linear projections, "
-             f"{RECORDS} generated records per type (private half), {STEPS} steps, expected batch "
-             f"{BATCH}, lr {LR}; DP: Poisson sampling, RDP accountant, δ = 1e-5. Held-out: the "
-             "trainer's own eval split (10 %), scored from the models' greedy generations.", ""]
+             "builtin:tiny-llama pre-trained on the public half of the scenario space (shipped "
+             "build; not timed here). Fine-tuning, the sample TrainingJob's settings for every "
+             f"type: LoRA r={sample['loraR']} on all linear projections, {size} generated records "
+             f"(private half), {sample['maxSteps']} steps, expected batch {sample['batchSize']}, "
+             f"lr {sample['lr']}, clipping norm {sample['maxGradNorm']}; DP: Poisson sampling, "
+             "RDP accountant, δ = 1e-5. Held-out: the trainer's own eval split, scored from the "
+             "models' greedy generations; the base is scored on the same records.", ""]
     verdicts = []
     for dataset_type in types:
-        common = {"data": f"generated:{dataset_type}:{RECORDS}", "maxSteps": STEPS,
-                  "batchSize": BATCH, "lr": LR, "evalMaxExamples": 200}
+        common = {**sample, "data": f"generated:{dataset_type}:{size}"}
         rows = []
-        plain, seconds = _train({**common, "dp": False}, work / f"{dataset_type}-nodp")
+        plain, seconds = _train({**common, "dp": False, "noiseMultiplier": None},
+                                work / f"{dataset_type}-nodp")
         rows += [_row("base (before fine-tuning)", plain, 0, base=True),
                  _row("fine-tune, no DP", plain, seconds)]
         for eps in EPSILONS:
@@ -111,7 +113,7 @@ def run(types: list[str] | None = None, quick: bool = False) -> str:
                   ""]
     lines += ["### DP accuracy at ε = 8 ÷ non-DP accuracy (same data, steps)", "",
               "| dataset type | ratio | target | |", "|---|---|---|---|", *verdicts, ""]
-    config = _sample_config()
+    config = sample
     result, seconds = _train(config, work / "sample")
     m = result["metrics"]
     checks = [("compliance", m["complianceScore"], f"≥ {TARGETS['complianceScore']}",

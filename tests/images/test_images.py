@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pki import webhook_certs
 from tests.conftest import ROOT, Cluster, wait_until
 
 pytestmark = pytest.mark.images
@@ -65,13 +66,17 @@ def free_port() -> int:
 def test_operator_image_serves_health(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     ref = image("operator")  # skips before any control plane starts
     cluster: Cluster = request.getfixturevalue("cluster")
-    port = free_port()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(cluster.kubeconfig.read_text())
-    kubeconfig.chmod(0o644)  # read by UID 65532 inside the container
+    port, webhook_port = free_port(), free_port()
+    secrets = tmp_path / "secrets"
+    webhook_certs(secrets)  # as the webhook's TLS Secret provides them in a cluster
+    (secrets / "kubeconfig").write_text(cluster.kubeconfig.read_text())
+    for f in secrets.iterdir():
+        f.chmod(0o644)  # read by UID 65532 inside the container (a throwaway test CA)
     name = f"acgs-operator-test-{port}"
     run = podman("run", "-d", "--name", name, "--network=host", *RESTRICTED,
-                 "-v", f"{kubeconfig}:/etc/acgs/kubeconfig:ro", "-e", "KUBECONFIG=/etc/acgs/kubeconfig",
+                 "-v", f"{secrets}:/etc/acgs:ro", "-e", "KUBECONFIG=/etc/acgs/kubeconfig",
+                 "-e", "ACGS_WEBHOOK_CERT=/etc/acgs/tls.crt", "-e", "ACGS_WEBHOOK_KEY=/etc/acgs/tls.key",
+                 "-e", f"ACGS_WEBHOOK_PORT={webhook_port}", "-e", "ACGS_WEBHOOK_HOST=127.0.0.1",
                  "-e", f"ACGS_HEALTH_PORT={port}", "-e", "ACGS_METRICS_PORT=0", "-e", "ACGS_PROGRESS_PORT=0",
                  "-e", "ACGS_NAMESPACES=acgs-image-test", ref)
     assert run.returncode == 0, run.stderr

@@ -69,10 +69,11 @@ def test_a_canary_word_in_one_private_record_reaches_no_published_output(builtin
                                                                          tmp_path) -> None:
     records = generate("constitutional_ai", 80, C, seed=11)
     marked = records[0]
-    # Everywhere a user's record can hold free text: id, request, an extra scenario field (its
-    # name and its value reach the prompt), the target's reasoning.
+    # Everywhere a user's record can hold free text: id, request, text and an extra scenario
+    # field (these reach the prompt), the target's reasoning.
     marked["id"] = f"{CANARY}-1"
     marked["input"]["request"] = f"please let {CANARY} read the ledger"
+    marked["input"]["text"] = f"{CANARY} asks to read the ledger"  # free text reaches the prompt
     marked["input"]["scenario"][f"{CANARY}_field"] = CANARY
     marked["target_output"]["reasoning"] += f" {CANARY}"
     data = tmp_path / "private.jsonl"

@@ -174,3 +174,15 @@ def test_serving_latency_is_read_from_the_servers_metrics() -> None:
     assert result["requests"] == 5 and result["errors"] == 2
     assert result["meanLatencySeconds"] == pytest.approx(0.02)
     assert latency_from_metrics([]) == {}
+
+
+def test_bash_completion_script_completes_through_the_plugin() -> None:
+    import os
+    from pathlib import Path
+
+    bin_dir = Path(__file__).resolve().parents[2] / ".venv/bin"
+    script = 'source <(kubectl-acgs completion bash); COMP_WORDS=(kubectl-acgs get mo); COMP_CWORD=2; ' \
+             '_kubectl_acgs; echo "${COMPREPLY[@]}"'
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert proc.stdout.split() == ["modelversions"], proc.stderr

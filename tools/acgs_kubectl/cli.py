@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime as dt
 import os
 import sys
 import time
 from typing import Any, Callable, Sequence
 
+from acgs_contract import timefmt
 from kubernetes.client.rest import ApiException
 
 from . import completion, tree
@@ -186,7 +186,7 @@ def _watch(draw: Callable[[], tuple[str, str]], interval: float, timeout: float 
             if tty:
                 sys.stdout.write("\033[H\033[2J")
             elif last is not None:
-                sys.stdout.write(f"--- {dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}\n")
+                sys.stdout.write(f"--- {timefmt.now()}\n")
             sys.stdout.write(text)
             sys.stdout.flush()
             last = key

@@ -89,7 +89,25 @@ def public_words(constitution: Constitution) -> list[str]:
 
 
 def public_corpus(constitution: Constitution, per_type: int, seed: int) -> list[dict[str, Any]]:
-    return [r for t in DATASET_TYPES for r in generate(t, per_type, constitution, seed, PUBLIC)]
+    """``per_type`` public records of each type, balanced over the rule combinations that fire:
+    from a pool three times as large, each combination is taken at most ``per_type // 10``
+    times. Sampled at their natural rate, rules that fire in few scenarios (e.g. transparency's,
+    ~3 % of two types) were never learned by the tiny base (measured: 0 of 9 held-out cases)."""
+    corpus: list[dict[str, Any]] = []
+    for dataset_type in DATASET_TYPES:
+        pool = generate(dataset_type, per_type * 3, constitution, seed, PUBLIC)
+        taken: dict[tuple[str, ...], int] = {}
+        chosen: list[int] = []
+        for index, record in enumerate(pool):
+            key = tuple(record["target_output"]["rules"])
+            if taken.get(key, 0) < max(1, per_type // 10):
+                taken[key] = taken.get(key, 0) + 1
+                chosen.append(index)
+        # the rest at the natural rate, so the corpus keeps ``per_type`` records of each type
+        picked = set(chosen)
+        chosen += [i for i in range(len(pool)) if i not in picked][: max(0, per_type - len(chosen))]
+        corpus += [pool[i] for i in sorted(chosen[:per_type])]
+    return corpus
 
 
 def recipe_of(name: str, constitution: Constitution) -> tuple[PretrainRecipe, dict[str, Any]]:
