@@ -2,6 +2,7 @@
 
     acgs-data generate --type constitutional_ai --size 500 --out data.jsonl [--seed 0]
     acgs-data validate data.parquet
+    acgs-data flywheel-collect --dir /interactions [--termination-log PATH]
 """
 
 from __future__ import annotations
@@ -9,12 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Sequence
+
+from acgs_contract.result import SUCCEEDED
 
 from .constitution import CONSTITUTIONAL_HASH, ConstitutionError, load_constitution
 from .dataio import DataReadError, read_records, write_records
 from .datasets import DATASET_TYPES, check_record, generate
-from .exitcodes import INVALID_CONFIG, INVALID_DATA, SUCCESS
+from .exitcodes import INVALID_CONFIG, INVALID_DATA, SUCCESS, UNEXPECTED_ERROR
+from .flywheel import collect_result
+from .reporting import compact_result, write_result
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="report the compliance rate and every bad record")
     v.add_argument("file")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
+    c = sub.add_parser("flywheel-collect", help="count the usable records of an interaction log (JSON result)")
+    c.add_argument("--dir", required=True, help="the server's interaction-log directory")
+    c.add_argument("--termination-log", help="also write the result here (the collector Job's "
+                   "termination-message path)")
     return p
 
 
@@ -42,6 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConstitutionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return INVALID_CONFIG
+    if args.command == "flywheel-collect":
+        result = collect_result(Path(args.dir), args.constitutional_hash)
+        print(compact_result(result))
+        if args.termination_log:
+            write_result(result, None, args.termination_log)
+        return SUCCESS if result.phase == SUCCEEDED else UNEXPECTED_ERROR
     if args.command == "generate":
         if args.size < 1:
             print(f"error: --size={args.size}: must be ≥ 1", file=sys.stderr)
