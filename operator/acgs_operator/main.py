@@ -11,7 +11,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from .config import Settings
-from .handlers import admission, deployment, lifecycle, modelversion, trainingjob
+from .handlers import admission, deployment, flywheel, lifecycle, modelversion, trainingjob
 from .servers import progress
 
 logger = logging.getLogger("acgs_operator")
@@ -73,6 +73,7 @@ def registry() -> kopf.OperatorRegistry:
     trainingjob.register(reg)
     modelversion.register(reg)
     deployment.register(reg)
+    flywheel.register(reg)
     progress.register(reg)
     lifecycle.register(reg, reconciled=frozenset({trainingjob.KIND, modelversion.KIND, deployment.KIND}))
     return reg

@@ -93,9 +93,11 @@ KINDS: tuple[KindInfo, ...] = (
         [
             column("Deployment", ".spec.deploymentRef"),
             PHASE,
-            column("Records", ".status.recordsSeen", "integer"),
+            column("Records", ".status.recordsUsable", "integer", description="Usable logged interactions"),
+            column("Seen", ".status.recordsSeen", "integer", priority=1),
+            column("Run", ".status.currentRun.phase", priority=1),
             column("Recommendation", ".status.recommendation"),
-            column("Last Run", ".status.lastRun", "date", priority=1),
+            column("Last Run", ".status.lastRun", "date"),
             MESSAGE,
             AGE,
         ],

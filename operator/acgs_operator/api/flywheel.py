@@ -60,10 +60,33 @@ class FlywheelPolicyPhase(str, Enum):
     FAILED = "Failed"
 
 
-class FlywheelPolicyStatus(StatusBase):
-    """phase: Collecting, Evaluating, Recommending, Idle or Failed."""
+class RunPhase(str, Enum):
+    # Recorded, waiting for the evaluation step, which is not built yet (docs/flywheel.md).
+    PENDING = "Pending"
 
-    records_seen: int | None = Field(default=None, ge=0, description="Interactions logged so far.")
-    last_run: str | None = Field(default=None, description="When the last evaluation started.")
+
+class FlywheelRun(ApiModel):
+    """One turn of the loop, on a fixed snapshot of the interaction log."""
+
+    id: str = Field(description="Run id, unique in the policy.")
+    phase: str = Field(description="Pending: recorded, awaiting evaluation (not built yet).")
+    trigger: str = Field(description="Threshold (minRecords reached) or RunNow (the acgs.io/run-now annotation).")
+    started: str = Field(description="When the run was recorded (RFC 3339).")
+    records: int = Field(ge=0, description="Usable records in the snapshot.")
+    snapshot_digest: str = Field(description="sha256 over the snapshot's records (acgs-data flywheel-collect).")
+
+
+class FlywheelPolicyStatus(StatusBase):
+    """phase: Collecting, Evaluating, Recommending, Idle or Failed (see docs/flywheel.md)."""
+
+    records_seen: int | None = Field(default=None, ge=0, description="Records in the closed log files.")
+    records_usable: int | None = Field(default=None, ge=0, description="Records a run may use.")
+    records_excluded: dict[str, int] = Field(default_factory=dict, description="Records left out, by reason.")
+    snapshot_digest: str | None = Field(default=None, description="Digest of the usable records last collected.")
+    last_collected: str | None = Field(default=None, description="When the log was last collected.")
+    collector_job: str | None = Field(default=None, description="The collector Job now counting the log.")
+    run_now_handled: str | None = Field(default=None, description="The acgs.io/run-now value last acted on.")
+    current_run: FlywheelRun | None = Field(default=None, description="The run in progress (one at a time).")
+    last_run: str | None = Field(default=None, description="When the last run started.")
     candidates: list[CandidateResult] = Field(default_factory=list, description="Latest candidate results.")
     recommendation: str | None = Field(default=None, description="ModelVersion recommended for promotion.")
