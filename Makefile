@@ -19,7 +19,8 @@ REALNODE_ENV := ACGS_REAL_NODE=1 $(OWN_CLUSTER_ENV)
 
 .PHONY: help setup crds crds-check cluster-build cluster-up cluster-down cluster-status install run \
         operator-bg base demo test test-unit test-cluster bench images images-docker node-build test-images \
-        test-realnode kind-up kind-load deploy webhook-secret clean promtool browser monitoring monitoring-check
+        test-realnode kind-up kind-load deploy webhook-secret clean promtool browser monitoring monitoring-check \
+        lint typecheck
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -93,6 +94,13 @@ test-unit: base ## Only the tests that need no cluster
 
 test-cluster: base ## Only the tests on the local control plane
 	$(BIN)/python -m pytest -m cluster
+
+lint: setup ## ruff (configuration in pyproject.toml)
+	$(BIN)/python -m ruff check .
+
+typecheck: setup ## mypy: strict on the operator, as strict as practical elsewhere (pyproject.toml)
+	$(BIN)/python -m mypy
+
 
 images: ## Build the operator, trainer and server images with podman from a Debian-archive base (no Docker)
 	bash hack/build-images.sh

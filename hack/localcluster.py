@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -66,7 +67,8 @@ def ensure_pki() -> None:
     issue(ca, "kube-apiserver", server=True,
           dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                "kubernetes.default.svc.cluster.local"),
-          ips=("127.0.0.1", "10.96.0.1", str(ipaddress.ip_network(SERVICE_CIDR)[1]), API_ADVERTISE)).write(PKI / "apiserver.crt", PKI / "apiserver.key")
+          ips=("127.0.0.1", "10.96.0.1", str(ipaddress.ip_network(SERVICE_CIDR)[1]), API_ADVERTISE),
+          ).write(PKI / "apiserver.crt", PKI / "apiserver.key")
     issue(ca, "kubernetes-admin", org="system:masters", client=True).write(PKI / "admin.crt", PKI / "admin.key")
     private, public = make_rsa_keypair()
     (PKI / "sa.key").write_bytes(private)
@@ -124,7 +126,7 @@ def alive(name: str) -> bool:
     return True
 
 
-def wait_for(what: str, check, timeout: float) -> None:
+def wait_for(what: str, check: Callable[[], object], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -164,7 +166,7 @@ NODES = [
     node("kwok-gpu-1", cpu="32", memory="256Gi", gpus=8,
          labels={"nvidia.com/gpu.present": "true", "acgs.io/accelerator": "nvidia"}, taints=[GPU_TAINT]),
     node("kwok-cpu-0", cpu="16", memory="64Gi", gpus=0, labels={}, taints=[]),
-    # Pods bound here are run for real, as local processes, by hack/podrunner.py; kwok only keeps
+    # Pods bound here are run for real, as local processes, by hack/podrunner/; kwok only keeps
     # the node alive. The taint makes that opt-in: only pods that tolerate it land here.
     node(LOCAL_NODE, cpu="64", memory="256Gi", gpus=8,
          labels={"nvidia.com/gpu.present": "true", "acgs.io/local-runner": "true"},
@@ -236,8 +238,11 @@ def start_podrunner() -> None:
     python = ROOT / ".venv/bin/python"
     # A second cluster on this machine needs its own range: each runner removes its lo route on exit.
     cidr = [f"--pod-cidr={os.environ['ACGS_PODRUNNER_CIDR']}"] if os.environ.get("ACGS_PODRUNNER_CIDR") else []
-    start("podrunner", [str(python if python.exists() else sys.executable), str(ROOT / "hack/podrunner.py"),
-                        f"--kubeconfig={KUBECONFIG}", f"--node={LOCAL_NODE}", f"--state-dir={STATE}", *cidr])
+    hack = str(ROOT / "hack")
+    path = os.pathsep.join(p for p in (hack, os.environ.get("PYTHONPATH")) if p)
+    start("podrunner", [str(python if python.exists() else sys.executable), "-m", "podrunner",
+                        f"--kubeconfig={KUBECONFIG}", f"--node={LOCAL_NODE}", f"--state-dir={STATE}", *cidr],
+          env={**os.environ, "PYTHONPATH": path})
 
 
 def start_provisioner() -> None:

@@ -20,7 +20,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -62,7 +64,7 @@ def dns_service_ip() -> str:
     return str(ipaddress.ip_network(lc.SERVICE_CIDR)[10])
 
 
-def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+def sh(*argv: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kw)
     if check and proc.returncode:
         raise SystemExit(f"[realnode] {' '.join(argv)} failed: {proc.stderr.strip()[-800:]}")
@@ -192,11 +194,11 @@ def ensure_serving_cert() -> None:
         lc.PKI / "kubelet.crt", lc.PKI / "kubelet.key")
 
 
-def ctr(*args: str, **kw) -> subprocess.CompletedProcess:
+def ctr(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
     return sh("ctr", f"--address={SOCK}", "--namespace=k8s.io", *args, **kw)
 
 
-def podman(*args: str, **kw) -> subprocess.CompletedProcess:
+def podman(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
     return sh("podman", *args, env=PODMAN_ENV, **kw)
 
 
@@ -373,4 +375,6 @@ def status() -> int:
 
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else "status"
-    sys.exit({"up": lambda: up() or 0, "down": lambda: down() or 0, "status": status}[cmd]())
+    commands: dict[str, Callable[[], object]] = {"up": up, "down": down, "status": status}
+    result = commands[cmd]()
+    sys.exit(result if isinstance(result, int) else 0)

@@ -301,4 +301,5 @@ def test_dashboard_pushes_a_status_change_to_a_headless_chromium(pipeline: Pipel
     pipeline.cluster.kubectl("delete", "tj", "dash-probe", "-n", pipeline.namespace, "--wait=false")
     if os.environ.get("ACGS_SCREENSHOT_DIR"):
         Path(os.environ["ACGS_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
-        (Path(os.environ["ACGS_SCREENSHOT_DIR"]) / "dashboard.png").write_bytes((tmp_path / "dashboard.png").read_bytes())
+        shot = (tmp_path / "dashboard.png").read_bytes()
+        (Path(os.environ["ACGS_SCREENSHOT_DIR"]) / "dashboard.png").write_bytes(shot)

@@ -9,7 +9,6 @@ exercised paths make is checked against manifests/base/rbac.yaml.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path

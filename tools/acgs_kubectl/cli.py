@@ -88,7 +88,8 @@ class CobraParser(argparse.ArgumentParser):
                 continue
             long = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
             short = next((o for o in action.option_strings if not o.startswith("--")), None)
-            kind = "" if action.nargs == 0 else " string" if action.type is None else " int" if action.type is int else " duration"
+            kind = ("" if action.nargs == 0 else " string" if action.type is None
+                    else " int" if action.type is int else " duration")
             name = f"{short + ', ' if short else '    '}{long}{kind}"
             help_ = "help for " + self.prog.split()[-1] if long == "--help" else action.help or ""
             flags.append((name, help_))

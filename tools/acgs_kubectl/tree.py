@@ -263,5 +263,6 @@ def render(trees: list[Node], now: dt.datetime | None, color: bool = False) -> s
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)) + "  INFO"]
     for (name, kind, status, when, info), plain in zip(rows, cells):
         shown = _mark(status, color) + " " * (widths[2] - len(plain[2]))
-        lines.append(f"{name.ljust(widths[0])}  {kind.ljust(widths[1])}  {shown}  {when.ljust(widths[3])}  {info}".rstrip())
+        row = f"{name.ljust(widths[0])}  {kind.ljust(widths[1])}  {shown}  {when.ljust(widths[3])}  {info}"
+        lines.append(row.rstrip())
     return "\n".join(lines) + "\n"

@@ -37,7 +37,8 @@ SECRET_KEY_FILE = "secret-key"
 
 def _rng_state() -> dict[str, Any]:
     version, words, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy: Any = np.random.get_state()  # a tuple (legacy=True), whatever the stubs' union says
+    kind, keys, pos, has_gauss, cached = legacy
     state: dict[str, Any] = {
         "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64),
                    "gauss": gauss},

@@ -23,7 +23,8 @@ from typing import Any
 
 from acgs_contract import env
 from acgs_contract.progress import ProgressReport
-from acgs_contract.result import WireModel, termination_message
+from acgs_contract._model import WireModel
+from acgs_contract.result import termination_message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from acgs_operator.config import Settings
-from acgs_operator.handlers import progress
+from acgs_operator.servers import progress
 
 KEY = b"test-key"
 URL = "/v1/progress/ns/tj/uid-1"

@@ -201,7 +201,6 @@ def _patch_progress(namespace: str, name: str, uid: str, progress: dict[str, Any
     kube.patch_status(API_VERSION, "TrainingJob", namespace, name, {"progress": progress})
 
 
-@kopf.on.startup(id="progress-endpoint")
 async def start_progress_server(memo: kopf.Memo, **_: Any) -> None:
     settings: Settings = memo.settings
     memo.progress_key = progress_key(settings)
@@ -210,8 +209,12 @@ async def start_progress_server(memo: kopf.Memo, **_: Any) -> None:
         await memo.progress_server.start()
 
 
-@kopf.on.cleanup(id="progress-endpoint")
 async def stop_progress_server(memo: kopf.Memo, **_: Any) -> None:
     server = getattr(memo, "progress_server", None)
     if server is not None:
         await server.stop()
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    kopf.on.startup(id="progress-endpoint", registry=registry)(start_progress_server)
+    kopf.on.cleanup(id="progress-endpoint", registry=registry)(stop_progress_server)

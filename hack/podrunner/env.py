@@ -1,4 +1,4 @@
-"""Container environment for hack/podrunner.py: `$(VAR)` expansion and env/envFrom resolution.
+"""Container environment for hack/podrunner/: `$(VAR)` expansion and env/envFrom resolution.
 
 Follows the kubelet (pkg/kubelet/kubelet_pods.go makeEnvironmentVariables and
 third_party/forked/golang/expansion) closely enough that specs written for a real cluster behave the
@@ -11,12 +11,13 @@ import base64
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from kubernetes.utils import parse_quantity
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
 
 # (kind, namespace, name) -> the object's data as {key: str}, or None when it does not exist.

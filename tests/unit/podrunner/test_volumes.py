@@ -1,14 +1,10 @@
-"""The local pod runner's mount plan (hack/podrunner_volumes.py): pure, no cluster."""
+"""The local pod runner's mount plan (hack/podrunner/volumes.py): pure, no cluster."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from ..conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "hack"))
-from podrunner_volumes import Bind, mount_script  # noqa: E402
+from podrunner.volumes import Bind, mount_script  # hack/ is on sys.path (tests/conftest.py)
 
 
 def test_a_tmp_volume_is_not_mounted_over_a_checkout_in_tmp(tmp_path):

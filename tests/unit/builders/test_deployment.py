@@ -8,19 +8,23 @@ import pytest
 
 from acgs_operator.api.deployment import DeploymentSpec
 from acgs_operator.api.modelversion import ModelVersionSpec
-from acgs_operator.builders import deployment as b
+from acgs_operator.artifacts import UnsupportedArtifact
 from acgs_contract.result import VerifyResult
+
+from acgs_operator.builders import deployment as b
+from acgs_operator.builders.common import Owner
+from acgs_operator.selection import resolve_desired
+from acgs_operator.semver import sort_key as semver_key
 
 from acgs_operator.api.deployment import PromotionGates
 from acgs_operator.api.modelversion import Metrics
 from acgs_operator.builders import modelversion as mvb
 from acgs_operator.rollout import gate_failures
-from acgs_operator.selection import resolve_desired, semver_key
 from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 HASH = CONSTITUTIONAL_HASH
 DIGEST = "sha256:" + "ab" * 32
-OWNER = b.Owner(name="cai", namespace="team-a", uid="uid-1")
+OWNER = Owner(kind="Deployment", name="cai", namespace="team-a", uid="uid-1")
 
 
 def make_spec(**overrides: Any) -> DeploymentSpec:
@@ -59,7 +63,7 @@ class TestArtifactLocation:
         ("pvc://other/a", "artifacts", "spec.artifactPvc allows only 'artifacts'"),
     ])
     def test_refused_with_the_uri_named(self, uri: str, pvc: str | None, fragment: str) -> None:
-        with pytest.raises(b.UnsupportedArtifact, match=fragment.replace("(", r"\(").replace(")", r"\)")) as info:
+        with pytest.raises(UnsupportedArtifact, match=fragment.replace("(", r"\(").replace(")", r"\)")) as info:
             b.artifact_location(uri, pvc)
         assert uri in str(info.value)
 
@@ -123,7 +127,7 @@ class TestServerDeployment:
         assert pod["tolerations"] == [{"key": "acgs.io/local-runner", "operator": "Exists"}]
 
     def test_unsupported_artifact_is_refused(self) -> None:
-        with pytest.raises(b.UnsupportedArtifact):
+        with pytest.raises(UnsupportedArtifact):
             b.server_deployment(OWNER, make_spec(), "blue", "v", make_mv(uri="s3://bucket/x"), 1, "s")
 
 
@@ -218,7 +222,7 @@ class TestSelection:
 
     @pytest.mark.parametrize("change,reason", [
         ({"constitutionalHash": "0000000000000000"}, "ConstitutionalHashMismatch"),
-        ({"artifact": {"uri": "s3://b/x", "digest": DIGEST}}, "ArtifactUriUnsupported"),
+        ({"artifact": {"uri": "s3://b/x", "digest": DIGEST}}, "UnsupportedArtifactUri"),
     ])
     def test_unservable_versions_are_marked_invalid(self, change: dict[str, Any], reason: str) -> None:
         mv = mv_obj("cai-1-0-0", "1.0.0", "production", "Ready")

@@ -11,7 +11,7 @@ reports it all in the pod's status, so the Job, Deployment and EndpointSlice con
 Processes run as root whatever the pod's securityContext says (restricted Pod Security admits the
 spec; nothing here enforces it). Logs: <state-dir>/logs/pods/<namespace>_<pod>_<container>.log.
 
-    python hack/podrunner.py --kubeconfig .cluster/kubeconfig [--node acgs-local-0] [--state-dir .cluster]
+    PYTHONPATH=hack python -m podrunner --kubeconfig .cluster/kubeconfig [--node acgs-local-0] [--state-dir .cluster]
 """
 
 from __future__ import annotations
@@ -31,18 +31,23 @@ from types import FrameType
 from typing import Any
 
 from kubernetes import client, config, watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from podrunner_env import decode_data  # noqa: E402
-from podrunner_pod import PodWorker, delete_now  # noqa: E402
-from podrunner_volumes import remove_pod_dir  # noqa: E402
+from .env import decode_data
+from .pod import PodWorker, delete_now
+from .volumes import remove_pod_dir
 
 log = logging.getLogger("podrunner")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("Succeeded", "Failed")
 DEFAULT_POD_CIDR = "198.18.0.0/24"  # RFC 2544 benchmarking: on no real network, unlike 10/8
 SHUTDOWN_GRACE = 3.0  # localcluster's `down` waits 10 s before SIGKILL: stay well inside it
+
+
+def _raw(response: Any) -> bytes:
+    """The body of a `_preload_content=False` call (an HTTP response, whatever the stubs say)."""
+    data: bytes = response.data
+    return data
 
 
 class Shutdown(BaseException):
@@ -106,7 +111,7 @@ class Runner:
 
     def _node_allocatable(self) -> dict[str, str]:
         try:
-            node = json.loads(self.api.read_node(self.node, _preload_content=False).data)
+            node = json.loads(_raw(self.api.read_node(self.node, _preload_content=False)))
             return dict(node.get("status", {}).get("allocatable") or {})
         except Exception as err:
             log.warning("cannot read node %s (%s); resourceFieldRef limits default to 0", self.node, err)
@@ -115,7 +120,7 @@ class Runner:
     def lookup(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
         read = self.api.read_namespaced_config_map if kind == "configmap" else self.api.read_namespaced_secret
         try:
-            return decode_data(kind, json.loads(read(name, namespace, _preload_content=False).data))
+            return decode_data(kind, json.loads(_raw(read(name, namespace, _preload_content=False))))
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -186,8 +191,8 @@ class Runner:
         selector = f"spec.nodeName={self.node}"
         while True:
             try:
-                listed = json.loads(self.api.list_pod_for_all_namespaces(
-                    field_selector=selector, _preload_content=False).data)
+                listed = json.loads(_raw(self.api.list_pod_for_all_namespaces(
+                    field_selector=selector, _preload_content=False)))
                 self.resync(listed["items"])
                 version = listed["metadata"]["resourceVersion"]
                 while True:

@@ -1,4 +1,4 @@
-"""Probes for hack/podrunner.py: httpGet (against the pod IP), tcpSocket and exec (inside the
+"""Probes for hack/podrunner/: httpGet (against the pod IP), tcpSocket and exec (inside the
 container's mount namespace), with the kubelet's thresholds and timing."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import socket
 import ssl
 import subprocess
 import threading
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 log = logging.getLogger("podrunner.probe")
 

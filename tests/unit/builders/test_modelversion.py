@@ -13,11 +13,13 @@ from acgs_contract import exitcodes
 from acgs_contract.constitution import default_text
 from acgs_contract.result import FAILED, SUCCEEDED, TrainerResult
 
+from acgs_operator import semver
 from acgs_operator.api.modelversion import ModelVersionSpec
 from acgs_operator.api.trainingjob import TrainingJobSpec
-from acgs_operator.builders import jobstatus
 from acgs_operator.builders import modelversion as mvb
 from acgs_contract.constitution import CONSTITUTIONAL_HASH
+from acgs_operator.builders.common import Owner
+from acgs_operator.decisions import jobrun as jobstatus
 
 HASH = CONSTITUTIONAL_HASH
 DIGEST = "sha256:" + "ab" * 32
@@ -30,14 +32,14 @@ class TestSemver:
         ("1.2.3-rc.1+build.5", "patch", "1.2.4"),
     ])
     def test_bump(self, parent: str | None, policy: str, expected: str) -> None:
-        assert mvb.bump(parent, policy) == expected
+        assert semver.bump(parent, policy) == expected
 
     def test_candidates_continue_with_the_same_part(self) -> None:
-        assert mvb.candidate_versions("1.0.0", "minor", 3) == ["1.1.0", "1.2.0", "1.3.0"]
+        assert semver.candidates("1.0.0", "minor", 3) == ["1.1.0", "1.2.0", "1.3.0"]
 
     def test_rejects_non_semver(self) -> None:
         with pytest.raises(ValueError, match="semantic version"):
-            mvb.bump("v1", "minor")
+            semver.bump("v1", "minor")
 
 
 class TestBuildModelVersion:
@@ -59,7 +61,8 @@ class TestBuildModelVersion:
                                                            "evalLoss": 1.25, "epsilon": 3.2, "delta": 1e-5,
                                                            "baseComplianceScore": 0.6, "baseAccuracy": 0.25}
         assert parsed.lineage.training_job == "tj" and parsed.lineage.data_digest == self.RESULT.data_digest
-        assert json.loads(mv["metadata"]["annotations"][mvb.ANNOTATION_VERIFY_SCHEDULING]) == {"nodeSelector": {"x": "y"}}
+        scheduling = mv["metadata"]["annotations"][mvb.ANNOTATION_VERIFY_SCHEDULING]
+        assert json.loads(scheduling) == {"nodeSelector": {"x": "y"}}
 
     def test_no_metric_is_invented(self) -> None:
         spec = TrainingJobSpec.model_validate({"constitutionalHash": HASH, "modelName": "cai",
@@ -81,7 +84,8 @@ class TestBuildVerifyJob:
         spec = ModelVersionSpec.model_validate({
             "constitutionalHash": HASH, "modelName": "cai", "version": "0.1.0", "baseModel": "b",
             "artifact": {"uri": "pvc://artifacts/tj/artifact", "digest": DIGEST}})
-        job = mvb.build_verify_job("cai-0-1-0", "ns", spec, "img", {"tolerations": [{"operator": "Exists"}]})
+        owner = Owner(kind="ModelVersion", name="cai-0-1-0", namespace="ns", uid="uid-mv")
+        job = mvb.build_verify_job(owner, spec, "img", {"tolerations": [{"operator": "Exists"}]})
         pod = job["spec"]["template"]["spec"]
         assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "artifacts", "readOnly": True}
         assert pod["containers"][0]["volumeMounts"][0] == {  # only this artifact's directory, read-only

@@ -1,17 +1,29 @@
 """Read a batch/v1 Job and its pods into one observation: phase, reason, times and the program's
-result (its JSON termination message). Pure: the handlers fetch, this interprets."""
+result (its JSON termination message). Pure: the handlers fetch, this interprets. Used for the
+trainer Job of a TrainingJob and the verification Job of a ModelVersion."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from acgs_contract import exitcodes
 
 from .. import conditions as cond
 
-PENDING, RUNNING, SUSPENDED, SUCCEEDED, FAILED = "Pending", "Running", "Suspended", "Succeeded", "Failed"
+
+class JobPhase(str, Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+PENDING, RUNNING, SUSPENDED = JobPhase.PENDING, JobPhase.RUNNING, JobPhase.SUSPENDED
+SUCCEEDED, FAILED = JobPhase.SUCCEEDED, JobPhase.FAILED
 
 # Trainer exit codes → condition reasons: the contract's reason of each code.
 EXIT_REASONS = {code: reason for code, reason in exitcodes.REASONS.items() if code != exitcodes.SUCCESS}
@@ -20,7 +32,7 @@ JOB_REASONS = {"DeadlineExceeded": cond.DEADLINE_EXCEEDED, "BackoffLimitExceeded
 
 @dataclass
 class Observation:
-    phase: str
+    phase: JobPhase
     reason: str
     message: str
     start_time: str | None = None
@@ -78,7 +90,7 @@ def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]], container: s
     if job is None:
         return Observation(PENDING, cond.PENDING, "waiting for the Job to be created")
     status = job.get("status") or {}
-    times = {"start_time": status.get("startTime"), "completion_time": status.get("completionTime"),
+    times: dict[str, Any] = {"start_time": status.get("startTime"), "completion_time": status.get("completionTime"),
              "pods": len(pods)}
     if _job_condition(job, "Complete"):
         term = last_termination(pods, container)
@@ -87,18 +99,19 @@ def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]], container: s
                            exit_code=code, result=result, **times)
     failed = _job_condition(job, "Failed")
     if failed:
-        term = last_termination(pods, failed_only=True)
-        code, raw, result = term if term else (None, "", None)
+        failed_term = last_termination(pods, failed_only=True)
+        failed_code: int | None = failed_term[0] if failed_term else None
+        raw, result = (failed_term[1], failed_term[2]) if failed_term else ("", None)
         job_reason = failed.get("reason", "")
-        if job_reason == "PodFailurePolicy" and code in EXIT_REASONS:
-            reason = EXIT_REASONS[code]
+        if job_reason == "PodFailurePolicy" and failed_code in EXIT_REASONS:
+            reason = EXIT_REASONS[failed_code]
         else:
-            reason = JOB_REASONS.get(job_reason) or (EXIT_REASONS.get(code, cond.JOB_FAILED) if code
+            reason = JOB_REASONS.get(job_reason) or (EXIT_REASONS.get(failed_code, cond.JOB_FAILED) if failed_code
                                                      else cond.JOB_FAILED)
         detail = (result or {}).get("message") or raw.strip()[-800:] or failed.get("message", "")
-        prefix = f"exit code {code}: " if code is not None else ""
+        prefix = f"exit code {failed_code}: " if failed_code is not None else ""
         times["completion_time"] = times["completion_time"] or failed.get("lastTransitionTime")
-        return Observation(FAILED, reason, f"{prefix}{detail}".strip(), exit_code=code, result=result, **times)
+        return Observation(FAILED, reason, f"{prefix}{detail}".strip(), exit_code=failed_code, result=result, **times)
     if (job.get("spec") or {}).get("suspend"):
         return Observation(SUSPENDED, cond.JOB_SUSPENDED, "the Job is suspended (queued or preempted)", **times)
     running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"

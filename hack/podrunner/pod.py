@@ -1,20 +1,25 @@
-"""One pod run by hack/podrunner.py: init containers in order, then every container at once; the
+"""One pod run by hack/podrunner/: init containers in order, then every container at once; the
 pod's status (phase, IPs, conditions, containerStatuses) is patched only when it changed."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from kubernetes import client
 from kubernetes.client import CoreV1Api
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
-from podrunner_container import Container, now, run_in_thread
-from podrunner_env import ContainerConfigError
-from podrunner_volumes import materialize
+from acgs_contract.timefmt import now
+
+from .container import Container, run_in_thread
+from .env import ContainerConfigError
+from .volumes import materialize
 
 log = logging.getLogger("podrunner.pod")
 HOST_IP = "127.0.0.1"
@@ -78,7 +83,7 @@ class PodWorker(threading.Thread):
             self._run()
         except Exception:  # a bad pod must never take the runner down
             log.exception("pod %s: runner error", self.key)
-            self.phase, self.reason, self.message = "Failed", "RunnerError", "hack/podrunner.py failed to run the pod"
+            self.phase, self.reason, self.message = "Failed", "RunnerError", "hack/podrunner/ failed to run the pod"
             self.changed()
         finally:
             self.stop.set()
@@ -111,7 +116,7 @@ class PodWorker(threading.Thread):
                 return
         self.initialized, self.phase = True, "Running"
         self.sync()
-        threads = [run_in_thread(lambda c=c: c.run(self.stop, policy), f"ctr-{self.key}/{c.name}")
+        threads = [run_in_thread(functools.partial(c.run, self.stop, policy), f"ctr-{self.key}/{c.name}")
                    for c in self.containers]
         for thread in threads:
             thread.join()
@@ -208,7 +213,7 @@ def delete_now(api: CoreV1Api, pod: dict[str, Any]) -> None:
     meta = pod["metadata"]
     try:
         api.delete_namespaced_pod(meta["name"], meta["namespace"], grace_period_seconds=0,
-                                  body={"preconditions": {"uid": meta["uid"]}})
+                                  body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=meta["uid"])))
     except ApiException as err:
         if err.status not in (404, 409):
             log.warning("pod %s/%s: delete failed (%s)", meta["namespace"], meta["name"], err.status)

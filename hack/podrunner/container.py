@@ -1,4 +1,4 @@
-"""One container of a pod run by hack/podrunner.py: a local process in its own process group and
+"""One container of a pod run by hack/podrunner/: a local process in its own process group and
 private mount namespace, restarted per restartPolicy with the kubelet's backoff, probed, and
 reported as a containerStatus."""
 
@@ -10,14 +10,16 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from acgs_contract.result import MAX_TERMINATION_MESSAGE_BYTES
 from acgs_contract.timefmt import now
-from podrunner_env import ContainerConfigError, base_environment, command_line, container_env
-from podrunner_probe import Prober
-from podrunner_volumes import Bind, binds_for, mount_script, pod_dir
+
+from .env import ContainerConfigError, base_environment, command_line, container_env
+from .probe import Prober
+from .volumes import Bind, binds_for, mount_script, pod_dir
 
 log = logging.getLogger("podrunner.container")
 MAX_MESSAGE = MAX_TERMINATION_MESSAGE_BYTES  # what a kubelet keeps of a termination message

@@ -9,12 +9,14 @@ import pytest
 
 from acgs_operator.api.trainingjob import TrainingJobSpec
 from acgs_operator.builders import trainingjob as tjb
+from acgs_operator.builders.common import Owner
 from acgs_operator.config import Settings
-from acgs_operator.handlers.progress import progress_token
 from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
+from acgs_operator.servers.progress import progress_token
+
 HASH = CONSTITUTIONAL_HASH
-OWNER = tjb.Owner(name="cai-v1", namespace="team-a", uid="0123456789abcdef-uid",
+OWNER = Owner(kind="TrainingJob", name="cai-v1", namespace="team-a", uid="0123456789abcdef-uid",
                   labels={"team": "a", "app.kubernetes.io/instance": "argo-app", "argocd.argoproj.io/x": "y"})
 SETTINGS = Settings(trainer_image="trainer:test", progress_url="http://op.acgs-system.svc:8083")
 

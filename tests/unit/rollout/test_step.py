@@ -75,7 +75,8 @@ class TestPreview:
     @pytest.mark.parametrize("metrics,gates,fragment", [
         ({"complianceScore": 0.2}, {}, "complianceScore 0.2000 < spec.promotion.minComplianceScore 0.95"),
         ({}, {}, "complianceScore is not reported"),
-        ({"complianceScore": 0.99, "accuracy": 0.5}, {"minAccuracy": 0.8}, "accuracy 0.5000 < spec.promotion.minAccuracy"),
+        ({"complianceScore": 0.99, "accuracy": 0.5}, {"minAccuracy": 0.8},
+         "accuracy 0.5000 < spec.promotion.minAccuracy"),
     ])
     def test_metrics_below_gates_block_before_any_pod_starts(self, metrics: dict[str, Any],
                                                              gates: dict[str, Any], fragment: str) -> None:
@@ -132,7 +133,7 @@ class TestPromotion:
         d = r.step(o)
         assert d.phase == "Paused" and conditions(d)["Progressing"] == (True, "AwaitingPromotion")
         assert d.plans["green"].replicas == 1 and d.requeue is None
-        d = r.step(replace(o, commands=frozenset({r.PROMOTE})))
+        d = r.step(replace(o, commands=frozenset({r.Command.PROMOTE})))
         assert d.active_color == Color.GREEN
 
     @pytest.mark.parametrize("checked_ago,switched", [(5, False), (11, True)])
@@ -195,14 +196,14 @@ class TestCommands:
 
     def test_abort_stops_the_preview(self) -> None:
         colors = {"blue": r.ColorObs("cai-1", 2), "green": r.ColorObs("cai-2", 0)}
-        d = r.step(obs(colors=colors, state=previewing(), commands=frozenset({r.ABORT})))
+        d = r.step(obs(colors=colors, state=previewing(), commands=frozenset({r.Command.ABORT})))
         assert d.state.held_back.reason == "Aborted" and d.plans["green"].replicas == 0  # type: ignore[union-attr]
         assert d.history[-1]["action"] == "Aborted" and d.phase == "Degraded"
 
     def test_retry_clears_a_held_version(self) -> None:
         held = RolloutState(held_back=HeldBack(model_version="cai-2", reason="GatesNotMet", time=r.ts(NOW)))
         assert r.step(obs(state=held)).state.target is None
-        d = r.step(obs(state=held, commands=frozenset({r.RETRY})))
+        d = r.step(obs(state=held, commands=frozenset({r.Command.RETRY})))
         assert d.state.held_back is None and d.state.target == "cai-2"
 
     def test_a_spec_change_judges_a_held_version_anew(self) -> None:
@@ -213,7 +214,7 @@ class TestCommands:
         assert same_spec.state.held_back is not None and same_spec.state.target is None
         new_spec = r.step(obs(desired=weak, gates={"minComplianceScore": 0.1}, state=blocked.state, generation=2))
         assert new_spec.state.held_back is None and new_spec.state.target == "cai-2"
-        assert any(reason == "SpecChanged" for _, reason, _ in new_spec.events)
+        assert any(e.reason == "SpecChanged" for e in new_spec.events)
 
     def test_a_new_version_replaces_a_held_one(self) -> None:
         held = RolloutState(held_back=HeldBack(model_version="cai-3", reason="GatesNotMet", time=r.ts(NOW)))
@@ -224,7 +225,7 @@ class TestCommands:
         state = RolloutState(previous_color="blue", previous_model_version="cai-1")
         colors = {"green": r.ColorObs("cai-2", 2), "blue": r.ColorObs("cai-1", 0)}
         d = r.step(obs(active="green", active_mv="cai-2", colors=colors, state=state,
-                       strategy={"autoPromotionEnabled": False}, commands=frozenset({r.UNDO})))
+                       strategy={"autoPromotionEnabled": False}, commands=frozenset({r.Command.UNDO})))
         assert d.state.held_back.reason == "Undone" and d.state.pinned_model_version == "cai-1"  # type: ignore[union-attr]
         assert d.plans["blue"] == r.ColorPlan("cai-1", 1) and d.state.promote_approved == "cai-1"
         colors = {"green": r.ColorObs("cai-2", 2), "blue": r.ColorObs("cai-1", 2)}
@@ -232,8 +233,9 @@ class TestCommands:
                            state=d.state.model_copy(update={"checks_passed_at": r.ts(NOW)})))
         assert later.active_model_version == "cai-1"
 
-    @pytest.mark.parametrize("command,event", [(r.PROMOTE, "NothingToPromote"), (r.UNDO, "NothingToUndo"),
-                                               (r.ABORT, "NothingToAbort")])
+    @pytest.mark.parametrize("command,event", [(r.Command.PROMOTE, "NothingToPromote"),
+                                               (r.Command.UNDO, "NothingToUndo"),
+                                               (r.Command.ABORT, "NothingToAbort")])
     def test_commands_with_nothing_to_act_on_say_so(self, command: str, event: str) -> None:
         d = r.step(obs(desired=V1, commands=frozenset({command})))
-        assert event in [e[1] for e in d.events] and d.phase == "Healthy"
+        assert event in [e.reason for e in d.events] and d.phase == "Healthy"

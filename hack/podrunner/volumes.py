@@ -1,4 +1,4 @@
-"""Volumes for hack/podrunner.py: host directories that stand in for a pod's volumes, and the shell
+"""Volumes for hack/podrunner/: host directories that stand in for a pod's volumes, and the shell
 script that bind-mounts them at their real mountPath inside a private mount namespace.
 
 A PVC maps to one directory per claim that outlives pods (so a training pod's output is visible to
@@ -13,11 +13,12 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from podrunner_env import ContainerConfigError, DataLookup, expand, field_value, resource_value
+from .env import ContainerConfigError, DataLookup, expand, field_value, resource_value
 
 log = logging.getLogger("podrunner.volumes")
 
@@ -110,8 +111,8 @@ def materialize(pod: dict[str, Any], state: Path, lookup: DataLookup,
         elif "configMap" in vol or "secret" in vol:
             kind, key, name_key = (("configmap", "configMap", "name") if "configMap" in vol
                                    else ("secret", "secret", "secretName"))
-            files = _keyed_files(kind, vol[key], name_key, ns, lookup) or {}
-            _write_files(own, files)
+            keyed = _keyed_files(kind, vol[key], name_key, ns, lookup) or {}
+            _write_files(own, keyed)
             volumes[name] = (own, True)
         elif "downwardAPI" in vol:
             _write_files(own, _downward_files(pod, vol["downwardAPI"], allocatable))
@@ -156,7 +157,7 @@ def binds_for(container: dict[str, Any], volumes: Mapping[str, tuple[Path, bool]
 # What the runner's processes need from the host file system: the checkout (its venv runs the
 # programs), the runner's state (volume sources) and the Python installation.
 PROTECTED = tuple(dict.fromkeys(Path(p).resolve() for p in (
-    Path(__file__).resolve().parent.parent, sys.prefix, sys.base_prefix)))
+    Path(__file__).resolve().parents[2], sys.prefix, sys.base_prefix)))
 
 
 def shadows(target: str, protected: tuple[Path, ...]) -> Path | None:
