@@ -9,10 +9,18 @@ DEMO_NS ?= acgs-demo
 IMAGE_REGISTRY ?= ghcr.io/acgs
 IMAGE_TAG ?= 0.1.0
 KIND_CLUSTER ?= acgs
+# REAL_NODE=1: cluster-up also starts a real kubelet node (hack/realnode.py; needs root, containerd).
+REAL_NODE ?=
+# The image and real-node tests use a cluster of their own (directory, ports, lock), beside the
+# shared one on 6443.
+OWN_CLUSTER_ENV := ACGS_CLUSTER_DIR=$(CURDIR)/.cluster-real ACGS_API_PORT=16443 ACGS_ETCD_PORT=12379 \
+  ACGS_CM_PORT=20257 ACGS_SCHEDULER_PORT=20259 ACGS_KWOK_PORT=20247 ACGS_PODRUNNER_CIDR=198.18.1.0/24
+REALNODE_ENV := ACGS_REAL_NODE=1 $(OWN_CLUSTER_ENV)
 
 .PHONY: help setup crds crds-check cluster-build cluster-up cluster-down cluster-status install run \
-        operator-bg base demo test test-unit test-cluster bench images kind-up kind-load deploy \
-        webhook-secret clean promtool browser monitoring monitoring-check
+        operator-bg base demo test test-unit test-cluster bench images images-docker node-build test-images \
+        test-realnode kind-up kind-load deploy webhook-secret clean promtool browser monitoring monitoring-check \
+        lint typecheck
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -50,8 +58,11 @@ monitoring: setup ## Regenerate docs/metrics.md and manifests/monitoring/dashboa
 monitoring-check: setup ## Fail when docs/metrics.md or the dashboard differ from what the code generates
 	$(BIN)/python -m acgs_monitoring --check
 
-cluster-up: setup ## Start the local control plane (.cluster/kubeconfig, logs in .cluster/logs)
-	$(BIN)/python hack/localcluster.py up
+cluster-up: setup ## Start the local control plane (.cluster/kubeconfig, logs in .cluster/logs); REAL_NODE=1 adds a kubelet node
+	ACGS_REAL_NODE=$(REAL_NODE) $(BIN)/python hack/localcluster.py up
+
+node-build: ## Build kubelet, kube-proxy, CoreDNS, kube-network-policies and pause for the real node (cached)
+	bash hack/build-node.sh
 
 cluster-down: ## Stop the local control plane and everything started against it
 	$(BIN)/python hack/localcluster.py down
@@ -84,11 +95,29 @@ test-unit: base ## Only the tests that need no cluster
 test-cluster: base ## Only the tests on the local control plane
 	$(BIN)/python -m pytest -m cluster
 
+lint: setup ## ruff (configuration in pyproject.toml)
+	$(BIN)/python -m ruff check .
+
+typecheck: setup ## mypy: strict on the operator, as strict as practical elsewhere (pyproject.toml)
+	$(BIN)/python -m mypy
+
+
+images: ## Build the operator, trainer and server images with podman from a Debian-archive base (no Docker)
+	bash hack/build-images.sh
+
+test-images: setup ## Run each image as UID 65532 with a read-only root (needs `make images`; own cluster on 16443)
+	flock /tmp/acgs-realnode.lock bash -c '$(OWN_CLUSTER_ENV) $(BIN)/python -m pytest -m images tests/images; \
+	  rc=$$?; $(OWN_CLUSTER_ENV) $(BIN)/python hack/localcluster.py down; exit $$rc'
+
+test-realnode: setup ## NetworkPolicies and pods on a real kubelet node (own cluster on port 16443; not in CI)
+	flock /tmp/acgs-realnode.lock bash -c '$(REALNODE_ENV) $(BIN)/python -m pytest -m realnode tests/realnode; \
+	  rc=$$?; $(REALNODE_ENV) $(BIN)/python hack/localcluster.py down; exit $$rc'
+
 bench: base ## Benchmarks; results in bench/RESULTS.md
 	$(BIN)/python bench/run.py
 
-# ---- Laptops with Docker (cannot run on machines without a container engine) -----------------
-images: ## Build the operator, trainer and server images
+# ---- Laptops with Docker ---------------------------------------------------------------------
+images-docker: ## Build the operator, trainer and server images with Docker
 	docker build -f operator/Dockerfile -t $(IMAGE_REGISTRY)/operator:$(IMAGE_TAG) .
 	docker build -f trainer_image/Dockerfile -t $(IMAGE_REGISTRY)/trainer:$(IMAGE_TAG) .
 	docker build -f server_image/Dockerfile -t $(IMAGE_REGISTRY)/server:$(IMAGE_TAG) .
@@ -96,7 +125,7 @@ images: ## Build the operator, trainer and server images
 kind-up: ## Create a kind cluster
 	kind create cluster --name $(KIND_CLUSTER)
 
-kind-load: images ## Load the images into the kind cluster
+kind-load: images-docker ## Load the images into the kind cluster
 	for i in operator trainer server; do kind load docker-image --name $(KIND_CLUSTER) $(IMAGE_REGISTRY)/$$i:$(IMAGE_TAG); done
 
 webhook-secret: setup ## Without cert-manager: create the webhook's TLS Secret and CA bundle for a real cluster

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import install  # noqa: E402
 import localcluster  # noqa: E402
 from common import median, percentile, verdict  # noqa: E402
-from acgs_contract.constitution import CONSTITUTIONAL_HASH
+from acgs_contract.constitution import CONSTITUTIONAL_HASH  # noqa: E402
 
 HASH = CONSTITUTIONAL_HASH
 SPEC = {"constitutionalHash": HASH, "modelName": "constitutional-ai",
@@ -138,7 +138,8 @@ def run() -> str:
         f"| p50 latency | {d['p50_ms']:.2f} ms | | |",
         f"| p99 latency | {d['p99_ms']:.2f} ms | ≤ 2 ms | {verdict(d['p99_ms'], 2.0, False)} |",
         f"| webhooked create ÷ webhook-less create (median of {a['n']}, server dry-run) | "
-        f"{a['ratio']:.2f} ({a['with_ms']:.2f} ms ÷ {a['without_ms']:.2f} ms) | ≤ 1.3 | {verdict(a['ratio'], 1.3, False)} |",
+        f"{a['ratio']:.2f} ({a['with_ms']:.2f} ms ÷ {a['without_ms']:.2f} ms) | ≤ 1.3 | "
+        f"{verdict(a['ratio'], 1.3, False)} |",
         "",
     ])
 

@@ -19,7 +19,7 @@ def machine() -> str:
         pass
     mem = ""
     try:
-        kb = int(next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1])
+        kb = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1])
         mem = f", {kb / 2**20:.0f} GiB RAM"
     except (OSError, StopIteration, ValueError):
         pass
@@ -31,7 +31,8 @@ def machine() -> str:
             gpu = f", GPU: {out.stdout.strip().splitlines()[0]}"
     except (OSError, subprocess.TimeoutExpired):
         pass
-    return f"{cpu}, {os.cpu_count()} cores{mem}{gpu}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    return (f"{cpu}, {os.cpu_count()} cores{mem}{gpu}, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
 
 
 def percentile(values: list[float], q: float) -> float:

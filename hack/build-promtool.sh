@@ -27,7 +27,7 @@ require github.com/prometheus/prometheus $PROM_VERSION
 MOD
 cd "$dir"
 echo "[build-promtool] resolving github.com/prometheus/prometheus $PROM_VERSION" >&2
-go get "github.com/prometheus/prometheus/cmd/promtool@$PROM_VERSION" >&2
+go get -tags remove_all_sd "github.com/prometheus/prometheus/cmd/promtool@$PROM_VERSION" >&2
 echo "[build-promtool] building promtool (cold: a few minutes)" >&2
 # remove_all_sd: no service-discovery plugins (cloud SDKs, client-go); `promtool check rules` and
 # `promtool test rules` do not use them, and the cold build is several times smaller.

@@ -82,6 +82,14 @@ curl -sS -X POST "http://$ip:$port/constitutional-ai/predict" -H 'Content-Type: 
   "constitutional_hash": "cdd01ef066bc6cf2"}'
 echo
 
+say "the same endpoint with the seed document's own request body (free text reaches the model)"
+curl -sS -X POST "http://$ip:$port/constitutional-ai/predict" -H 'Content-Type: application/json' -d '{
+  "scenario": "ethical_dilemma", "context": {"user_role": "employee", "data_type": "personal"},
+  "user_request": "Access to customer data for analysis",
+  "constitutional_principles": ["privacy", "transparency", "accountability"],
+  "constitutional_hash": "cdd01ef066bc6cf2"}'
+echo
+
 say "kubectl get acgs -n $ns"
 k get acgs -n "$ns"
 

@@ -34,7 +34,8 @@ METRICS_PORT = int(os.environ.get("ACGS_METRICS_PORT", "8082"))
 
 def install_crds() -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"))
-    names = [f"crd/{p.name.split('_', 1)[1].removesuffix('.yaml')}.acgs.io" for p in (ROOT / "crds").glob("acgs.io_*.yaml")]
+    names = [f"crd/{p.name.split('_', 1)[1].removesuffix('.yaml')}.acgs.io"
+             for p in (ROOT / "crds").glob("acgs.io_*.yaml")]
     kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
     # Established comes a moment before the apiserver can serve the new resources ("storage is
     # (re)initializing"); wait for a list to work so the operator's first watches do not fail.

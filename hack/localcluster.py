@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import ipaddress
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -32,7 +34,16 @@ PKI, LOGS, PIDS = STATE / "pki", STATE / "logs", STATE / "pids"
 KUBECONFIG = STATE / "kubeconfig"
 API_PORT = int(os.environ.get("ACGS_API_PORT", "6443"))
 ETCD_PORT = int(os.environ.get("ACGS_ETCD_PORT", "2379"))
-SERVICE_CIDR = "10.96.0.0/16"
+CM_PORT = int(os.environ.get("ACGS_CM_PORT", "10257"))
+SCHEDULER_PORT = int(os.environ.get("ACGS_SCHEDULER_PORT", "10259"))
+KWOK_PORT = int(os.environ.get("ACGS_KWOK_PORT", "10247"))
+# ACGS_REAL_NODE=1 adds a kubelet node (hack/realnode.py). Its pods reach the apiserver through the
+# `kubernetes` Service, so the apiserver then also listens beyond loopback and advertises the node
+# bridge's address; Services come from the RFC 2544 range, like the pods, not private space.
+REAL_NODE = os.environ.get("ACGS_REAL_NODE", "") == "1"
+SERVICE_CIDR = os.environ.get("ACGS_SERVICE_CIDR", "198.18.128.0/17" if REAL_NODE else "10.96.0.0/16")
+API_BIND = "0.0.0.0" if REAL_NODE else "127.0.0.1"
+API_ADVERTISE = "198.19.0.1" if REAL_NODE else "127.0.0.1"
 LOCAL_NODE = "acgs-local-0"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
@@ -56,7 +67,8 @@ def ensure_pki() -> None:
     issue(ca, "kube-apiserver", server=True,
           dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                "kubernetes.default.svc.cluster.local"),
-          ips=("127.0.0.1", "10.96.0.1")).write(PKI / "apiserver.crt", PKI / "apiserver.key")
+          ips=("127.0.0.1", "10.96.0.1", str(ipaddress.ip_network(SERVICE_CIDR)[1]), API_ADVERTISE),
+          ).write(PKI / "apiserver.crt", PKI / "apiserver.key")
     issue(ca, "kubernetes-admin", org="system:masters", client=True).write(PKI / "admin.crt", PKI / "admin.key")
     private, public = make_rsa_keypair()
     (PKI / "sa.key").write_bytes(private)
@@ -86,14 +98,14 @@ def pid_of(name: str) -> int | None:
         return None
 
 
-def start(name: str, argv: list[str]) -> None:
+def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
     if pid_of(name):
         return
     LOGS.mkdir(parents=True, exist_ok=True)
     PIDS.mkdir(parents=True, exist_ok=True)
     with open(LOGS / f"{name}.log", "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=STATE)
+                                start_new_session=True, cwd=STATE, env=env)
     (PIDS / f"{name}.pid").write_text(str(proc.pid))
 
 
@@ -114,7 +126,7 @@ def alive(name: str) -> bool:
     return True
 
 
-def wait_for(what: str, check, timeout: float) -> None:
+def wait_for(what: str, check: Callable[[], object], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -154,7 +166,7 @@ NODES = [
     node("kwok-gpu-1", cpu="32", memory="256Gi", gpus=8,
          labels={"nvidia.com/gpu.present": "true", "acgs.io/accelerator": "nvidia"}, taints=[GPU_TAINT]),
     node("kwok-cpu-0", cpu="16", memory="64Gi", gpus=0, labels={}, taints=[]),
-    # Pods bound here are run for real, as local processes, by hack/podrunner.py; kwok only keeps
+    # Pods bound here are run for real, as local processes, by hack/podrunner/; kwok only keeps
     # the node alive. The taint makes that opt-in: only pods that tolerate it land here.
     node(LOCAL_NODE, cpu="64", memory="256Gi", gpus=8,
          labels={"nvidia.com/gpu.present": "true", "acgs.io/local-runner": "true"},
@@ -178,31 +190,36 @@ def up() -> None:
                    "--unsafe-no-fsync", "--log-level=warn"])
     start("kube-apiserver", [
         str(bin_dir / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{ETCD_PORT}",
-        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={API_PORT}",
+        f"--bind-address={API_BIND}", f"--advertise-address={API_ADVERTISE}", f"--secure-port={API_PORT}",
         f"--tls-cert-file={p('apiserver.crt')}", f"--tls-private-key-file={p('apiserver.key')}",
         f"--client-ca-file={p('ca.crt')}", f"--cert-dir={PKI}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={p('sa.pub')}", f"--service-account-signing-key-file={p('sa.key')}",
         "--authorization-mode=RBAC", "--enable-admission-plugins=NodeRestriction,PodSecurity",
         f"--service-cluster-ip-range={SERVICE_CIDR}", "--enable-priority-and-fairness=false",
-        # Loopback cannot back the `kubernetes` Service's endpoints; nothing here needs them.
-        "--endpoint-reconciler-type=none", "--profiling=false", "--v=1",
+        # Loopback cannot back the `kubernetes` Service's endpoints; only real pods need them.
+        f"--endpoint-reconciler-type={'lease' if REAL_NODE else 'none'}", "--profiling=false", "--v=1",
+        # kubectl logs/exec: reach kubelets at their InternalIP (no DNS for node names here), as admin.
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
+        f"--kubelet-client-certificate={p('admin.crt')}", f"--kubelet-client-key={p('admin.key')}",
     ])
     wait_for("kube-apiserver /readyz", lambda: alive("kube-apiserver") and api_ready(), 90)
     common = [f"--kubeconfig={KUBECONFIG}", f"--authentication-kubeconfig={KUBECONFIG}",
               f"--authorization-kubeconfig={KUBECONFIG}", "--leader-elect=false", "--bind-address=127.0.0.1",
               "--profiling=false"]
     start("kube-controller-manager", [
-        str(bin_dir / "kube-controller-manager"), *common, "--secure-port=10257",
+        str(bin_dir / "kube-controller-manager"), *common, f"--secure-port={CM_PORT}",
         f"--service-account-private-key-file={p('sa.key')}", f"--root-ca-file={p('ca.crt')}",
         f"--cluster-signing-cert-file={p('ca.crt')}", f"--cluster-signing-key-file={p('ca.key')}",
         f"--service-cluster-ip-range={SERVICE_CIDR}", "--use-service-account-credentials=false",
         "--concurrent-job-syncs=5", "--v=1",
     ])
-    start("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common, "--secure-port=10259", "--v=1"])
-    start("kwok", [str(bin_dir / "kwok"), f"--kubeconfig={KUBECONFIG}", "--manage-all-nodes=true",
+    start("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common, f"--secure-port={SCHEDULER_PORT}", "--v=1"])
+    # With a real node, kwok must leave the kubelet's node alone: it manages its own nodes only.
+    manage = "--manage-nodes-with-label-selector=type=kwok" if REAL_NODE else "--manage-all-nodes=true"
+    start("kwok", [str(bin_dir / "kwok"), f"--kubeconfig={KUBECONFIG}", manage,
                    f"--config={ROOT / 'hack/kwok/stages.yaml'}", "--cidr=10.244.0.1/16", "--node-ip=10.0.0.1",
-                   "--server-address=127.0.0.1:10247",
+                   f"--server-address=127.0.0.1:{KWOK_PORT}",
                    # Leases keep nodes Ready between the (slow) status heartbeats, as kubelets do.
                    "--node-lease-duration-seconds=40"])
     kubectl("apply", "-f", "-", input_=yaml.safe_dump_all(NODES))
@@ -210,14 +227,22 @@ def up() -> None:
     wait_for("the default ServiceAccount", lambda: kubectl("get", "sa", "default", check=False).returncode == 0, 60)
     start_podrunner()
     start_provisioner()
+    if REAL_NODE:
+        import realnode
+        realnode.up()
     log(f"ready in {time.monotonic() - t0:.1f}s; export KUBECONFIG={KUBECONFIG}")
 
 
 def start_podrunner() -> None:
     """Pods bound to LOCAL_NODE run for real, as local processes; `down` stops it by its pidfile."""
     python = ROOT / ".venv/bin/python"
-    start("podrunner", [str(python if python.exists() else sys.executable), str(ROOT / "hack/podrunner.py"),
-                        f"--kubeconfig={KUBECONFIG}", f"--node={LOCAL_NODE}", f"--state-dir={STATE}"])
+    # A second cluster on this machine needs its own range: each runner removes its lo route on exit.
+    cidr = [f"--pod-cidr={os.environ['ACGS_PODRUNNER_CIDR']}"] if os.environ.get("ACGS_PODRUNNER_CIDR") else []
+    hack = str(ROOT / "hack")
+    path = os.pathsep.join(p for p in (hack, os.environ.get("PYTHONPATH")) if p)
+    start("podrunner", [str(python if python.exists() else sys.executable), "-m", "podrunner",
+                        f"--kubeconfig={KUBECONFIG}", f"--node={LOCAL_NODE}", f"--state-dir={STATE}", *cidr],
+          env={**os.environ, "PYTHONPATH": path})
 
 
 def start_provisioner() -> None:
@@ -265,6 +290,8 @@ def stop_pidfile(pidfile: Path, grace: float = 10.0) -> None:
 
 def down(keep_data: bool = False) -> None:
     # Everything started against this cluster (operator, pod runner) leaves a pidfile here too.
+    import realnode  # its containers, mounts, bridge and nftables tables go first
+    realnode.down()
     extra = sorted(p for p in PIDS.glob("*.pid") if p.stem not in COMPONENTS) if PIDS.exists() else []
     for pidfile in extra + [PIDS / f"{c}.pid" for c in reversed(COMPONENTS)]:
         stop_pidfile(pidfile)

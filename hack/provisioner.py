@@ -35,7 +35,7 @@ def storage_class() -> dict:
 
 
 def volume_for(pvc: client.V1PersistentVolumeClaim, state_dir: Path) -> client.V1PersistentVolume:
-    ns, name = pvc.metadata.namespace, pvc.metadata.name
+    ns, name = str(pvc.metadata.namespace), str(pvc.metadata.name)
     path = state_dir / "volumes" / "pvc" / ns / name
     path.mkdir(parents=True, exist_ok=True)
     size = (pvc.spec.resources.requests or {}).get("storage", "1Gi") if pvc.spec.resources else "1Gi"
@@ -76,7 +76,7 @@ def release(api: client.CoreV1Api, pvc: client.V1PersistentVolumeClaim) -> None:
 
 def run(api: client.CoreV1Api, state_dir: Path) -> None:
     try:
-        client.StorageV1Api().create_storage_class(storage_class())
+        client.StorageV1Api().create_storage_class(storage_class())  # type: ignore[arg-type]  # a dict works
     except ApiException as e:
         if e.status != 409:
             raise

@@ -98,7 +98,8 @@ def measure_batched(backend: Any, prompts: Sequence[str], batch_size: int) -> Me
         backend.generate(prompts[i:i + batch_size])
         latencies.append((time.perf_counter() - t0) * 1000)
     return Measurement("raw_batched", len(prompts), time.perf_counter() - started,
-                       common.percentile(latencies, 0.5), common.percentile(latencies, 0.99), batch_mean=float(batch_size))
+                       common.percentile(latencies, 0.5), common.percentile(latencies, 0.99),
+                       batch_mean=float(batch_size))
 
 
 async def _load(url: str, bodies: Sequence[dict[str, Any]], concurrency: int, duration: float
@@ -239,7 +240,8 @@ def render_section(title: str, results: dict[str, Any], cfg: dict[str, Any]) -> 
         p50 = f"{x['p50_ms']:.1f}" if x.get("p50_ms") is not None else "–"
         p99 = f"{x['p99_ms']:.1f}" if x.get("p99_ms") is not None else "–"
         batch = f"{x['batch_mean']:.1f}" if x.get("batch_mean") else "–"
-        return f"| {x['name']} | {x['requests']} | {x['seconds']:.2f} | {x['rps']:.1f} | {p50} | {p99} | {batch} | {x['errors']} |"
+        return (f"| {x['name']} | {x['requests']} | {x['seconds']:.2f} | {x['rps']:.1f} | {p50} | {p99} | {batch} "
+                f"| {x['errors']} |")
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
@@ -253,7 +255,8 @@ def render_section(title: str, results: dict[str, Any], cfg: dict[str, Any]) -> 
         "",
         "| target | measured | |",
         "|---|---|---|",
-        f"| server ≥ 5× naive loop | {c_over_a:.2f}× (raw batched itself: {b['rps'] / a['rps']:.2f}×) | {verdict(c_over_a >= 5)} |",
+        f"| server ≥ 5× naive loop | {c_over_a:.2f}× (raw batched itself: {b['rps'] / a['rps']:.2f}×) "
+        f"| {verdict(c_over_a >= 5)} |",
         f"| server ≥ 0.85× raw batched generate | {c_over_b:.2f}× | {verdict(c_over_b >= 0.85)} |",
         f"| server ≥ 100 req/s | {c['rps']:.1f} req/s (p99 {c['p99_ms']:.1f} ms) | {verdict(c['rps'] >= 100)} |",
         "",
@@ -308,7 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-batch-wait-ms", type=float, default=5.0)
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--server-threads", type=int, default=1,
-                   help="torch threads in the server's model process (1: the HTTP process and the client need the other core)")
+                   help="torch threads in the server's model process "
+                        "(1: the HTTP process and the client need the other core)")
     p.add_argument("--ref-threads", type=int, default=None,
                    help="torch threads for (a)/(b) (default: the server's, so all three do the same work)")
     p.add_argument("--device", default="cpu")

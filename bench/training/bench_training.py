@@ -99,7 +99,7 @@ def dp_step_ratio(w: Any, steps: int, warmup: int, block: int = 4, record: bool 
     gen = torch.Generator().manual_seed(1)
     batches = [torch.randperm(len(w.data), generator=gen)[:w.batch_size] for _ in range(total)]
 
-    def step(name: str, idx: torch.Tensor) -> None:
+    def step(name: str, i: int, idx: torch.Tensor) -> None:
         tr = variants[name]
         if name == "plain":
             tr._step_plain(idx)
@@ -108,7 +108,7 @@ def dp_step_ratio(w: Any, steps: int, warmup: int, block: int = 4, record: bool 
                 _epsilon_uncached(tr.budget)
             else:
                 tr.budget.check_next_step()
-            tr._step_dp(idx)
+            tr._step_dp(i, idx)
             tr.budget.record_step()
         tr.scheduler.step()
 
@@ -119,7 +119,7 @@ def dp_step_ratio(w: Any, steps: int, warmup: int, block: int = 4, record: bool 
             for i in range(start, min(start + block, total)):
                 _sync(w.device)
                 t0 = time.perf_counter()
-                step(name, batches[i])
+                step(name, i, batches[i])
                 _sync(w.device)
                 if i >= warmup:
                     times[name].append(time.perf_counter() - t0)

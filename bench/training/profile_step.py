@@ -26,10 +26,9 @@ def main(mode: str, steps: int) -> None:
             tr._enable_dp(1.0)
         tr.model.train()
         idx = torch.arange(w.batch_size)
-        step = tr._step_dp if dp else tr._step_plain
         t0 = time.perf_counter()
-        for _ in range(steps):
-            step(idx)
+        for i in range(steps):
+            tr._step_dp(i, idx) if dp else tr._step_plain(idx)
         print(f"{mode}: {(time.perf_counter() - t0) / steps * 1e3:.2f} ms/step")
     elif mode in ("dp-loop", "plain-loop"):
         tr = w.trainer(dp=mode == "dp-loop", steps=steps)

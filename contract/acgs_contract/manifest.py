@@ -99,7 +99,7 @@ class BaseModelInfo(WireModel):
     parameters: int | None = None
 
     @model_validator(mode="after")
-    def _path_and_digest(self) -> "BaseModelInfo":
+    def _path_and_digest(self) -> BaseModelInfo:
         if self.bundled:
             relative_path(self.path, "baseModel.path")
         elif not self.digest:

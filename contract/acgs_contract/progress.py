@@ -43,7 +43,7 @@ class ProgressReport(WireModel):
     @classmethod
     def at(cls, phase: str, step: int, total_steps: int, loss: float | None = None,
            epsilon: float | None = None, message: str = "", *, stream: str,
-           sequence: int) -> "ProgressReport":
+           sequence: int) -> ProgressReport:
         """The report of ``step`` out of ``total_steps``: percent derived, figures rounded."""
         percent = round(min(100.0, 100.0 * step / max(total_steps, 1)), 2)
         return cls(stream=stream, sequence=sequence, phase=phase, step=step, total_steps=total_steps, percent=percent,

@@ -9,17 +9,17 @@ K8S_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 def format_time(epoch: float) -> str:
     """``epoch`` (seconds) as a Kubernetes timestamp."""
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime(K8S_TIME_FORMAT)
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime(K8S_TIME_FORMAT)
 
 
 def parse_time(stamp: str) -> float:
     """A Kubernetes timestamp as epoch seconds; ValueError names the value and the format."""
     try:
-        return dt.datetime.strptime(stamp, K8S_TIME_FORMAT).replace(tzinfo=dt.timezone.utc).timestamp()
+        return dt.datetime.strptime(stamp, K8S_TIME_FORMAT).replace(tzinfo=dt.UTC).timestamp()
     except (TypeError, ValueError) as exc:
         raise ValueError(f"timestamp {stamp!r}: expected {K8S_TIME_FORMAT} (UTC)") from exc
 
 
 def now() -> str:
     """The current time as a Kubernetes timestamp."""
-    return dt.datetime.now(dt.timezone.utc).strftime(K8S_TIME_FORMAT)
+    return dt.datetime.now(dt.UTC).strftime(K8S_TIME_FORMAT)

@@ -15,33 +15,11 @@ from pydantic import ValidationError
 from . import policy
 from .api import BY_KIND
 from .api.modelversion import IMMUTABLE_FIELDS
+from .errors import describe
 
 
 class Rejected(Exception):
     """The object must not be admitted; the message is what the user sees."""
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    path = "spec"
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
-
-
-def describe(error: ValidationError) -> str:
-    """One line per problem, each naming the field, the rule and the value given."""
-    lines = []
-    for e in error.errors(include_url=False):
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        msg = e["msg"][0].lower() + e["msg"][1:] if e["msg"] else "invalid"
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field"
-        elif e["type"] == "missing":
-            msg = "required field is missing"
-        elif "input" in e and not isinstance(e["input"], (dict, list)) and e["type"] != "value_error":
-            msg += f" (got {e['input']!r})"
-        lines.append(f"{_loc(loc)}: {msg}")
-    return "; ".join(lines)
 
 
 def check_hash(spec: dict[str, Any], expected: str) -> None:

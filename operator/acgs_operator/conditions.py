@@ -1,4 +1,5 @@
-"""Condition types, reasons and the metav1.Condition bookkeeping shared by all handlers."""
+"""Condition types, reasons (condition and event reasons alike, one name each) and the
+metav1.Condition bookkeeping shared by all handlers."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ MODEL_VERSION_NOT_READY = "ModelVersionNotReady"
 MODEL_VERSION_INVALID = "ModelVersionInvalid"
 NO_MODEL_VERSION_IN_STAGE = "NoModelVersionInStage"
 CONSTITUTIONAL_HASH_MISMATCH = "ConstitutionalHashMismatch"
-ARTIFACT_URI_UNSUPPORTED = "ArtifactUriUnsupported"
+UNSUPPORTED_ARTIFACT_URI = "UnsupportedArtifactUri"  # the operator cannot mount the artifact (not pvc://)
 GATES_NOT_MET = "GatesNotMet"
 PREVIEW_STARTING = "PreviewStarting"
 PREVIEW_FAILED = "PreviewFailed"
@@ -58,6 +59,19 @@ ABORTED = "Aborted"
 UNDONE = "Undone"
 ROLLED_BACK = "RolledBack"
 PROMOTED = "Promoted"
+RESOLVED = "Resolved"  # a hold (constitution, image allowlist) that ended
+BLOCKED = "Blocked"  # history action: a version the rollout will not promote
+SPEC_CHANGED = "SpecChanged"
+RETRY = "Retry"
+NOTHING_TO_ABORT = "NothingToAbort"
+NOTHING_TO_UNDO = "NothingToUndo"
+NOTHING_TO_PROMOTE = "NothingToPromote"
+PROMOTION_APPROVED = "PromotionApproved"
+SCALED_DOWN = "ScaledDown"
+PREVIEW_DROPPED = "PreviewDropped"
+ROLLOUT_STARTED = "RolloutStarted"
+PREVIEW_CHECKS_PASSED = "PreviewChecksPassed"
+POST_PROMOTION_CHECKS_PASSED = "PostPromotionChecksPassed"
 # TrainingJob / ModelVersion reasons
 INVALID_CONFIG = exitcodes.REASONS[exitcodes.INVALID_CONFIG]
 UNEXPECTED_ERROR = exitcodes.REASONS[exitcodes.UNEXPECTED_ERROR]
@@ -71,8 +85,9 @@ MODEL_VERSION_CREATED = "ModelVersionCreated"
 RESULT_MISSING = "ResultMissing"
 VERIFYING = "Verifying"
 DIGEST_VERIFIED = "DigestVerified"
+STAGE_CHANGED = "StageChanged"
+SPEC_CHANGE_IGNORED = "SpecChangeIgnored"
 METRICS_MISMATCH = "MetricsMismatch"
-UNSUPPORTED_ARTIFACT_URI = "UnsupportedArtifactUri"
 
 
 def set_condition(conditions: list[dict[str, Any]] | None, type_: str, status: bool | str, reason: str,
@@ -88,7 +103,7 @@ def set_condition(conditions: list[dict[str, Any]] | None, type_: str, status: b
             if generation is not None:
                 cond["observedGeneration"] = generation
             return current
-    new = {"type": type_, "status": value, "reason": reason, "message": message[:32768],
+    new: dict[str, Any] = {"type": type_, "status": value, "reason": reason, "message": message[:32768],
            "lastTransitionTime": now()}
     if generation is not None:
         new["observedGeneration"] = generation

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from acgs_contract import env
 from acgs_contract import constitution as contract_constitution
+from acgs_contract import env
 from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 
 from .api.common import HASH_PATTERN
@@ -99,7 +99,7 @@ class Settings(BaseModel):
     _constitution_content_digest: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
-    def _constitution_is_pinned(self) -> "Settings":
+    def _constitution_is_pinned(self) -> Settings:
         if self.constitution_path is None:
             text = contract_constitution.default_text()
         else:

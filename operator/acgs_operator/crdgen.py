@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from .api import KINDS, KindInfo
 from .constants import CATEGORY, GROUP, VERSION
@@ -69,10 +70,11 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def structural_schema(model: type) -> dict[str, Any]:
+def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
-    return _resolve(raw, defs)
+    resolved: dict[str, Any] = _resolve(raw, defs)
+    return resolved
 
 
 def build_crd(info: KindInfo) -> dict[str, Any]:
@@ -150,7 +152,8 @@ def render_webhook() -> str:
 
 def render_argocd(root: Path) -> str:
     """argocd-cm entries with a Lua health check per kind (Argo CD has none for custom resources)."""
-    data = {f"resource.customizations.health.{GROUP}_{info.kind}": (root / f"manifests/argocd/health/{info.kind}.lua").read_text()
+    health = root / "manifests/argocd/health"
+    data = {f"resource.customizations.health.{GROUP}_{info.kind}": (health / f"{info.kind}.lua").read_text()
             for info in KINDS}
     cm = {"apiVersion": "v1", "kind": "ConfigMap",
           "metadata": {"name": "argocd-cm", "namespace": "argocd",

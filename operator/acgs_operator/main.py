@@ -11,12 +11,8 @@ import kopf
 from prometheus_client import start_http_server
 
 from .config import Settings
-from .handlers import admission as _admission  # noqa: F401  (registers the webhook handlers)
-from .handlers import lifecycle as _lifecycle  # noqa: F401
-from .handlers import deployment as _deployment  # noqa: F401
-from .handlers import modelversion as _modelversion  # noqa: F401
-from .handlers import progress as _progress  # noqa: F401
-from .handlers import trainingjob as _trainingjob  # noqa: F401
+from .handlers import admission, deployment, lifecycle, modelversion, trainingjob
+from .servers import progress
 
 logger = logging.getLogger("acgs_operator")
 
@@ -57,7 +53,6 @@ def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
     settings.admission.managed = None  # the ValidatingWebhookConfiguration is static (manifests/)
 
 
-@kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: Settings = memo.settings
     configure(settings, config)
@@ -67,15 +62,32 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
                 ",".join(config.namespaces) or "all")
 
 
+def registry() -> kopf.OperatorRegistry:
+    """Every handler of the operator, registered explicitly (importing a module registers nothing)."""
+    reg = kopf.OperatorRegistry()
+    # kopf's default registry adds this itself; an explicit registry must name it: credentials from
+    # the kubernetes client's config (in-cluster service account, else the kubeconfig).
+    kopf.on.login(registry=reg)(kopf.login_via_client)
+    kopf.on.startup(registry=reg)(startup)
+    admission.register(reg)
+    trainingjob.register(reg)
+    modelversion.register(reg)
+    deployment.register(reg)
+    progress.register(reg)
+    lifecycle.register(reg, reconciled=frozenset({trainingjob.KIND, modelversion.KIND, deployment.KIND}))
+    return reg
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the ACGS operator (configuration from ACGS_* env).")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     config = Settings.from_env()
-    memo = kopf.Memo(settings=config)
+    # Shared by every object's handlers (kopf copies the memo shallowly per object).
+    memo = kopf.Memo(settings=config, rollout_schedule=deployment.Schedule())
     asyncio.run(kopf.operator(
-        memo=memo, standalone=True,
+        registry=registry(), memo=memo, standalone=True,
         clusterwide=not config.namespaces, namespaces=config.namespaces,
         liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz",
     ))

@@ -3,29 +3,20 @@ a model in a stage (so a Git-owned Deployment follows promotions). Pure: takes A
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import ValidationError
 
 from . import conditions as cond
+from . import semver
 from .api.deployment import DeploymentSpec
-from .api.modelversion import ModelVersionSpec
-from .builders.deployment import UnsupportedArtifact, artifact_location
+from .api.modelversion import ModelVersionPhase, ModelVersionSpec
+from .artifacts import UnsupportedArtifact
+from .builders.deployment import artifact_location
+from .errors import describe
 from .rollout import Desired, Target
 
-READY, INVALID = "Ready", "Invalid"
-_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?")
-
-
-def semver_key(version: str) -> tuple[Any, ...]:
-    """Sort key for semantic versions: a release sorts after its pre-releases (SemVer §11)."""
-    match = _SEMVER.match(version or "")
-    if not match:
-        return (-1, -1, -1, 0, ())
-    major, minor, patch, pre = match.groups()
-    pre_key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")) if pre else ()
-    return (int(major), int(minor), int(patch), 0 if pre else 1, pre_key)
+READY, INVALID = ModelVersionPhase.READY.value, ModelVersionPhase.INVALID.value
 
 
 def phase(mv: dict[str, Any]) -> str | None:
@@ -41,7 +32,7 @@ def to_target(mv: dict[str, Any], spec: DeploymentSpec, require_verified: bool) 
     try:
         mv_spec = ModelVersionSpec.model_validate(mv.get("spec") or {})
     except ValidationError as error:
-        return Target(name, "", invalid=(cond.MODEL_VERSION_INVALID, f"ModelVersion {name}: {error}"[:1000]))
+        return Target(name, "", invalid=(cond.MODEL_VERSION_INVALID, f"ModelVersion {name}: {describe(error)}"))
     invalid: tuple[str, str] | None = None
     if phase(mv) == INVALID:
         message = (mv.get("status") or {}).get("message") or "artifact verification failed"
@@ -54,7 +45,7 @@ def to_target(mv: dict[str, Any], spec: DeploymentSpec, require_verified: bool) 
         try:
             artifact_location(mv_spec.artifact.uri, spec.artifact_pvc)
         except UnsupportedArtifact as error:
-            invalid = (cond.ARTIFACT_URI_UNSUPPORTED, f"ModelVersion {name}: {error}")
+            invalid = (cond.UNSUPPORTED_ARTIFACT_URI, f"ModelVersion {name}: {error}")
     # Gates read what the verification Job found in the artifact, never what the spec declares.
     verified = (mv.get("status") or {}).get("verifiedMetrics") or {}
     return Target(name=name, digest=mv_spec.artifact.digest, metrics=dict(verified),
@@ -78,6 +69,6 @@ def resolve_desired(spec: DeploymentSpec, mvs: list[dict[str, Any]], require_ver
         state = "verified (Ready) " if require_verified else ""
         return Desired(None, cond.NO_MODEL_VERSION_IN_STAGE,
                        f"spec.model.selector: no {state}ModelVersion of model {model_name!r} in stage {stage!r}")
-    newest = max(candidates, key=lambda m: (semver_key(m["spec"].get("version", "")),
+    newest = max(candidates, key=lambda m: (semver.sort_key(m["spec"].get("version", "")),
                                             m["metadata"].get("creationTimestamp") or ""))
     return Desired(to_target(newest, spec, require_verified))

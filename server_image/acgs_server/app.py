@@ -20,6 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from acgs_server import reasoning, schemas
+from acgs_trainer.constitution import Constitution
 from acgs_server.backend import MODEL_LOAD_FAILED, LoadFailure, ModelBackend, ModelCard
 from acgs_server.batcher import BatcherStopped, DynamicBatcher
 from acgs_server.config import ServerConfig
@@ -45,7 +46,7 @@ class ServerState:
         self.phase = STARTING
         self.failure: LoadFailure | None = None
         self.card: ModelCard | None = None
-        self.constitution: reasoning.Constitution | None = None
+        self.constitution: Constitution | None = None
         self.started_at = time.time()
         self.ready_at: float | None = None
         self.metrics = ServerMetrics()
@@ -73,7 +74,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 # --- lifecycle ---------------------------------------------------------------------------------
 
 
-def _constitution(cfg: ServerConfig) -> reasoning.Constitution:
+def _constitution(cfg: ServerConfig) -> Constitution:
     try:
         return reasoning.load(cfg.constitutional_hash, cfg.constitution_path, cfg.constitution_digest)
     except reasoning.ConstitutionError as error:

@@ -177,7 +177,8 @@ class ArtifactBackend:
     def _card(self, manifest: Any) -> ModelCard:
         data: dict[str, Any] = manifest.model_dump(mode="json")
         base = data.get("base_model") or {}
-        base_name = str(base.get("name") or base.get("id") or base.get("path") or "") if isinstance(base, dict) else str(base)
+        base_name = (str(base.get("name") or base.get("id") or base.get("path") or "") if isinstance(base, dict)
+                     else str(base))
         return ModelCard(
             # The ModelVersion (via --model-name/--model-version) is the authority; the manifest
             # may carry its own for hand-run servers.

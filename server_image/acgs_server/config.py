@@ -51,7 +51,8 @@ class ServerConfig(BaseModel):
         None, description="A constitution file (the operator's ConfigMap) that must be the pinned content too.")
     model_name: str | None = Field(None, description="Name reported in /models and metrics; default from manifest.")
     model_version: str | None = Field(None, description="Version reported; default from manifest.")
-    interaction_log_dir: Path | None = Field(None, description="Directory for interaction JSONL; None disables logging.")
+    interaction_log_dir: Path | None = Field(
+        None, description="Directory for interaction JSONL; None disables logging.")
     interaction_log_free_text: bool = Field(
         False, description="Also log the requests' free text (off: only the structured scenario is kept).")
     interaction_log_max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Rotate a log file past this size.")
@@ -61,7 +62,8 @@ class ServerConfig(BaseModel):
     max_batch_wait_ms: float = Field(5.0, ge=0, le=10000, description="Longest a request waits for batch-mates.")
     max_new_tokens: int = Field(16, ge=1, le=2048, description="Tokens generated per request.")
     min_new_tokens: int = Field(
-        0, ge=0, le=2048, description="Generate at least this many tokens (ignore EOS before); for fixed-length benchmarks.")
+        0, ge=0, le=2048,
+        description="Generate at least this many tokens (ignore EOS before); for fixed-length benchmarks.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = CPU count.")
     model_process: bool = Field(
         True, description="Run the model in its own process (HTTP and generate then do not share the GIL).")

@@ -149,7 +149,8 @@ class ProcessBackend:
             message = parent.recv()
         except EOFError:
             process.join(5)
-            raise LoadFailure(WORKER_EXITED, f"model process exited during load (exit code {process.exitcode})")
+            raise LoadFailure(WORKER_EXITED,
+                              f"model process exited during load (exit code {process.exitcode})") from None
         if message[0] == "failed":
             _, reason, text, details = message
             process.join(5)

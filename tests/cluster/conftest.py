@@ -1,4 +1,4 @@
-"""Fixtures for tests whose pods run for real: the local pod runner (hack/podrunner.py) and pod
+"""Fixtures for tests whose pods run for real: the local pod runner (hack/podrunner/) and pod
 specs that land on its node, acgs-local-0."""
 
 from __future__ import annotations

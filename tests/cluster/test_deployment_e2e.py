@@ -1,5 +1,5 @@
 """Deployment (acgs.io) end to end on the local control plane: the operator runs as a real process,
-the model servers run for real on acgs-local-0 (hack/podrunner.py) from artifacts the trainer just
+the model servers run for real on acgs-local-0 (hack/podrunner/) from artifacts the trainer just
 built, the ModelVersions are verified by the operator's own verification Jobs, and the checks and
 the client traffic go to the pods' IPs taken from the Services' EndpointSlices (no kube-proxy here).
 
@@ -277,8 +277,9 @@ def test_manual_promote_and_undo_through_annotations(env: Env) -> None:
     assert env.condition(status, "Progressing")["reason"] == "AwaitingPromotion"
     assert "acgs.io/retry" not in (env.get("deployments.acgs.io", NAME)["metadata"].get("annotations") or {})
     env.kubectl("annotate", "deployments.acgs.io", NAME, "acgs.io/promote=true")
-    promoted = env.wait_status("the manual promotion", lambda s: s.get("activeModelVersion") == status["previewModelVersion"]
-                               and s.get("phase") == "Healthy")
+    preview = status["previewModelVersion"]
+    promoted = env.wait_status("the manual promotion",
+                               lambda s: s.get("activeModelVersion") == preview and s.get("phase") == "Healthy")
     assert promoted["activeColor"] == "blue"
     env.kubectl("annotate", "deployments.acgs.io", NAME, "acgs.io/undo=true")
     undone = env.wait_status("the undo", lambda s: s.get("activeModelVersion") == live and s.get("phase") == "Degraded"
@@ -293,7 +294,8 @@ def test_metrics_below_the_default_gate_never_start_a_pod(env: Env) -> None:
     spec["spec"]["model"] = {"versionRef": v1}
     spec["spec"].pop("promotion")  # default minComplianceScore 0.95
     apply(env.cluster, {**spec, "metadata": {"name": "gated", "namespace": env.namespace}})
-    status = env.wait_status("the gate to block", lambda s: env.condition(s, "PromotionBlocked").get("status") == "True",
+    status = env.wait_status("the gate to block",
+                             lambda s: env.condition(s, "PromotionBlocked").get("status") == "True",
                              timeout=60, name="gated")
     blocked = env.condition(status, "PromotionBlocked")
     assert blocked["reason"] == "GatesNotMet" and "minComplianceScore 0.95" in blocked["message"]

@@ -89,8 +89,12 @@ def pipeline(cluster: Cluster, operator: Cluster, podrunner: Path) -> Iterator[P
     body = deployment(DEP)
     body["spec"]["model"]["selector"]["modelName"] = "constitutional-ai"
     apply(cluster, {**body, "metadata": {"name": DEP, "namespace": namespace}})
-    wait_until(lambda: p.get("deployments.acgs.io", DEP).get("status", {}).get("phase") == "Healthy", 180,
-               "the Deployment to serve the version")
+    try:
+        wait_until(lambda: p.get("deployments.acgs.io", DEP).get("status", {}).get("phase") == "Healthy", 300,
+                   "the Deployment to serve the version")
+    except AssertionError as error:
+        status = p.get("deployments.acgs.io", DEP).get("status", {})
+        raise AssertionError(f"{error}; status: {json.dumps(status)[-2000:]}") from None
     yield p
     cluster.kubectl("delete", "namespace", namespace, "--wait=false")
 
@@ -295,4 +299,5 @@ def test_dashboard_pushes_a_status_change_to_a_headless_chromium(pipeline: Pipel
     pipeline.cluster.kubectl("delete", "tj", "dash-probe", "-n", pipeline.namespace, "--wait=false")
     if os.environ.get("ACGS_SCREENSHOT_DIR"):
         Path(os.environ["ACGS_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
-        (Path(os.environ["ACGS_SCREENSHOT_DIR"]) / "dashboard.png").write_bytes((tmp_path / "dashboard.png").read_bytes())
+        shot = (tmp_path / "dashboard.png").read_bytes()
+        (Path(os.environ["ACGS_SCREENSHOT_DIR"]) / "dashboard.png").write_bytes(shot)

@@ -1,5 +1,5 @@
 """Pods that really run: Jobs and Deployments bound to acgs-local-0 are run as local processes by
-hack/podrunner.py, and the real Job, Deployment and EndpointSlice controllers take it from there."""
+hack/podrunner/, and the real Job, Deployment and EndpointSlice controllers take it from there."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """TrainingJob end to end on the local control plane: the operator runs as a real process, the
-trainer pod runs for real on acgs-local-0 (hack/podrunner.py), and the ModelVersion's digest is
+trainer pod runs for real on acgs-local-0 (hack/podrunner/), and the ModelVersion's digest is
 checked against the files the trainer left on the volume.
 
     .venv/bin/python -m pytest -m cluster tests/cluster/test_trainingjob_e2e.py
@@ -270,6 +270,12 @@ def test_missing_parent_version_fails_without_a_job(cluster, namespace, artifact
     failed = condition(done, "Failed")
     assert failed["reason"] == "ParentNotFound" and "spec.parentVersion" in failed["message"]
     assert cluster.kubectl("get", "job", "orphan-train", "-n", namespace).returncode != 0
+    # The one error path: the same reason as a Warning event, naming the field and the value given.
+    events = wait_until(lambda: [e for e in cluster.get_json("events", "-n", namespace, "--field-selector",
+                                                             "involvedObject.name=orphan")["items"]
+                                 if e["reason"] == "ParentNotFound"], 20, "the ParentNotFound event")
+    assert events[0]["type"] == "Warning" and len(events[0]["message"]) < 1024
+    assert "spec.parentVersion" in events[0]["message"] and "'nope-1-0-0'" in events[0]["message"]
 
 
 def test_child_of_a_parent_bumps_its_version(cluster, namespace, artifacts):

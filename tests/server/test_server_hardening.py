@@ -128,7 +128,8 @@ def test_a_missing_or_wrong_request_hash_is_refused_naming_both_values(served: t
         request.pop("constitutional_hash")
     else:
         request["constitutional_hash"] = given
-    seed_body = {"policy_type": "audit", "framework": "SOX", **({} if given is None else {"constitutional_hash": given})}
+    seed_body = {"policy_type": "audit", "framework": "SOX",
+                 **({} if given is None else {"constitutional_hash": given})}
     for path, payload in (("/multi-agent/predict", request), ("/policy-governance/predict", seed_body)):
         result = server.post(path, payload)
         assert result.status == 400, result.text

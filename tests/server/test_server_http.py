@@ -67,7 +67,8 @@ async def post_many(url: str, bodies: list[dict[str, Any]]) -> list[tuple[int, d
 
 
 @pytest.fixture(scope="module")
-def served(tiny_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, HttpResult, Path]]:
+def served(tiny_artifact: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, HttpResult, Path]]:
     """The server as the operator runs it (expected digest, name, version, log dir); also the
     /ready answer seen the moment /health first answered."""
     log_dir = tmp_path_factory.mktemp("interactions")
@@ -133,6 +134,14 @@ class TestServing:
         (expected,) = modeling.generate_continuations(model, tokenizer, [prompt], max_new_tokens=16)
         assert out["generated_text"] == expected
         assert out["decision"] == prompting.parse_decision(expected)
+        # Judged against the constitution's rules on the same, complete scenario.
+        from acgs_trainer.constitution import load_constitution
+
+        verdict = load_constitution().evaluate(scenario)
+        assert (out["constitution_decision"], out["missing_fields"]) == (verdict.decision, [])
+        assert out["compliance_score"] == (1.0 if out["decision"] == verdict.decision else 0.0)
+        if out["decision"] == verdict.decision:
+            assert set(out["rules"]) <= set(verdict.rules) and bool(out["rules"]) == bool(verdict.rules)
 
     @pytest.mark.parametrize(
         ("path", "mutate", "field"),
@@ -170,12 +179,14 @@ class TestServing:
         not_object = server.post("/v1/predict", raw=b"[1, 2]")
         assert not_object.status == 400 and not_object.body["error"]["field"] == "body"
 
-    def test_concurrent_requests_are_batched_and_all_succeed(self, served: tuple[ServerProcess, HttpResult, Path]) -> None:
+    def test_concurrent_requests_are_batched_and_all_succeed(
+            self, served: tuple[ServerProcess, HttpResult, Path]) -> None:
         server, _, _ = served
         before = server.metrics()
         batches_before = metric_value(before, "acgs_server_batch_size_count", model_name="acgs-test")
         requests_before = metric_value(before, "acgs_server_batch_size_sum", model_name="acgs-test")
-        bodies = [{"scenario": s, "constitutional_hash": HASH} for s in scenarios("multi_agent_coordination", 48, seed=11)]
+        bodies = [{"scenario": s, "constitutional_hash": HASH}
+                  for s in scenarios("multi_agent_coordination", 48, seed=11)]
         results = asyncio.run(post_many(server.url + "/multi-agent/predict", bodies))
         assert [status for status, _ in results] == [200] * 48
         assert all(body["decision"] in DECISIONS for _, body in results)
@@ -227,7 +238,8 @@ class TestServing:
         for (_, body), request in zip(results, bodies):
             record = records[body["request_id"]]
             assert record["constitutional_hash"] == HASH and record["digest"] == artifact_digest(tiny_artifact)
-            assert (record["model_version"], record["endpoint"], record["type"]) == ("1.2.3", "/v1/predict", "constitutional_ai")
+            assert (record["model_version"], record["endpoint"], record["type"]) == (
+                "1.2.3", "/v1/predict", "constitutional_ai")
             assert record["input"]["scenario"] == request["scenario"]
             assert record["decision"] == body["decision"] and record["latency_ms"] == body["latency_ms"]
             assert record["timestamp"].endswith("+00:00")
@@ -267,7 +279,8 @@ def test_unverifiable_artifact_never_becomes_ready(case: str, artifact_copy: Pat
     time.sleep(1.0)
     assert server.get("/ready").status == 503, "a failed artifact must stay unready"
     assert server.get("/health").status == 200, "alive, so the operator can read why"
-    predict = server.post("/v1/predict", {"type": "constitutional_ai", "scenario": scenarios("constitutional_ai", 1)[0]})
+    predict = server.post("/v1/predict",
+                          {"type": "constitutional_ai", "scenario": scenarios("constitutional_ai", 1)[0]})
     assert predict.status == 503 and predict.body["error"]["reason"]["reason"] == expected[0]
     assert server.get("/models").status == 503
     assert expected[0] in server.logs(), "the reason is in the process log too"
@@ -315,7 +328,8 @@ def test_tampered_artifact_never_becomes_ready(case: str, artifact_copy: Path, s
         assert (reason["expected"], reason["actual"]) == (pinned, actual)
         assert pinned in reason["message"] and actual in reason["message"]
     assert server.get("/ready").status == 503 and server.get("/models").status == 503
-    predict = server.post("/v1/predict", {"type": "constitutional_ai", "scenario": scenarios("constitutional_ai", 1)[0]})
+    predict = server.post("/v1/predict",
+                          {"type": "constitutional_ai", "scenario": scenarios("constitutional_ai", 1)[0]})
     assert predict.status == 503
 
 

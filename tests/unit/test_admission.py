@@ -31,7 +31,8 @@ def test_expected_hash_comes_from_configuration():
         validate("ModelVersion", MV, None, amended)
 
 
-@pytest.mark.parametrize("change", [{"version": "1.0.1"}, {"artifact": {"uri": "pvc://a/x", "digest": MV["artifact"]["digest"]}},
+@pytest.mark.parametrize("change", [{"version": "1.0.1"},
+                                    {"artifact": {"uri": "pvc://a/x", "digest": MV["artifact"]["digest"]}},
                                     {"metrics": {"accuracy": 0.99}}])
 def test_model_version_is_immutable_except_stage(change):
     with pytest.raises(Rejected, match=r"immutable except spec.stage; changed: spec\."):

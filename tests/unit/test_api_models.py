@@ -27,7 +27,8 @@ def tj(**overrides: object) -> dict:
 
 
 class TestSamples:
-    @pytest.mark.parametrize("path", sorted(p for p in (ROOT / "manifests/samples").glob("*.yaml") if p.name != "kustomization.yaml"), ids=lambda p: p.name)
+    @pytest.mark.parametrize("path", sorted(p for p in (ROOT / "manifests/samples").glob("*.yaml")
+                                            if p.name != "kustomization.yaml"), ids=lambda p: p.name)
     def test_every_sample_is_valid(self, path):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc["apiVersion"].startswith("acgs.io/"):

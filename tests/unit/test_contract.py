@@ -15,6 +15,7 @@ from acgs_contract.progress import ProgressReport
 from acgs_contract.result import (MAX_TERMINATION_MESSAGE_BYTES, TrainerResult,
                                   parse_trainer_result, termination_message)
 
+from acgs_operator.builders.common import Owner
 from acgs_operator.config import Settings
 
 
@@ -129,7 +130,7 @@ class TestWire:
         mv = ModelVersionSpec.model_validate({
             "constitutionalHash": c.CONSTITUTIONAL_HASH, "modelName": "cai", "version": "1.0.0", "baseModel": "b",
             "artifact": {"uri": "pvc://artifacts/x/artifact", "digest": "sha256:" + "a" * 64}})
-        owner = build.Owner(name="d", namespace="ns", uid="u")
+        owner = Owner(kind="Deployment", name="d", namespace="ns", uid="u")
         pod = build.server_deployment(owner, spec, "blue", "cai-1-0-0", mv, 1, "img",
                                       constitution_digest=c.PINNED_CONTENT_DIGESTS[c.CONSTITUTIONAL_HASH])
         names = {e["name"] for e in pod["spec"]["template"]["spec"]["containers"][0]["env"]

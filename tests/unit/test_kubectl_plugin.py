@@ -26,8 +26,8 @@ def snapshot() -> tree.Snapshot:
         training_jobs=[{"metadata": _meta("cai-v1"), "spec": {"privacy": {"targetEpsilon": 8.0}},
                         "status": {"phase": "Succeeded", "jobName": "cai-v1-train", "modelVersion": "cai-1-0-0",
                                    "progress": {"percent": 100.0, "epsilon": 3.25}}},
-                       {"metadata": _meta("cai-v2"), "spec": {}, "status": {"phase": "Running", "jobName": "cai-v2-train",
-                                                                      "progress": {"percent": 40.0}}}],
+                       {"metadata": _meta("cai-v2"), "spec": {},
+                        "status": {"phase": "Running", "jobName": "cai-v2-train", "progress": {"percent": 40.0}}}],
         model_versions=[{"metadata": _meta("cai-1-0-0"),
                          "spec": {"stage": "production", "version": "1.0.0", "metrics": {"complianceScore": 0.97},
                                   "lineage": {"trainingJob": "cai-v1"}}, "status": {"phase": "Ready"}},
@@ -37,7 +37,8 @@ def snapshot() -> tree.Snapshot:
                       "status": {"phase": "Healthy", "activeColor": "blue", "activeModelVersion": "cai-1-0-0"}}],
         flywheel_policies=[{"metadata": _meta("cheaper"), "spec": {"deploymentRef": "web"},
                             "status": {"phase": "Idle", "recordsSeen": 70,
-                                       "candidates": [{"name": "tiny", "state": "Rejected", "trainingJob": "fw-tiny"}]}}],
+                                       "candidates": [{"name": "tiny", "state": "Rejected",
+                                                       "trainingJob": "fw-tiny"}]}}],
         apps_deployments=[{"metadata": _meta("web-blue", annotations={"acgs.io/model-version": "cai-1-0-0"}),
                            "spec": {"replicas": 2}, "status": {"readyReplicas": 2}}],
         jobs=[{"metadata": _meta("cai-v1-train"), "spec": {},
@@ -173,3 +174,15 @@ def test_serving_latency_is_read_from_the_servers_metrics() -> None:
     assert result["requests"] == 5 and result["errors"] == 2
     assert result["meanLatencySeconds"] == pytest.approx(0.02)
     assert latency_from_metrics([]) == {}
+
+
+def test_bash_completion_script_completes_through_the_plugin() -> None:
+    import os
+    from pathlib import Path
+
+    bin_dir = Path(__file__).resolve().parents[2] / ".venv/bin"
+    script = 'source <(kubectl-acgs completion bash); COMP_WORDS=(kubectl-acgs get mo); COMP_CWORD=2; ' \
+             '_kubectl_acgs; echo "${COMPREPLY[@]}"'
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert proc.stdout.split() == ["modelversions"], proc.stderr

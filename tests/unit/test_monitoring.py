@@ -25,6 +25,7 @@ from acgs_operator.api.modelversion import ModelVersionSpec
 from acgs_operator.api.trainingjob import TrainingJobSpec
 from acgs_operator.builders import deployment as dep_build
 from acgs_operator.builders import trainingjob as tj_build
+from acgs_operator.builders.common import Owner
 from acgs_operator.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +81,7 @@ def test_alerts_and_panels_read_only_real_metrics() -> None:
 def test_scrape_selectors_match_the_pods_the_operator_builds() -> None:
     settings = Settings()
     tj_spec = TrainingJobSpec.model_validate(TJ_SPEC)
-    owner = tj_build.Owner("cai-v1", "team-a", "uid-1", {})
+    owner = Owner("TrainingJob", "cai-v1", "team-a", "uid-1")
     pod = tj_build.build_job(tj_spec, owner, settings)["spec"]["template"]
     trainer_monitor = _load("podmonitor-trainer.yaml")["spec"]
     assert trainer_monitor["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
@@ -94,8 +95,8 @@ def test_scrape_selectors_match_the_pods_the_operator_builds() -> None:
     mv = ModelVersionSpec.model_validate({
         "constitutionalHash": HASH, "modelName": "cai", "version": "1.0.0", "baseModel": "builtin:tiny-gpt",
         "artifact": {"uri": "pvc://models/cai/1.0.0", "digest": "sha256:" + "0" * 64}})
-    server = dep_build.server_deployment(dep_build.Owner("web", "team-a", "uid-2"), spec, "blue", "cai-1-0-0", mv, 1,
-                                         "server:test")["spec"]["template"]
+    owner = Owner("Deployment", "web", "team-a", "uid-2")
+    server = dep_build.server_deployment(owner, spec, "blue", "cai-1-0-0", mv, 1, "server:test")["spec"]["template"]
     server_monitor = _load("podmonitor-server.yaml")["spec"]
     assert server_monitor["selector"]["matchLabels"].items() <= server["metadata"]["labels"].items()
     ports = {p["name"] for c in server["spec"]["containers"] for p in c.get("ports", [])}
@@ -235,6 +236,6 @@ def test_trainer_serves_metrics_on_the_address_it_is_given(monkeypatch: pytest.M
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     assert "acgs_trainer_epsilon_spent 7.5" in text and "acgs_trainer_epsilon_target 8.0" in text
-    pod = tj_build.build_job(TrainingJobSpec.model_validate(TJ_SPEC), tj_build.Owner("a", "b", "c", {}), Settings())
+    pod = tj_build.build_job(TrainingJobSpec.model_validate(TJ_SPEC), Owner("TrainingJob", "a", "b", "c"), Settings())
     assert {"name": METRICS_HOST, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} \
         in pod["spec"]["template"]["spec"]["containers"][0]["env"]  # what the operator's pod spec sets

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from acgs_operator import rbac
+from acgs_operator.builders.common import Owner
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN_VERBS = {"*", "escalate", "bind", "impersonate", "delete", "deletecollection"}
@@ -48,7 +49,7 @@ def test_operator_progress_port_admits_exactly_the_trainer_pods():
     rules = [r for r in policy["spec"]["ingress"] if any(p["port"] == port for p in r.get("ports", []))]
     assert len(rules) == 1 and [p["port"] for p in rules[0]["ports"]] == [port]
     (peer,) = rules[0]["from"]
-    owner = tjb.Owner(name="x", namespace="ns", uid="u" * 36, labels={})
+    owner = Owner(kind="TrainingJob", name="x", namespace="ns", uid="u" * 36, labels={})
     spec = tjb.TrainingJobSpec.model_validate({"constitutionalHash": "cdd01ef066bc6cf2", "modelName": "m",
                                                "data": {"generate": {"type": "constitutional_ai"}},
                                                "output": {"pvc": "a"}})

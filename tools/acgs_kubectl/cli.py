@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime as dt
 import os
 import sys
 import time
 from typing import Any, Callable, Sequence
 
+from acgs_contract import timefmt
 from kubernetes.client.rest import ApiException
 
 from . import completion, tree
@@ -88,7 +88,8 @@ class CobraParser(argparse.ArgumentParser):
                 continue
             long = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
             short = next((o for o in action.option_strings if not o.startswith("--")), None)
-            kind = "" if action.nargs == 0 else " string" if action.type is None else " int" if action.type is int else " duration"
+            kind = ("" if action.nargs == 0 else " string" if action.type is None
+                    else " int" if action.type is int else " duration")
             name = f"{short + ', ' if short else '    '}{long}{kind}"
             help_ = "help for " + self.prog.split()[-1] if long == "--help" else action.help or ""
             flags.append((name, help_))
@@ -160,32 +161,35 @@ def _target(text: str, want: str) -> str:
     return text
 
 
-def _draw(kube: Kube, args: argparse.Namespace) -> str:
+def _draw(kube: Kube, args: argparse.Namespace) -> tuple[str, str]:
+    """The tree's text, and the same without ages (what `watch` compares: a ticking age is no change)."""
     kind = resolve_kind(args.kind) if args.kind else None
     snap = kube.snapshot()
     if kind and args.name:
         kube.get(kind, args.name)  # NotFound names the object, like kubectl
     trees = tree.roots(snap, kind, args.name)
     color = not args.no_color and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    text = tree.render(trees, snap.now, color)
-    return text or f"No resources found in {kube.namespace} namespace.\n"
+    if not trees:
+        empty = f"No resources found in {kube.namespace} namespace.\n"
+        return empty, empty
+    return tree.render(trees, snap.now, color), tree.render(trees, None)
 
 
-def _watch(draw: Callable[[], str], interval: float, timeout: float | None) -> None:
+def _watch(draw: Callable[[], tuple[str, str]], interval: float, timeout: float | None) -> None:
     """Print the tree, then again each time it changes; on a terminal, redraw in place."""
     deadline = None if timeout is None else time.monotonic() + timeout
     last = None
     tty = sys.stdout.isatty()
     while True:
-        text = draw()
-        if text != last:
+        text, key = draw()
+        if key != last:
             if tty:
                 sys.stdout.write("\033[H\033[2J")
             elif last is not None:
-                sys.stdout.write(f"--- {dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}\n")
+                sys.stdout.write(f"--- {timefmt.now()}\n")
             sys.stdout.write(text)
             sys.stdout.flush()
-            last = text
+            last = key
         if deadline is not None and time.monotonic() >= deadline:
             return
         time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
@@ -254,7 +258,7 @@ def run(argv: Sequence[str]) -> int:
         if args.command == "watch" or args.watch:
             _watch(lambda: _draw(kube, args), args.interval, args.timeout)
         else:
-            sys.stdout.write(_draw(kube, args))
+            sys.stdout.write(_draw(kube, args)[0])
     elif args.command in ROLLOUT_COMMANDS:
         _rollout_command(kube, args)
     elif args.command == "retrain":

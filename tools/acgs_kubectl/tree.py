@@ -216,9 +216,9 @@ def walk(node: Node) -> list[Node]:
     return [node] + [n for child in node.children for n in walk(child)]
 
 
-def age(created: str | None, now: dt.datetime) -> str:
-    """kubectl's short duration: 45s, 12m, 3h, 2d."""
-    if not created:
+def age(created: str | None, now: dt.datetime | None) -> str:
+    """kubectl's short duration: 45s, 12m, 3h, 2d (blank without a clock: `watch` compares so)."""
+    if not created or now is None:
         return ""
     try:
         seconds = int((now - dt.datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds())
@@ -241,7 +241,7 @@ def _mark(status: str, color: bool) -> str:
     return f"\033[{code}m{symbol}{status}\033[0m"
 
 
-def render(trees: list[Node], now: dt.datetime, color: bool = False) -> str:
+def render(trees: list[Node], now: dt.datetime | None, color: bool = False) -> str:
     """NAME / KIND / STATUS / AGE / INFO columns with the tree drawn in the NAME column."""
     rows: list[tuple[str, str, str, str, str]] = []
 
@@ -263,5 +263,6 @@ def render(trees: list[Node], now: dt.datetime, color: bool = False) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)) + "  INFO"]
     for (name, kind, status, when, info), plain in zip(rows, cells):
         shown = _mark(status, color) + " " * (widths[2] - len(plain[2]))
-        lines.append(f"{name.ljust(widths[0])}  {kind.ljust(widths[1])}  {shown}  {when.ljust(widths[3])}  {info}".rstrip())
+        row = f"{name.ljust(widths[0])}  {kind.ljust(widths[1])}  {shown}  {when.ljust(widths[3])}  {info}"
+        lines.append(row.rstrip())
     return "\n".join(lines) + "\n"

@@ -53,7 +53,8 @@ def build() -> dict[str, Any]:
         .tooltip(DashboardCursorSync.CROSSHAIR)
         .with_variable(dash.DatasourceVariable("datasource").label("Data source").type("prometheus"))
         .with_variable(dash.QueryVariable("namespace").label("Namespace").datasource(DATASOURCE)
-                       .query(f"label_values({{__name__=~\"{'|'.join(NAMESPACED)}\"}}, namespace)").multi(True).include_all(True))
+                       .query(f"label_values({{__name__=~\"{'|'.join(NAMESPACED)}\"}}, namespace)")
+                       .multi(True).include_all(True))
         .with_row(dash.Row("Training and privacy budget"))
         .with_panel(_series(
             "Training progress", "Optimizer steps done / planned, per training pod.", "percentunit",
@@ -81,7 +82,8 @@ def build() -> dict[str, Any]:
             _query(f"sum by (namespace, deployment, trigger) (increase(acgs_deployment_rollbacks_total{{{NS}}}[1h]))",
                    "{{deployment}} {{trigger}}")))
         .with_panel(_stat("Rollbacks (24h)", "Automatic rollbacks (not by acgs.io/abort).",
-                          f'sum(increase(acgs_deployment_rollbacks_total{{trigger="automatic",{NS}}}[24h])) or vector(0)'))
+                          f'sum(increase(acgs_deployment_rollbacks_total{{trigger="automatic",{NS}}}[24h]))'
+                          ' or vector(0)'))
         .with_panel(_stat("Flywheel runs failed (24h)", "FlywheelPolicy runs that failed.",
                           f'sum(increase(acgs_flywheel_runs_total{{outcome="failed",{NS}}}[24h])) or vector(0)'))
         .with_panel(_stat("Servers ready", "Model server pods with a verified, loaded model.",

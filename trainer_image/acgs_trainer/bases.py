@@ -75,8 +75,9 @@ def public_words(constitution: Constitution) -> list[str]:
              *DATASET_TYPES]
     for fields in SCHEMAS.values():
         for name, spec in fields.items():
-            values: list[Any] = {"choice": list(spec.choices), "bool": [True, False]}.get(
-                spec.kind, [spec.lo])  # a number: "name=" then digits, split by the tokenizer
+            choices: dict[str, list[Any]] = {"choice": list(spec.choices), "bool": [True, False]}
+            # a number: "name=" then digits, split by the tokenizer
+            values: list[Any] = choices.get(spec.kind, [spec.lo])
             texts += [field_text(name, v) for v in values]
     for name, text in constitution.principles.items():
         texts += [name, text]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from .constitution import CONSTITUTIONAL_HASH, ConstitutionError, load_constitution
 from .dataio import DataReadError, read_records, write_records
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataReadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return INVALID_DATA
-    bad = []
+    bad: list[dict[str, Any]] = []
     for index, record in enumerate(records):
         check = check_record(record, constitution, args.constitutional_hash)
         if check.problems:

@@ -55,9 +55,5 @@ def evaluate_generations(model: Any, tokenizer: Any, records: Sequence[dict[str,
     metrics = {"evalExamples": len(records), "complianceScore": compliant / n,
                "accuracy": exact / n, "decisionAccuracy": agree_target / n,
                "parseRate": decided / n, "confusion": dict(sorted(confusion.items()))}
-    if outputs:
-        # The prompt as the model saw it: a word outside the public vocabulary shows as [UNK],
-        # so the log cannot carry a private record's words.
-        seen = tokenizer.decode(tokenizer(prompts[0], add_special_tokens=False)["input_ids"])
-        log.info("eval sample: %r -> %r", seen[-60:], outputs[0])
+    # No sample of the prompts or outputs in the log: held-out records are private too.
     return metrics

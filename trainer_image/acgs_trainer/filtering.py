@@ -23,7 +23,9 @@ class FilterReport:
     kept: list[dict[str, Any]] = field(default_factory=list)
     revised: Counter[str] = field(default_factory=Counter)  # problem kind -> records revised for it
     dropped: Counter[str] = field(default_factory=Counter)  # problem kind -> records dropped for it
-    examples: list[str] = field(default_factory=list)  # first few messages, for the log
+    # first few (record index, problem kind), for the log and errors: never a record's values,
+    # which are private (`acgs-data validate` shows them to the data's owner)
+    examples: list[str] = field(default_factory=list)
     n_revised: int = 0
 
     @property
@@ -49,7 +51,7 @@ def constitutional_filter(records: list[Any], constitution: Constitution, expect
             first = unrecoverable[0] if unrecoverable else check.problems[0]
             report.dropped[first.kind] += 1
             if len(report.examples) < 5:
-                report.examples.append(f"dropped record {index}: {first.message}")
+                report.examples.append(f"dropped record {index}: {first.kind}")
             continue
         if not check.problems:
             report.kept.append(record)
@@ -62,7 +64,7 @@ def constitutional_filter(records: list[Any], constitution: Constitution, expect
         for kind in sorted({p.kind for p in check.problems}):
             report.revised[kind] += 1
         if len(report.examples) < 5:
-            report.examples.append(f"revised record {index}: {check.problems[0].message}")
+            report.examples.append(f"revised record {index}: {check.problems[0].kind}")
         report.kept.append(revised)
     log.info("constitutional filter: %s", report.counts)
     for line in report.examples:

@@ -104,8 +104,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     unique, duplicates = dedupe(raw)
     report = constitutional_filter(unique, constitution, cfg.constitutional_hash)
     counts = {**report.counts, "duplicatesRemoved": duplicates}
-    for outcome in ("kept", "revised", "dropped"):
-        metrics.filter_records.labels(outcome).set(counts[outcome])
+    for kind in ("kept", "revised", "dropped"):
+        metrics.filter_records.labels(kind).set(counts[kind])
     if len(report.kept) < MIN_RECORDS:
         raise DataError(f"--data={cfg.data}: {len(report.kept)} usable records after the "
                         f"constitutional filter (need ≥ {MIN_RECORDS}); filter: {counts}; first "
@@ -186,7 +186,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
              scores["complianceScore"], scores["accuracy"], scores["parseRate"], scores["evalLoss"])
 
     # save: adapter + tokenizer (+ base weights for built-in bases) + manifest, atomically
-    privacy = outcome.budget.summary() if outcome.budget else {"enabled": False}
+    privacy: dict[str, Any] = outcome.budget.summary() if outcome.budget else {"enabled": False}
     bundled = is_builtin(cfg.base_model)
 
     def populate(tmp: Path) -> None:

@@ -9,7 +9,8 @@ then learns the rules from a few thousand public examples, where ``field: value`
 carries in ``input.text`` (the seeds' request bodies, see request_shapes) comes right after the
 task as ``text:`` and at most MAX_TEXT_WORDS normalised words (lower case, no punctuation, so it
 can never spell the ``decision:`` marker); a built-in base reads only its public words, the rest
-is [UNK]. The server and the trainer's evaluation use these same functions, so a model is scored on exactly what it will be asked in production.
+is [UNK]. The server and the trainer's evaluation use these same functions, so a model is scored
+on exactly what it will be asked in production.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from typing import Any
 
 from acgs_contract import env
 from acgs_contract.progress import ProgressReport
-from acgs_contract.result import WireModel, termination_message
+from acgs_contract._model import WireModel
+from acgs_contract.result import termination_message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
@@ -131,11 +132,12 @@ class TrainerMetrics:
         r = self.registry
         self.step = Gauge("acgs_trainer_step", "optimizer steps done", registry=r)
         self.total_steps = Gauge("acgs_trainer_total_steps", "planned optimizer steps", registry=r)
-        self.loss = Gauge("acgs_trainer_loss", "training loss (mean over the log interval)",
-                          registry=r)
+        self.loss = Gauge("acgs_trainer_loss", "training loss (mean over the log interval; "
+                          "under DP the noised, accounted loss: docs/privacy.md)", registry=r)
         self.epsilon = Gauge("acgs_trainer_epsilon_spent", "privacy budget spent (ε)", registry=r)
         self.epsilon_target = Gauge("acgs_trainer_epsilon_target", "target ε", registry=r)
-        self.examples = Counter("acgs_trainer_examples", "training examples processed",
+        self.examples = Counter("acgs_trainer_examples", "training examples processed (under DP "
+                                "the expected batch size per step: sampled sizes are private)",
                                 registry=r)
         self.step_seconds = Histogram("acgs_trainer_step_seconds", "wall time per optimizer step",
                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,

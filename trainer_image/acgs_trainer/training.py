@@ -2,8 +2,10 @@
 checkpoints that carry everything a resumed run needs (weights, optimizer, schedule, step, RNG,
 accountant history).
 
-Batches are a pure function of (seed, step): shuffled epochs without DP, Poisson sampling with
-DP. A resumed run therefore sees exactly the batches the killed run would have seen.
+Batches are a pure function of (seed, step) without DP (shuffled epochs, public seed). With DP,
+Poisson batch membership, gradient noise and the released loss's noise are a pure function of
+(the run's secret key, step) (``secret_randomness``; the public seed never touches them). A resumed
+run therefore sees exactly the batches and noise the killed run would have seen.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import torch.nn.functional as F
 
 from .checkpoint import Checkpointer
 from .config import TrainConfig
-from .exitcodes import PrivacyBudgetExhausted
-from .privacy import PrivacyBudget, calibrate_noise
+from .exitcodes import ConfigError, PrivacyBudgetExhausted
+from .privacy import PrivacyBudget, SecretNoiseDPOptimizer, calibrate_noise, noised_loss
+from .secret_randomness import SecretRandomness, new_key
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +134,18 @@ class Trainer:
                                                 weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(cfg, self.total))
         self.budget: PrivacyBudget | None = None
+        self.secret: SecretRandomness | None = None
+        # The public expected batch size q·n: the DP mean's denominator, and what the examples
+        # counter adds per DP step (the sampled sizes are private).
+        self.expected_batch = max(1, round(self.sample_rate * len(data)))
         self.forward_model: Any = model
         self.autocast = device.type == "cuda" and cfg.bf16
 
     # -- DP setup -------------------------------------------------------------------------------
-    def _enable_dp(self, noise_multiplier: float) -> None:
+    def _enable_dp(self, noise_multiplier: float, secret_key: bytes | None = None) -> None:
         from opacus import GradSampleModule
-        from opacus.optimizers import DPOptimizer
 
+        self.secret = SecretRandomness(secret_key or new_key())
         self.budget = PrivacyBudget(self.cfg.target_epsilon, self.cfg.target_delta,
                                     noise_multiplier, self.sample_rate)
         # Per-sample gradients of the trainable parameters only (the LoRA matrices): Opacus puts
@@ -156,10 +163,10 @@ class Trainer:
         else:
             self.forward_model = GradSampleModule(self.model, batch_first=True,
                                                   loss_reduction="mean")
-        self.optimizer = DPOptimizer(self.optimizer, noise_multiplier=noise_multiplier,
-                                     max_grad_norm=self.cfg.max_grad_norm,
-                                     expected_batch_size=max(1, round(self.sample_rate * len(self.data))),
-                                     loss_reduction="mean")
+        self.optimizer = SecretNoiseDPOptimizer(self.optimizer, noise_multiplier=noise_multiplier,
+                                                max_grad_norm=self.cfg.max_grad_norm,
+                                                expected_batch_size=self.expected_batch,
+                                                loss_reduction="mean", secret=self.secret)
 
     def close(self) -> None:
         if self.forward_model is not self.model:
@@ -169,10 +176,9 @@ class Trainer:
     # -- batches --------------------------------------------------------------------------------
     def _batch_indices(self, step: int) -> torch.Tensor:
         n = len(self.data)
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
-        if self.budget is not None:
+        if self.secret is not None:
             # Poisson sampling: each example joins with probability q, independently per step.
-            return torch.nonzero(torch.rand(n, generator=gen) < self.sample_rate).flatten()
+            return self.secret.poisson_batch(step, n, self.sample_rate)
         per_epoch = math.ceil(n / self.logical_batch)
         epoch, pos = divmod(step, per_epoch)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch))
@@ -183,28 +189,29 @@ class Trainer:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
             return sequence_losses(self.forward_model, batch)
 
-    def _step_dp(self, idx: torch.Tensor) -> float | None:
+    def _step_dp(self, step: int, idx: torch.Tensor) -> float:
+        """One DP-SGD step; returns the step's noised loss (the only loss released under DP)."""
         opt = self.optimizer
+        assert self.secret is not None and self.budget is not None
+        opt.noise_step = step
+        losses = []
         if len(idx) == 0:
             # An empty Poisson batch is still a DP step: the update is pure noise.
             for p in self.params:
                 p.grad_sample = torch.zeros((0, *p.shape), device=p.device, dtype=p.dtype)
-            opt.step()
-            opt.zero_grad()
-            return None
-        chunks = idx.split(self.cfg.batch_size)
-        total = 0.0
+        chunks = idx.split(self.cfg.batch_size) if len(idx) else ()
         for k, chunk in enumerate(chunks):
             per = self._loss(chunk)
             per.mean().backward()
-            total += float(per.detach().sum())
+            losses.append(per.detach().float().cpu())
             if k < len(chunks) - 1:
                 opt.signal_skip_step(do_skip=True)  # clip + accumulate now, noise once at the end
                 opt.step()
                 opt.zero_grad()
         opt.step()
         opt.zero_grad()
-        return total / len(idx)
+        per_example = torch.cat(losses) if losses else torch.zeros(0)
+        return noised_loss(self.secret, step, per_example, self.budget, self.expected_batch)
 
     def _step_plain(self, idx: torch.Tensor) -> float:
         total = 0.0
@@ -244,15 +251,26 @@ class Trainer:
             raise ValueError(f"{self.checkpointer.root}: the checkpoint was made with other data "
                              "or --dp setting; use a fresh --output or --no-resume")
         if cfg.dp:
+            # Resuming with another key would redo released steps with other noise: refuse (a
+            # retry cannot fix it, hence ConfigError: exit 2, not retried).
+            if state is not None and not self.checkpointer.has_secret_key():
+                raise ConfigError(f"--resume: {self.checkpointer.root} holds a checkpoint but not "
+                                  "the run's secret key, so the same noise cannot be redrawn; use "
+                                  "--no-resume or a fresh --output")
+            try:
+                secret_key = self.checkpointer.secret_key(reuse=cfg.resume)
+            except ValueError as exc:
+                raise ConfigError(f"--resume: {exc}") from exc
             if state is not None and state["privacy"]:
                 noise = float(state["privacy"]["noise_multiplier"])  # keep the accounting consistent
             else:
                 noise = cfg.noise_multiplier or calibrate_noise(
                     cfg.target_epsilon, cfg.target_delta, self.sample_rate, self.total)
-            self._enable_dp(noise)
-            log.info("DP-SGD: noise multiplier %.4f, sampling rate %.5f, %d planned steps, "
-                     "target ε=%s δ=%s", noise, self.sample_rate, self.total, cfg.target_epsilon,
-                     cfg.target_delta)
+            self._enable_dp(noise, secret_key)
+            log.info("DP-SGD: noise multiplier %.4f (accounted %.4f with the noised loss), "
+                     "sampling rate %.5f, %d planned steps, target ε=%s δ=%s", noise,
+                     self.budget.accounted_noise if self.budget else noise, self.sample_rate,
+                     self.total, cfg.target_epsilon, cfg.target_delta)
         step = 0
         resumed_from = None
         if state is not None:
@@ -268,8 +286,9 @@ class Trainer:
                     self.budget.check_next_step()
                 started = time.perf_counter()
                 idx = self._batch_indices(step)
-                outcome.examples += len(idx)
-                loss = self._step_dp(idx) if self.budget is not None else self._step_plain(idx)
+                outcome.examples += self.expected_batch if self.budget is not None else len(idx)
+                loss = (self._step_dp(step, idx) if self.budget is not None
+                        else self._step_plain(idx))
                 if self.budget is not None:
                     self.budget.record_step()
                 self.scheduler.step()

@@ -6,7 +6,8 @@
 Runs ``artifact.verify_artifact`` (constitutional hash, the manifest's own digest over all its
 fields, every file's sha256, no missing, extra or linked file, the expected digest, and the
 artifact's constitution being the content pinned to the hash: the contract's pin, or
---constitution-digest / $ACGS_CONSTITUTION_DIGEST from the operator's configuration), prints one compact JSON line and writes it to
+--constitution-digest / $ACGS_CONSTITUTION_DIGEST from the operator's configuration), prints one
+compact JSON line and writes it to
 the termination-message path (--termination-log, else $ACGS_TERMINATION_LOG, else
 /dev/termination-log when writable): ``phase`` Succeeded/Failed, ``reason``, ``digest``,
 ``fileCount``, ``file``, ``expected``, ``actual``, ``message``; when verified also ``metrics``

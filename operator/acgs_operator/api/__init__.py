@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -12,8 +13,8 @@ from .modelversion import ModelVersionSpec, ModelVersionStatus
 from .trainingjob import TrainingJobSpec, TrainingJobStatus
 
 
-def column(name: str, path: str, type_: str = "string", priority: int = 0, description: str = "") -> dict:
-    col = {"name": name, "type": type_, "jsonPath": path}
+def column(name: str, path: str, type_: str = "string", priority: int = 0, description: str = "") -> dict[str, Any]:
+    col: dict[str, Any] = {"name": name, "type": type_, "jsonPath": path}
     if priority:
         col["priority"] = priority
     if description:
@@ -34,7 +35,7 @@ class KindInfo:
     spec: type[BaseModel]
     status: type[BaseModel]
     description: str
-    printer_columns: list[dict] = field(default_factory=list)
+    printer_columns: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def singular(self) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
-from acgs_contract.constitution import HASH_PATTERN
-from acgs_contract.manifest import DIGEST_PATTERN
+# Re-exported: the API models take the contract's patterns.
+from acgs_contract.constitution import HASH_PATTERN as HASH_PATTERN
+from acgs_contract.manifest import DIGEST_PATTERN as DIGEST_PATTERN
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -20,9 +21,9 @@ SEMVER_PATTERN = (
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 
-def cel(rule: str, message: str, replaces: tuple[str, ...] = ()) -> dict:
+def cel(rule: str, message: str, replaces: tuple[str, ...] = ()) -> dict[str, Any]:
     """json_schema_extra for a field checked by the apiserver with a CEL rule (see crdgen)."""
-    extra: dict = {"x-kubernetes-validations": [{"rule": rule, "message": message}]}
+    extra: dict[str, Any] = {"x-kubernetes-validations": [{"rule": rule, "message": message}]}
     if replaces:
         extra["x-acgs-cel-replaces"] = list(replaces)
     return extra
@@ -33,7 +34,7 @@ def round_up(value: float | None, places: int = 4) -> float | None:
     if value is None:
         return None
     scale = 10 ** places
-    return math.ceil(value * scale - 1e-9) / scale
+    return float(math.ceil(value * scale - 1e-9) / scale)
 
 
 def round_to(value: float | None, places: int = 4) -> float | None:
@@ -55,7 +56,7 @@ class ApiModel(BaseModel):
         use_enum_values=True,
     )
 
-    def to_api(self) -> dict:
+    def to_api(self) -> dict[str, Any]:
         """The object as the API server stores it: camelCase, no unset optional fields."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 

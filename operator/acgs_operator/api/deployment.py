@@ -110,6 +110,17 @@ class Color(str, Enum):
     BLUE = "blue"
     GREEN = "green"
 
+    @property
+    def other(self) -> Color:
+        return Color.GREEN if self is Color.BLUE else Color.BLUE
+
+
+class DeploymentPhase(str, Enum):
+    PROGRESSING = "Progressing"
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded"
+    PAUSED = "Paused"  # a preview passed its checks and waits for acgs.io/promote
+
 
 class HistoryEntry(ApiModel):
     time: str = Field(description="When it happened (RFC 3339).")
@@ -120,7 +131,8 @@ class HistoryEntry(ApiModel):
 
 
 class HeldBack(ApiModel):
-    model_version: str = Field(description="ModelVersion the operator will not roll out (until retry or a new version).")
+    model_version: str = Field(
+        description="ModelVersion the operator will not roll out (until retry or a new version).")
     reason: str = Field(description="CamelCase reason: a failed check, Aborted, Undone or RolledBack.")
     message: str = Field(default="", max_length=4096, description="What failed, for people.")
     time: str = Field(description="When it was held back (RFC 3339).")

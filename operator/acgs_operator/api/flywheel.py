@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 from pydantic import Field
 
 from .common import HASH_PATTERN, ApiModel, ObjectName, StatusBase
@@ -48,6 +50,14 @@ class CandidateResult(ApiModel):
     relative_cost: float | None = Field(default=None, gt=0, description="Cost relative to the current model.")
     score: float | None = Field(default=None, description="Ranking score.")
     state: str | None = Field(default=None, description="Pending, Training, Evaluated, Rejected or Winner.")
+
+
+class FlywheelPolicyPhase(str, Enum):
+    COLLECTING = "Collecting"
+    EVALUATING = "Evaluating"
+    RECOMMENDING = "Recommending"
+    IDLE = "Idle"
+    FAILED = "Failed"
 
 
 class FlywheelPolicyStatus(StatusBase):

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 from pydantic import Field, field_validator
 
-from .common import (DIGEST_PATTERN, HASH_PATTERN, SEMVER_PATTERN, ApiModel, ObjectName, StatusBase, cel, round_to,
-                     round_up)
+from .common import (
+    DIGEST_PATTERN,
+    HASH_PATTERN,
+    SEMVER_PATTERN,
+    ApiModel,
+    ObjectName,
+    StatusBase,
+    cel,
+    round_to,
+    round_up,
+)
 
 
 class Stage(str, Enum):
@@ -15,6 +25,12 @@ class Stage(str, Enum):
     STAGING = "staging"
     PRODUCTION = "production"
     ARCHIVED = "archived"
+
+
+class ModelVersionPhase(str, Enum):
+    PENDING = "Pending"  # not (yet) verified
+    READY = "Ready"  # manifest, files and digest verified
+    INVALID = "Invalid"  # verification failed, or the spec is invalid
 
 
 class Artifact(ApiModel):
@@ -63,7 +79,7 @@ class Metrics(ApiModel):
 IMMUTABLE_FIELDS = ("constitutionalHash", "modelName", "version", "artifact", "baseModel", "lineage", "metrics")
 
 
-def _immutability_rule() -> dict:
+def _immutability_rule() -> dict[str, Any]:
     parts = [f"(has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f}))"
              for f in IMMUTABLE_FIELDS]
     return {"rule": " && ".join(parts), "message": "ModelVersion spec is immutable except stage"}

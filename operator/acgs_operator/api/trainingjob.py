@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from acgs_contract import progress
 from pydantic import Field, field_validator, model_validator
 
 from .common import HASH_PATTERN, ApiModel, ObjectName, Resources, StatusBase, cel, round_to, round_up
@@ -25,6 +26,23 @@ class VersionPolicy(str, Enum):
     MAJOR = "major"
     MINOR = "minor"
     PATCH = "patch"
+
+
+class TrainingJobPhase(str, Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self.value in TERMINAL_PHASES
+
+
+# A TrainingJob in one of these phases is finished: nothing moves it on (the contract's values,
+# which the trainer's progress reports use too).
+TERMINAL_PHASES = frozenset(progress.TERMINAL_PHASES)
 
 
 class GenerateData(ApiModel):

@@ -1,15 +1,59 @@
-"""Pieces every child manifest shares: labels, security contexts, names."""
+"""Pieces every child manifest shares: the owner (and its owner reference), labels, security
+contexts, names."""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..constants import (LABEL_COMPONENT, LABEL_HASH, LABEL_MANAGED_BY, LABEL_NAME, LABEL_OWNER_KIND,
-                         LABEL_OWNER_NAME, LABEL_PART_OF)
+from ..constants import (
+    API_VERSION,
+    LABEL_COMPONENT,
+    LABEL_HASH,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    LABEL_PART_OF,
+)
 
 # Labels a GitOps tool uses to claim objects; never copied onto children (Argo CD would prune them).
 GITOPS_LABEL_PREFIXES = ("app.kubernetes.io/instance", "argocd.argoproj.io/")
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The acgs.io object whose children a builder makes. Children carry its owner reference (the
+    one way they get one), so they are garbage-collected with it."""
+
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> Owner:
+        meta = obj["metadata"]
+        return cls(kind=obj["kind"], name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
+                   labels=dict(meta.get("labels") or {}))
+
+    def reference(self) -> dict[str, Any]:
+        return {"apiVersion": API_VERSION, "kind": self.kind, "name": self.name, "uid": self.uid,
+                "controller": True, "blockOwnerDeletion": True}
+
+    def owns(self, child: dict[str, Any]) -> bool:
+        return any(ref.get("uid") == self.uid for ref in child["metadata"].get("ownerReferences") or [])
+
+
+def child_metadata(owner: Owner, name: str, labels: dict[str, str],
+                   annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": owner.namespace, "labels": labels,
+                            "ownerReferences": [owner.reference()]}
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
 
 
 def child_labels(owner_kind: str, owner_name: str, constitutional_hash: str, component: str,

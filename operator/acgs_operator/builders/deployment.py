@@ -3,15 +3,15 @@ server, the active and preview Services, and the server pods' NetworkPolicy. Pur
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from acgs_contract import env
 
 from ..api.deployment import Color, DeploymentSpec, PeerSelector
 from ..api.modelversion import ModelVersionSpec
-from ..constants import API_VERSION, LABEL_COMPONENT, LABEL_OWNER_KIND, LABEL_OWNER_NAME
-from .common import child_labels, child_name, container_security_context, pod_security_context
+from ..artifacts import parse_allowed_pvc
+from ..constants import LABEL_COMPONENT, LABEL_OWNER_KIND, LABEL_OWNER_NAME
+from .common import Owner, child_labels, child_metadata, child_name, container_security_context, pod_security_context
 
 KIND = "Deployment"
 COMPONENT = "model-server"
@@ -27,35 +27,10 @@ SERVICE_PORT = 80
 DNS_PORT = 53
 
 
-class UnsupportedArtifact(ValueError):
-    """The artifact cannot be mounted into a server pod (the message names the URI and why)."""
-
-
-@dataclass(frozen=True)
-class Owner:
-    name: str
-    namespace: str
-    uid: str
-
-    def reference(self) -> dict[str, Any]:
-        return {"apiVersion": API_VERSION, "kind": KIND, "name": self.name, "uid": self.uid,
-                "controller": True, "blockOwnerDeletion": True}
-
-
 def artifact_location(uri: str, artifact_pvc: str | None) -> tuple[str, str]:
-    """(claim, path inside the claim) of a pvc://<claim>/<path> URI."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep or scheme != "pvc":
-        raise UnsupportedArtifact(f"artifact.uri {uri!r}: the server mounts artifacts from a PVC; "
-                                  "expected pvc://<claim>/<path>")
-    claim, _, path = rest.partition("/")
-    path = path.strip("/")
-    if not claim or not path or ".." in path.split("/"):
-        raise UnsupportedArtifact(f"artifact.uri {uri!r}: expected pvc://<claim>/<path> without '..'")
-    if artifact_pvc and claim != artifact_pvc:
-        raise UnsupportedArtifact(f"artifact.uri {uri!r} is on PVC {claim!r}, but spec.artifactPvc "
-                                  f"allows only {artifact_pvc!r}")
-    return claim, path
+    """(claim, path inside the claim) of a pvc://<claim>/<path> URI the server may mount."""
+    artifact = parse_allowed_pvc(uri, artifact_pvc)
+    return artifact.claim, artifact.path
 
 
 def deployment_name(owner: str, color: Color | str) -> str:
@@ -85,15 +60,6 @@ def color_selector(owner: str, color: Color | str) -> dict[str, str]:
 
 def _labels(owner: Owner, spec: DeploymentSpec, extra: dict[str, str] | None = None) -> dict[str, str]:
     return child_labels(KIND, owner.name, spec.constitutional_hash, COMPONENT, extra)
-
-
-def _meta(owner: Owner, name: str, labels: dict[str, str], annotations: dict[str, str] | None = None,
-          ) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": owner.namespace, "labels": labels,
-                            "ownerReferences": [owner.reference()]}
-    if annotations:
-        meta["annotations"] = annotations
-    return meta
 
 
 def _resources(spec: DeploymentSpec) -> dict[str, Any]:
@@ -192,7 +158,7 @@ def server_deployment(owner: Owner, spec: DeploymentSpec, color: Color | str, mv
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(owner, deployment_name(owner.name, color), labels, annotations),
+        "metadata": child_metadata(owner, deployment_name(owner.name, color), labels, annotations),
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": color_selector(owner.name, color)},
@@ -209,7 +175,7 @@ def _service(owner: Owner, spec: DeploymentSpec, name: str, color: str, role: st
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(owner, name, _labels(owner, spec, {"acgs.io/service-role": role})),
+        "metadata": child_metadata(owner, name, _labels(owner, spec, {"acgs.io/service-role": role})),
         "spec": {
             "type": "ClusterIP",
             "selector": color_selector(owner.name, color),
@@ -265,7 +231,7 @@ def network_policy(owner: Owner, spec: DeploymentSpec, operator_namespace: str,
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(owner, network_policy_name(owner.name), _labels(owner, spec)),
+        "metadata": child_metadata(owner, network_policy_name(owner.name), _labels(owner, spec)),
         "spec": {
             "podSelector": {"matchLabels": server_selector(owner.name)},
             "policyTypes": ["Ingress", "Egress"],

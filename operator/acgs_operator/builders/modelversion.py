@@ -10,17 +10,16 @@ bumped again until a free one is found.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from acgs_contract import exitcodes
 from acgs_contract.result import TrainerResult, VerifyResult
 
-from ..api.common import SEMVER_PATTERN
 from ..api.modelversion import Artifact, Lineage, Metrics, ModelVersionSpec, Stage, model_version_name
-from ..api.trainingjob import TrainingJobSpec, VersionPolicy
+from ..api.trainingjob import TrainingJobSpec
+from ..artifacts import UnsupportedArtifact, parse_pvc
 from ..constants import API_VERSION
-from .common import child_labels, child_name, container_security_context, pod_security_context
+from .common import Owner, child_labels, child_metadata, child_name, container_security_context, pod_security_context
 
 ANNOTATION_VERIFY_SCHEDULING = "acgs.io/verify-scheduling"
 LABEL_MODEL = "acgs.io/model-name"
@@ -37,31 +36,6 @@ def verify_command(artifact_path: str, digest: str, constitutional_hash: str,
     pinned = ["--constitution-digest", constitution_digest] if constitution_digest else []
     return ["acgs-train", "verify", "--artifact", artifact_path, "--digest", digest,
             "--constitutional-hash", constitutional_hash, *pinned, "--termination-log", TERMINATION_LOG]
-
-
-def parse_semver(version: str) -> tuple[int, int, int]:
-    if not re.match(SEMVER_PATTERN, version):
-        raise ValueError(f"{version!r} is not a semantic version MAJOR.MINOR.PATCH")
-    major, minor, patch = re.match(r"^(\d+)\.(\d+)\.(\d+)", version).groups()  # type: ignore[union-attr]
-    return int(major), int(minor), int(patch)
-
-
-def bump(version: str | None, policy: str) -> str:
-    major, minor, patch = parse_semver(version) if version else (0, 0, 0)
-    if policy == VersionPolicy.MAJOR.value:
-        return f"{major + 1}.0.0"
-    if policy == VersionPolicy.MINOR.value:
-        return f"{major}.{minor + 1}.0"
-    return f"{major}.{minor}.{patch + 1}"
-
-
-def candidate_versions(parent_version: str | None, policy: str, limit: int = 100) -> list[str]:
-    """The version to take, then the ones to try when it is taken."""
-    out, version = [], bump(parent_version, policy)
-    for _ in range(limit):
-        out.append(version)
-        version = bump(version, policy)
-    return out
 
 
 def _metrics(result: TrainerResult | VerifyResult) -> Metrics:
@@ -111,25 +85,25 @@ def metric_mismatches(declared: Metrics, verified: Metrics) -> list[str]:
 
 def artifact_location(uri: str) -> tuple[str, str] | None:
     """pvc://<claim>/<path> → (claim, path); None for URIs a verify Job cannot mount."""
-    match = re.match(r"^pvc://([a-z0-9]([-a-z0-9.]*[a-z0-9])?)/(.+)$", uri)
-    if not match or ".." in match.group(3).split("/"):
+    try:
+        artifact = parse_pvc(uri)
+    except UnsupportedArtifact:
         return None
-    return match.group(1), match.group(3).strip("/")
+    return artifact.claim, artifact.path
 
 
 def verify_job_name(mv_name: str) -> str:
     return child_name(mv_name, "verify")
 
 
-def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image: str,
-                     scheduling: dict[str, Any], constitution_digest: str | None = None) -> dict[str, Any]:
+def build_verify_job(owner: Owner, spec: ModelVersionSpec, image: str, scheduling: dict[str, Any],
+                     constitution_digest: str | None = None) -> dict[str, Any]:
     """A short Job that runs `acgs-train verify`: the manifest, every file's sha256 and the overall
     digest of the artifact, the outcome as JSON in its termination message. It mounts only the
     artifact's directory of the claim (subPath), read-only."""
-    location = artifact_location(spec.artifact.uri)
-    assert location is not None
-    claim, path = location
-    labels = child_labels("ModelVersion", mv_name, spec.constitutional_hash, VERIFY_COMPONENT)
+    artifact = parse_pvc(spec.artifact.uri, "spec.artifact.uri")
+    claim, path = artifact.claim, artifact.path
+    labels = child_labels(owner.kind, owner.name, spec.constitutional_hash, VERIFY_COMPONENT)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -156,7 +130,7 @@ def build_verify_job(mv_name: str, namespace: str, spec: ModelVersionSpec, image
         pod_spec["tolerations"] = scheduling["tolerations"]
     return {
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": verify_job_name(mv_name), "namespace": namespace, "labels": labels},
+        "metadata": child_metadata(owner, verify_job_name(owner.name), labels),
         "spec": {
             "backoffLimit": 2,
             "activeDeadlineSeconds": 900,

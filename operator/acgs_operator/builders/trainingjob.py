@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from acgs_contract import env, exitcodes
@@ -13,7 +12,7 @@ from acgs_contract.constitution import CONSTITUTION_FILE
 
 from ..api.trainingjob import TrainingJobSpec
 from ..config import Settings
-from .common import child_labels, child_name, container_security_context, pod_security_context
+from .common import Owner, child_labels, child_metadata, child_name, container_security_context, pod_security_context
 
 KIND = "TrainingJob"
 COMPONENT = "trainer"
@@ -38,16 +37,6 @@ ARTIFACT_DIR = "artifact"
 
 # A new pod cannot change these outcomes, so the Job fails at once instead of retrying.
 NON_RETRIABLE_EXIT_CODES = exitcodes.TRAINER_NON_RETRIABLE
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The TrainingJob's identity as the builders need it."""
-
-    name: str
-    namespace: str
-    uid: str
-    labels: dict[str, str]
 
 
 def job_name(owner_name: str) -> str:
@@ -137,8 +126,7 @@ def build_config_map(spec: TrainingJobSpec, owner: Owner, settings: Settings,
     config = build_trainer_config(spec, owner, settings, parent_version)
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": config_map_name(owner.name), "namespace": owner.namespace,
-                     "labels": _labels(spec, owner)},
+        "metadata": child_metadata(owner, config_map_name(owner.name), _labels(spec, owner)),
         "data": {CONFIG_KEY: json.dumps(config, indent=1, sort_keys=True) + "\n",
                  CONSTITUTION_KEY: settings.constitution_text},
     }
@@ -147,8 +135,7 @@ def build_config_map(spec: TrainingJobSpec, owner: Owner, settings: Settings,
 def build_progress_secret(spec: TrainingJobSpec, owner: Owner, token: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": secret_name(owner.name), "namespace": owner.namespace,
-                     "labels": _labels(spec, owner)},
+        "metadata": child_metadata(owner, secret_name(owner.name), _labels(spec, owner)),
         "stringData": {TOKEN_KEY: token},
     }
 
@@ -173,7 +160,8 @@ def _resources(spec: TrainingJobSpec) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
-def _volumes(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _volumes(spec: TrainingJobSpec, owner: Owner,
+             settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": config_map_name(owner.name)}},
         {"name": "tmp", "emptyDir": {}},
@@ -255,7 +243,7 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
         job_labels[LABEL_QUEUE] = spec.queue_name
     selector, tolerations = _scheduling(spec, settings)
     volumes, mounts = _volumes(spec, owner, settings)
-    trainer = {
+    trainer: dict[str, Any] = {
         "name": CONTAINER, "image": image,
         "command": ["acgs-train", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
         "env": [*_env(), {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
@@ -286,7 +274,7 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
         pod_spec["tolerations"] = tolerations
     return {
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": job_name(owner.name), "namespace": owner.namespace, "labels": job_labels},
+        "metadata": child_metadata(owner, job_name(owner.name), job_labels),
         "spec": {
             "completions": 1,
             "parallelism": 1,
@@ -330,8 +318,7 @@ def build_network_policy(spec: TrainingJobSpec, owner: Owner, settings: Settings
         })
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": job_name(owner.name), "namespace": owner.namespace,
-                     "labels": _labels(spec, owner)},
+        "metadata": child_metadata(owner, job_name(owner.name), _labels(spec, owner)),
         "spec": {
             "podSelector": {"matchLabels": {LABEL_TRAINING_JOB: owner.name[:63]}},
             "policyTypes": ["Ingress", "Egress"],

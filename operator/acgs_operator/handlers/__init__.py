@@ -1,1 +1,2 @@
-"""Thin kopf handlers: parse, build, apply, write status. Importing a module registers its handlers."""
+"""Thin kopf handlers: observe, call a builder or a decision, apply, write status. Each module has a
+`register(registry)` that main.py calls; importing a module registers nothing."""

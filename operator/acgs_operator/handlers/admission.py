@@ -19,9 +19,18 @@ def webhook_path(info: KindInfo) -> str:
     return f"validate-{info.plural}"
 
 
-def _register(info: KindInfo) -> None:
-    @kopf.on.validate(GROUP, VERSION, info.plural, id=webhook_path(info))
-    async def validate(spec: kopf.Spec, old: Any, operation: str | None, memo: kopf.Memo, **_: Any) -> None:
+def register(registry: kopf.OperatorRegistry) -> None:
+    for info in KINDS:
+        _register(registry, info)
+        for operation in ("CREATE", "UPDATE"):  # at 0 from the start, so increase() sees the first error
+            ADMISSION_REQUESTS.labels(info.kind, operation, "error")
+
+
+def _register(registry: kopf.OperatorRegistry, info: KindInfo) -> None:
+    @kopf.on.validate(GROUP, VERSION, info.plural, id=webhook_path(info), registry=registry)
+    async def validate(spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any) -> None:
+        old: Any = kwargs.get("old")
+        operation: str | None = kwargs.get("operation")
         # async on purpose: the check is ~0.1 ms of pure CPU, so a hop to kopf's thread pool would
         # cost more than the work and add tail latency under load.
         settings: Settings = memo.settings
@@ -40,9 +49,3 @@ def _register(info: KindInfo) -> None:
         finally:
             ADMISSION_LATENCY.labels(info.kind).observe(time.perf_counter() - started)
             ADMISSION_REQUESTS.labels(info.kind, operation or "UNKNOWN", result).inc()
-
-
-for _info in KINDS:
-    _register(_info)
-    for _operation in ("CREATE", "UPDATE"):  # at 0 from the start, so increase() sees the first error
-        ADMISSION_REQUESTS.labels(_info.kind, _operation, "error")

@@ -1,11 +1,18 @@
 """Deployment (acgs.io) reconciler: observe, let `rollout.step` decide, carry the decision out.
 
 Triggers: create/update/resume (an update is also a person's acgs.io/promote|abort|undo|retry
-annotation), a 2 s timer that acts only when something is due (a requeue, the periodic resync, or a
-ModelVersion event - so a promotion by stage rolls out without anyone editing the Git-owned spec).
-One reconcile per object at a time (a lock), and each re-reads the object: the timer and the
+annotation), a 2 s kopf timer that acts only when something is due (a requeue, the periodic resync,
+or a ModelVersion event - so a promotion by stage rolls out without anyone editing the Git-owned
+spec). One reconcile per object at a time (a lock), and each re-reads the object: the timer and the
 change handlers run concurrently in kopf, and a decision taken on a stale status could switch twice.
 The user's object gets status writes only, plus the removal of the command annotations it consumed.
+
+Why a `Schedule` next to kopf's timer: a rollout asks for its next look after a delay it computes
+(0.5 s to 10 s), and a ModelVersion event must wake every Deployment of its namespace. kopf's
+timers have a fixed interval and its TemporaryError delays only apply to the handler that raised;
+neither can be woken from another resource's handler. So the timer ticks every 2 s and looks only
+when the Schedule says the object is due. The Schedule lives in the operator's memo (main.py), not
+in this module, so importing the module starts nothing and tests get a fresh one.
 """
 
 from __future__ import annotations
@@ -13,32 +20,44 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
 from .. import conditions as cond
-from .. import constitution_check, kube, probes, rollout, selection
-from ..api.deployment import Color, DeploymentSpec, RolloutState
+from .. import constitution_check, errors, events, kube, probes, rollout, selection
+from ..api.deployment import Color, DeploymentPhase, DeploymentSpec, RolloutState
 from ..api.modelversion import ModelVersionSpec
 from ..builders import deployment as build
+from ..builders.common import Owner
 from ..config import Settings
 from ..constants import API_VERSION, GROUP, VERSION
+from ..events import WARNING, Event
 from ..metrics import RECONCILES, forget_deployment, observe_deployment
-from . import lifecycle
 
 PLURAL = "deployments"
 KIND = "Deployment"
-COMMAND_ANNOTATIONS = {f"acgs.io/{command}": command for command in rollout.COMMANDS}
+COMMAND_ANNOTATIONS = {f"acgs.io/{command.value}": command for command in rollout.Command}
 RESYNC_SECONDS = 10.0
 TICK_SECONDS = 2.0
-HISTORY_LIMIT = 20
 
-lifecycle.RECONCILED.add(KIND)
 
-_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
-_due: dict[tuple[str, str], float] = {}  # when each Deployment should be looked at next
+@dataclass
+class Schedule:
+    """When each Deployment should be looked at next, and one lock per Deployment."""
+
+    locks: defaultdict[tuple[str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
+    due: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def seconds_until_due(self, key: tuple[str, str]) -> float:
+        return self.due.get(key, 0.0) - time.time()
+
+    def wake_namespace(self, namespace: str) -> None:
+        for key in list(self.due):
+            if key[0] == namespace:
+                self.due[key] = 0.0
 
 
 def _selector(labels: dict[str, str]) -> str:
@@ -46,8 +65,9 @@ def _selector(labels: dict[str, str]) -> str:
 
 
 def _observe_colors(name: str, namespace: str, active: str | None, port: int, pods: list[probes.PodView],
-                    timeout: float) -> tuple[dict[str, rollout.ColorObs], dict[str, Any]]:
-    colors, children = {}, {}
+                    timeout: float) -> tuple[dict[Color, rollout.ColorObs], dict[str, Any]]:
+    colors: dict[Color, rollout.ColorObs] = {}
+    children: dict[str, Any] = {}
     for color in Color:
         child = kube.get("apps/v1", "Deployment", namespace, build.deployment_name(name, color))
         children[color.value] = child
@@ -57,7 +77,7 @@ def _observe_colors(name: str, namespace: str, active: str | None, port: int, po
         failure = None
         if color.value != active:  # only a preview is probed for "will never be ready"
             failure = next((f for f in (probes.load_failure(p, port, timeout) for p in mine if not p.ready) if f), None)
-        colors[color.value] = rollout.ColorObs(version, sum(p.ready for p in mine), failure)
+        colors[color] = rollout.ColorObs(version, sum(p.ready for p in mine), failure)
     return colors, children
 
 
@@ -90,7 +110,7 @@ def _scale(namespace: str, name: str, replicas: int) -> None:
         content_type="application/merge-patch+json")
 
 
-def _apply_children(owner: build.Owner, spec: DeploymentSpec, decision: rollout.Decision,
+def _apply_children(owner: Owner, spec: DeploymentSpec, decision: rollout.Decision,
                     mvs: dict[str, dict[str, Any]], children: dict[str, Any], settings: Settings,
                     logger: kopf.Logger) -> None:
     image = spec.image or settings.server_image
@@ -116,44 +136,9 @@ def _apply_children(owner: build.Owner, spec: DeploymentSpec, decision: rollout.
     kube.apply(build.network_policy(owner, spec, settings.operator_namespace, {key: value}))
 
 
-def _status(obj: dict[str, Any], decision: rollout.Decision, generation: int | None) -> dict[str, Any]:
-    meta, current = obj["metadata"], obj.get("status") or {}
-    conditions = current.get("conditions") or []
-    conditions = [c for c in conditions if c.get("type") != cond.READY or c.get("reason") != cond.AWAITING_RECONCILER]
-    for type_, status, reason, message in decision.conditions:
-        conditions = cond.set_condition(conditions, type_, status, reason, message, generation)
-    name, namespace = meta["name"], meta["namespace"]
-    return {
-        "phase": decision.phase,
-        "message": decision.message[:32768],
-        "observedGeneration": generation,
-        "conditions": conditions,
-        "activeColor": decision.active_color.value if decision.active_color else None,
-        "activeModelVersion": decision.active_model_version,
-        "previewColor": decision.preview_color.value if decision.preview_color else None,
-        "previewModelVersion": decision.preview_model_version,
-        "desiredModelVersion": decision.desired_model_version,
-        "readyReplicas": decision.ready_replicas,
-        "activeService": build.service_address(build.active_service_name(name), namespace),
-        "previewService": build.service_address(build.preview_service_name(name), namespace),
-        "history": ((current.get("history") or []) + decision.history)[-HISTORY_LIMIT:],
-        # Cleared fields are sent as null: in a merge patch that deletes them.
-        "rollout": decision.state.model_dump(by_alias=True, mode="json"),
-    }
-
-
-def _changed(current: dict[str, Any], new: dict[str, Any]) -> bool:
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if v is not None}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-    return strip({k: current.get(k) for k in new}) != strip(new)
-
-
 IMAGE_NOT_ALLOWED = "ImageNotAllowed"
-HOLDS = {constitution_check.CONDITION: constitution_check.MISMATCH, IMAGE_NOT_ALLOWED: IMAGE_NOT_ALLOWED}  # condition: reason
+# What keeps a Deployment from acting: condition type → its reason.
+HOLDS = {constitution_check.CONDITION: constitution_check.MISMATCH, IMAGE_NOT_ALLOWED: IMAGE_NOT_ALLOWED}
 
 
 def _hold_reason(spec: DeploymentSpec, settings: Settings) -> tuple[str, str] | None:
@@ -170,43 +155,38 @@ def _hold(obj: dict[str, Any], status: dict[str, Any], type_: str, problem: str,
           logger: kopf.Logger) -> None:
     """Touch no child: the active color keeps serving what it serves; no version is selected,
     previewed or promoted while the hold lasts. The status says so."""
-    meta, reason = obj["metadata"], HOLDS[type_]
+    reason = HOLDS[type_]
     serving = (f"{status['activeColor']} keeps serving {status.get('activeModelVersion')}"
                if status.get("activeColor") else "nothing is served")
     message = f"{problem}; {serving}"
     conditions = cond.set_condition(status.get("conditions"), type_, True, reason, message, generation)
     conditions = cond.set_condition(conditions, cond.PROGRESSING, False, reason, message, generation)
-    new = {"phase": "Degraded", "message": message, "conditions": conditions, "observedGeneration": generation}
-    if _changed(status, new):
-        kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], new)
+    kube.patch_status_changes(obj, {"phase": DeploymentPhase.DEGRADED.value, "message": message,
+                                    "conditions": conditions, "observedGeneration": generation})
     if (cond.get_condition(status.get("conditions"), type_) or {}).get("status") != "True":
-        kopf.event(obj, type=rollout.WARNING, reason=reason, message=message[:1000])
+        events.post(obj, Event(WARNING, reason, message))
         logger.warning("%s: %s", reason, message)
 
 
-def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger) -> float | None:
+def reconcile(namespace: str, name: str, settings: Settings, schedule: Schedule,
+              logger: kopf.Logger) -> float | None:
     """One look at a Deployment; returns seconds until it needs another look (None: steady)."""
-    with _locks[(namespace, name)]:
+    with schedule.locks[(namespace, name)]:
         obj = kube.get(API_VERSION, KIND, namespace, name)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
-            _due.pop((namespace, name), None)
+            schedule.due.pop((namespace, name), None)
             forget_deployment(namespace, name)
             return None
         generation = obj["metadata"].get("generation")
         try:
             spec = DeploymentSpec.model_validate(obj.get("spec") or {})
         except ValidationError as error:
-            message = f"invalid spec: {error}"[:4000]
-            kube.patch_status(API_VERSION, KIND, namespace, name, {
-                "phase": "Degraded", "message": message, "observedGeneration": generation,
-                "conditions": cond.set_condition((obj.get("status") or {}).get("conditions"), cond.AVAILABLE,
-                                                 False, cond.INVALID_SPEC, message, generation)})
-            raise kopf.PermanentError(message) from None
+            raise errors.fail(obj, errors.invalid_spec(error)) from None
         status = obj.get("status") or {}
         held = _hold_reason(spec, settings)
         if held:
             _hold(obj, status, *held, generation, logger)
-            _due[(namespace, name)] = time.time() + constitution_check.RECHECK_SECONDS
+            schedule.due[(namespace, name)] = time.time() + constitution_check.RECHECK_SECONDS
             return None
         state = RolloutState.model_validate(status.get("rollout") or {})
         annotations = obj["metadata"].get("annotations") or {}
@@ -230,56 +210,62 @@ def reconcile(namespace: str, name: str, settings: Settings, logger: kopf.Logger
         decision = rollout.step(obs)
         for type_ in HOLDS:  # a hold that ended (reconfigured back): the rollout resumes
             if (cond.get_condition(status.get("conditions"), type_) or {}).get("status") == "True":
-                decision.conditions.append((type_, False, "Resolved", ""))
+                decision.conditions.append(rollout.Condition(type_, False, cond.RESOLVED, ""))
         targets = {**known, **({desired.target.name: desired.target} if desired.target else {})}
         for _ in range(2):  # pre-checks, then possibly post-checks on the same pass
             if decision.needs is None:
                 break
             _run_checks(decision, obs, spec, pods, targets, settings.check_timeout_seconds)
             decision = rollout.step(obs)
-        owner = build.Owner(name, namespace, obj["metadata"]["uid"])
+        owner = Owner.of(obj)
         _apply_children(owner, spec, decision, mvs, children, settings, logger)
-        new_status = _status(obj, decision, generation)
-        if _changed(status, new_status):
-            kube.patch_status(API_VERSION, KIND, namespace, name, new_status)
-        for type_, reason, message in decision.events:
-            kopf.event(obj, type=type_, reason=reason, message=message[:1000])
-            (logger.warning if type_ == rollout.WARNING else logger.info)("%s: %s", reason, message)
+        services = (build.service_address(build.active_service_name(name), namespace),
+                    build.service_address(build.preview_service_name(name), namespace))
+        kube.patch_status_changes(obj, rollout.status_fields(obj.get("status") or {}, decision, generation, *services))
+        for event in decision.events:
+            events.post(obj, event)
+            (logger.warning if event.type == events.WARNING else logger.info)("%s: %s", event.reason, event.message)
         if commands:
             kube.resource(API_VERSION, KIND).patch(
                 name=name, namespace=namespace, content_type="application/merge-patch+json",
                 body={"metadata": {"annotations": {key: None for key in COMMAND_ANNOTATIONS if key in annotations}}})
         delay = decision.requeue
-        _due[(namespace, name)] = time.time() + (delay if delay is not None else RESYNC_SECONDS)
-        RECONCILES.labels(KIND, decision.phase).inc()
+        schedule.due[(namespace, name)] = time.time() + (delay if delay is not None else RESYNC_SECONDS)
+        RECONCILES.labels(KIND, decision.phase.value).inc()
         observe_deployment(namespace, name, spec.promotion.min_compliance_score,
                            mvs.get(decision.active_model_version or ""), decision.history)
         return delay
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-def deployment_changed(namespace: str, name: str, memo: kopf.Memo, logger: kopf.Logger, retry: int,
+def deployment_changed(namespace: str | None, name: str, memo: kopf.Memo, logger: kopf.Logger, retry: int,
                        **_: Any) -> None:
-    due = _due.get((namespace, name), 0.0) - time.time()
+    assert namespace is not None  # acgs.io Deployments are namespaced
+    schedule: Schedule = memo.rollout_schedule
+    due = schedule.seconds_until_due((namespace, name))
     if retry and due > 0.5:  # the timer already took the last look: wait for the next one
         raise kopf.TemporaryError(f"rollout in progress; next look in {due:.1f}s", delay=due)
-    delay = reconcile(namespace, name, memo.settings, logger)
+    delay = reconcile(namespace, name, memo.settings, schedule, logger)
     if delay is not None:
         raise kopf.TemporaryError(f"rollout in progress; next look in {delay:.1f}s", delay=max(delay, 1.0))
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, sharp=False)
-def deployment_tick(namespace: str, name: str, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    if time.time() >= _due.get((namespace, name), 0.0):
-        reconcile(namespace, name, memo.settings, logger)
+def deployment_tick(namespace: str | None, name: str, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    assert namespace is not None
+    schedule: Schedule = memo.rollout_schedule
+    if schedule.seconds_until_due((namespace, name)) <= 0:
+        reconcile(namespace, name, memo.settings, schedule, logger)
 
 
-@kopf.on.event(GROUP, VERSION, "modelversions")
-def model_version_event(namespace: str, body: kopf.Body, **_: Any) -> None:
+def model_version_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """A ModelVersion appeared, changed stage or got verified: look at this namespace's Deployments
     soon (the timer does the work; an event handler cannot retry)."""
-    for key in list(_due):
-        if key[0] == namespace:
-            _due[key] = 0.0
+    schedule: Schedule = memo.rollout_schedule
+    if namespace is not None:
+        schedule.wake_namespace(namespace)
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        on(GROUP, VERSION, PLURAL, registry=registry)(deployment_changed)
+    kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, sharp=False, registry=registry)(deployment_tick)
+    kopf.on.event(GROUP, VERSION, "modelversions", registry=registry)(model_version_event)

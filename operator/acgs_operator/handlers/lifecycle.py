@@ -1,6 +1,6 @@
 """Initial status for every kind, so `kubectl get` shows a phase from the first second.
 
-Kinds with a real reconciler register their own create handlers; this covers the rest.
+Kinds with a real reconciler write their status themselves; this covers the rest.
 """
 
 from __future__ import annotations
@@ -11,11 +11,16 @@ import kopf
 
 from .. import conditions as cond
 from ..api import KINDS, KindInfo
+from ..api.deployment import DeploymentPhase
+from ..api.flywheel import FlywheelPolicyPhase
+from ..api.modelversion import ModelVersionPhase
+from ..api.trainingjob import TrainingJobPhase
 from ..constants import GROUP, VERSION
 
-INITIAL_PHASE = {"TrainingJob": "Pending", "ModelVersion": "Pending", "Deployment": "Progressing",
-                 "FlywheelPolicy": "Collecting"}
-RECONCILED: set[str] = set()  # kinds whose reconciler writes their status itself
+INITIAL_PHASE: dict[str, str] = {
+    "TrainingJob": TrainingJobPhase.PENDING.value, "ModelVersion": ModelVersionPhase.PENDING.value,
+    "Deployment": DeploymentPhase.PROGRESSING.value, "FlywheelPolicy": FlywheelPolicyPhase.COLLECTING.value,
+}
 
 
 def initial_status(kind: str, generation: int | None) -> dict[str, Any]:
@@ -28,13 +33,15 @@ def initial_status(kind: str, generation: int | None) -> dict[str, Any]:
     }
 
 
-def _register(info: KindInfo) -> None:
-    @kopf.on.create(GROUP, VERSION, info.plural, id=f"initial-status-{info.plural}",
-                    when=lambda **_: info.kind not in RECONCILED)
+def register(registry: kopf.OperatorRegistry, reconciled: frozenset[str]) -> None:
+    """`reconciled`: the kinds whose reconciler writes their status itself (no initial status here)."""
+    for info in KINDS:
+        if info.kind not in reconciled:
+            _register(registry, info)
+
+
+def _register(registry: kopf.OperatorRegistry, info: KindInfo) -> None:
+    @kopf.on.create(GROUP, VERSION, info.plural, id=f"initial-status-{info.plural}", registry=registry)
     def create(meta: kopf.Meta, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         patch.status.update(initial_status(info.kind, meta.get("generation")))
         logger.info("%s accepted", info.kind)
-
-
-for _info in KINDS:
-    _register(_info)

@@ -1,0 +1,19 @@
+/* The pod sandbox's process: holds the pod's namespaces and reaps zombies until it is stopped. */
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void stop(int sig) { (void)sig; _exit(0); }
+static void reap(int sig) { (void)sig; while (waitpid(-1, NULL, WNOHANG) > 0) {} }
+
+int main(void) {
+  struct sigaction s = {0}, c = {0};
+  s.sa_handler = stop;
+  sigaction(SIGINT, &s, NULL);
+  sigaction(SIGTERM, &s, NULL);
+  c.sa_handler = reap;
+  c.sa_flags = SA_NOCLDSTOP;
+  sigaction(SIGCHLD, &c, NULL);
+  for (;;) pause();
+}

@@ -1,0 +1,1 @@
+"""HTTP servers the operator runs besides kopf's: the progress endpoint trainers report to."""
