@@ -31,7 +31,7 @@ def test_free_text_is_in_the_prompt_normalised_and_bounded() -> None:
     assert prompt.startswith("task: constitutional_ai text: scenario ethical_dilemma")
     assert prompt.endswith("actor_role=employee decision:")
     assert prompt.count("decision:") == 1, "free text can never spell the decision marker"
-    text = prompt.split("text: ", 1)[1].split(" actor_role:")[0]
+    text = prompt.split("text: ", 1)[1].split(" actor_role=")[0]
     assert len(text.split()) == MAX_TEXT_WORDS
 
 
