@@ -29,8 +29,9 @@ def status(old: dict[str, Any], phase: ModelVersionPhase, verified: bool | str, 
            generation: int | None, **extra: Any) -> dict[str, Any]:
     """The Verified and Ready conditions, phase and message, plus `extra` status fields."""
     conditions = cond.set_condition(old.get("conditions"), cond.VERIFIED, verified, reason, message, generation)
-    conditions = cond.set_condition(conditions, cond.READY, phase is ModelVersionPhase.READY, reason, message,
-                                    generation)
+    conditions = cond.kstatus(conditions, ready=phase is ModelVersionPhase.READY,
+                              stalled=phase is ModelVersionPhase.INVALID, reason=reason, message=message,
+                              generation=generation)
     return {"phase": phase.value, "message": message[:MESSAGE_LIMIT], "conditions": conditions,
             "observedGeneration": generation, **extra}
 

@@ -74,7 +74,8 @@ def _held_for_constitution(mv: dict[str, Any], spec: ModelVersionSpec, settings:
             conditions = constitution_check.mark(status.get("conditions"), None, generation)
             if _verified_before(mv):
                 message = f"digest {spec.artifact.digest} verified; constitution matches again"
-                conditions = cond.set_condition(conditions, cond.READY, True, cond.DIGEST_VERIFIED, message, generation)
+                conditions = cond.kstatus(conditions, ready=True, stalled=False, reason=cond.DIGEST_VERIFIED,
+                                          message=message, generation=generation)
                 _write_status(mv, {"phase": ModelVersionPhase.READY.value, "message": message,
                                    "conditions": conditions})
             else:
@@ -84,7 +85,8 @@ def _held_for_constitution(mv: dict[str, Any], spec: ModelVersionSpec, settings:
     if status.get("phase") == ModelVersionPhase.INVALID.value:
         return True  # never servable anyway; its reason stays
     conditions = constitution_check.mark(status.get("conditions"), problem, generation)
-    conditions = cond.set_condition(conditions, cond.READY, False, constitution_check.MISMATCH, problem, generation)
+    conditions = cond.kstatus(conditions, ready=False, stalled=True, reason=constitution_check.MISMATCH,
+                              message=problem, generation=generation)
     _write_status(mv, {"phase": ModelVersionPhase.PENDING.value, "message": problem, "conditions": conditions,
                        "observedGeneration": generation})
     if not constitution_check.is_marked(status):
@@ -141,7 +143,10 @@ def record_stage(body: kopf.Body, old: Any, new: Any, **_: Any) -> None:
     now = timefmt.now()
     entry = f"{now} {new}" if old is None else f"{now} {old} -> {new}"
     history = (history + [entry])[-STAGE_HISTORY_MAX:]
-    _write_status(mv, {"stageHistory": history})
+    # The stage is the one mutable field: recording it is looking at this generation, so every
+    # condition now describes it (kstatus and `kubectl wait` compare observedGeneration).
+    observed = cond.observe_generation(mv.get("status") or {}, mv["metadata"].get("generation"))
+    _write_status(mv, {"stageHistory": history, **observed})
     if old is not None:
         events.post(mv, Event(NORMAL, cond.STAGE_CHANGED, f"stage {old} -> {new}"))
 
