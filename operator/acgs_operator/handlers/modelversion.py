@@ -109,7 +109,7 @@ def verify(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> N
         _write_status(mv, decide.status(
             mv.get("status") or {}, ModelVersionPhase.PENDING, "Unknown", cond.UNSUPPORTED_ARTIFACT_URI,
             f"spec.artifact.uri {spec.artifact.uri!r}: only pvc://<claim>/<path> artifacts are verified by the "
-            "operator; this version stays unverified", mv["metadata"].get("generation")))
+            "operator; this version stays unverified", mv["metadata"].get("generation"), stalled=True))
         return
     owner = Owner.of(mv)
     if kube.get("batch/v1", "Job", owner.namespace, mvb.verify_job_name(owner.name)) is None:
