@@ -139,14 +139,16 @@ def verify_job_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: An
 
 def record_stage(body: kopf.Body, old: Any, new: Any, **_: Any) -> None:
     mv = _plain(body)
-    history = list((mv.get("status") or {}).get("stageHistory") or [])
+    # Read afresh: `verify` may have written the status since this event's body was taken.
+    fresh = kube.get(API_VERSION, KIND, mv["metadata"]["namespace"], mv["metadata"]["name"]) or mv
+    status = fresh.get("status") or {}
     now = timefmt.now()
     entry = f"{now} {new}" if old is None else f"{now} {old} -> {new}"
-    history = (history + [entry])[-STAGE_HISTORY_MAX:]
+    history = (list(status.get("stageHistory") or []) + [entry])[-STAGE_HISTORY_MAX:]
     # The stage is the one mutable field: recording it is looking at this generation, so every
     # condition now describes it (kstatus and `kubectl wait` compare observedGeneration).
-    observed = cond.observe_generation(mv.get("status") or {}, mv["metadata"].get("generation"))
-    _write_status(mv, {"stageHistory": history, **observed})
+    observed = cond.observe_generation(status, fresh["metadata"].get("generation")) if status.get("conditions") else {}
+    _write_status(fresh, {"stageHistory": history, **observed})
     if old is not None:
         events.post(mv, Event(NORMAL, cond.STAGE_CHANGED, f"stage {old} -> {new}"))
 
