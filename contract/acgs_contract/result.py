@@ -65,6 +65,8 @@ class VerifyResult(WireModel):
     metrics: dict[str, Any] | None = None
     epsilon: float | None = None
     delta: float | None = None
+    #: the base model's own held-out scores as the verified manifest records them
+    base_metrics: dict[str, Any] | None = None
 
 
 def termination_message(result: WireModel | dict[str, Any]) -> str:
