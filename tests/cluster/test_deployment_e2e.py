@@ -40,14 +40,15 @@ SCENARIO = {"action": "model_deployment", "actor_role": "admin", "data_sensitivi
             "affects_protected_group": False, "bias_tested": True}
 
 
-def _train(out: Path, seed: int) -> dict[str, Any]:
-    """A real, tiny artifact from the trainer's CLI; returns its manifest."""
+def _train(out: Path, seed: int, *extra: str) -> dict[str, Any]:
+    """A real, tiny artifact from the trainer's CLI (``extra``: more trainer flags); returns its
+    manifest."""
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data.jsonl"
     for args in ([str(VENV_BIN / "acgs-data"), "generate", "--type", "all", "--size", "30", "--seed", str(seed),
                   "--out", str(data)],
                  [str(VENV_BIN / "acgs-train"), "--data", str(data), "--output", str(out / "run"), "--no-dp",
-                  "--base-model", "builtin:tiny-llama", "--max-steps", "2", "--seed", str(seed)]):
+                  "--base-model", "builtin:tiny-llama", "--max-steps", "2", "--seed", str(seed), *extra]):
         proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, f"{args[0]} failed: {proc.stderr[-2000:]}"
     return json.loads((out / "run/artifact/manifest.json").read_text())
@@ -168,6 +169,9 @@ def env(cluster: Cluster, operator: Cluster, podrunner: Path) -> Iterator[Env]:
     # Different data seeds: different adapters, different digests.
     _train(volume / "runs/a", seed=1)
     _train(volume / "runs/b", seed=2)
+    # A model wrecked by a far too high learning rate: its measured compliance is ~0 (the
+    # pre-trained base alone scores ~1), so the default gate has something real to refuse.
+    _train(volume / "runs/wrecked", 3, "--lr", "1", "--lr-schedule", "constant", "--max-steps", "4")
     yield Env(cluster, namespace, volume)
     cluster.kubectl("delete", "namespace", namespace, "--wait=false")
     cluster.kubectl("delete", "pv", "-l", f"e2e={namespace}", "--wait=false")
@@ -183,8 +187,8 @@ def deployment(name: str = NAME, **strategy: Any) -> dict[str, Any]:
             "resources": {"cpu": "1", "memory": "2Gi", **ON_LOCAL_NODE},
             "strategy": {"blueGreen": {"previewReplicaCount": 1, "scaleDownDelaySeconds": 3,
                                        "postPromotionWindowSeconds": 4, **strategy}},
-            # A 2-step model's measured compliance is near chance (0.0-0.3): the gate is off here;
-            # the last test shows the default 0.95 refusing such a model.
+            # The gate is off here (these tests are about the rollout, not the model); the last
+            # test shows the default 0.95 refusing a wrecked model.
             "promotion": {"minComplianceScore": 0.0, "smokeRequests": 2},
         },
     }
@@ -347,9 +351,10 @@ def test_manual_promote_and_undo_through_annotations(env: Env) -> None:
 
 
 def test_metrics_below_the_default_gate_never_start_a_pod(env: Env) -> None:
-    v1 = env.model_version("1.0.0", "a", "production")  # exists already when the module runs in order
+    wrecked = env.model_version("0.0.1", "wrecked", "candidate")
+    assert env.get("mv", wrecked)["status"]["verifiedMetrics"]["complianceScore"] < 0.95
     spec = deployment("gated")
-    spec["spec"]["model"] = {"versionRef": v1}
+    spec["spec"]["model"] = {"versionRef": wrecked}
     spec["spec"].pop("promotion")  # default minComplianceScore 0.95
     apply(env.cluster, {**spec, "metadata": {"name": "gated", "namespace": env.namespace}})
     status = env.wait_status("the gate to block",
