@@ -57,6 +57,8 @@ def _sample_config() -> dict[str, Any]:
     gen = spec.data.generate
     assert gen is not None
     config["data"] = f"generated:{gen.type}:{gen.size}"  # what the init container writes
+    config.pop("constitution")  # the pod's ConfigMap path; here the packaged (same, pinned) one
+    config.pop("metricsPort", None)  # no metrics server inside the benchmark process
     return config
 
 
@@ -83,11 +85,12 @@ def run(types: list[str] | None = None, quick: bool = False) -> str:
     work = Path(tempfile.mkdtemp(prefix="acgs-bench-quality-"))
     sample = _sample_config()  # one recipe for every type: the sample TrainingJob's settings
     size = sample["data"].rsplit(":", 1)[1]
+    modules = ",".join(sample.get("loraTargetModules") or ["all linear projections"])
     lines = ["## training quality (bench/training/bench_quality.py)", "",
              f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads. Base: "
              "builtin:tiny-llama pre-trained on the public half of the scenario space (shipped "
              "build; not timed here). Fine-tuning, the sample TrainingJob's settings for every "
-             f"type: LoRA r={sample['loraR']} on all linear projections, {size} generated records "
+             f"type: LoRA r={sample['loraR']} on {modules}, {size} generated records "
              f"(private half), {sample['maxSteps']} steps, expected batch {sample['batchSize']}, "
              f"lr {sample['lr']}, clipping norm {sample['maxGradNorm']}; DP: Poisson sampling, "
              "RDP accountant, δ = 1e-5. Held-out: the trainer's own eval split, scored from the "

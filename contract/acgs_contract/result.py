@@ -63,6 +63,7 @@ class VerifyResult(WireModel):
     #: on success, the figures the verified manifest records (the operator gates promotion on
     #: these, never on what a ModelVersion's spec declares); absent in a failure
     metrics: dict[str, Any] | None = None
+    base_metrics: dict[str, Any] | None = None
     epsilon: float | None = None
     delta: float | None = None
 

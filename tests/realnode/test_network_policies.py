@@ -10,6 +10,7 @@ from acgs_operator.api.deployment import DeploymentSpec
 from acgs_operator.api.trainingjob import TrainingJobSpec
 from acgs_operator.builders import deployment as serving
 from acgs_operator.builders import trainingjob as training
+from acgs_operator.builders.common import Owner
 from acgs_operator.config import Settings
 
 from tests.conftest import Cluster, wait_until
@@ -55,7 +56,7 @@ def test_model_server_policy_admits_listed_clients_and_operator_only(
     spec = DeploymentSpec.model_validate({
         "constitutionalHash": HASH, "model": {"versionRef": "cai-1-0-0"}, "port": 8080,
         "network": {"allowedClients": [{"podSelector": {"app": "gateway"}}]}})
-    owner = serving.Owner(name="cai", namespace=ns, uid=str(uuid.uuid4()))
+    owner = Owner(kind="Deployment", name="cai", namespace=ns, uid=str(uuid.uuid4()))
     apply(real_node,
           http_server_pod("server", ns, serving.server_selector("cai"), (8080,)),
           restricted_pod("gateway", ns, {"app": "gateway"}, SLEEPER),
@@ -85,7 +86,7 @@ def test_trainer_policy_allows_dns_and_progress_port_only(
         "constitutionalHash": HASH, "modelName": "constitutional-ai",
         "data": {"generate": {"type": "constitutional_ai", "size": 40, "seed": 7}},
         "training": {"maxSteps": 20, "batchSize": 8, "checkpointEvery": 5}, "output": {"pvc": "artifacts"}})
-    owner = training.Owner(name="job-a", namespace=ns, uid=str(uuid.uuid4()), labels={})
+    owner = Owner(kind="TrainingJob", name="job-a", namespace=ns, uid=str(uuid.uuid4()))
     apply(real_node,
           restricted_pod("trainer", ns, {training.LABEL_TRAINING_JOB: "job-a"}, SLEEPER),
           http_server_pod("neighbour", ns, {"app": "neighbour"}, (8080,)),

@@ -172,7 +172,7 @@ def test_dedupe_and_split_are_reproducible() -> None:
 def test_prompt_contract_round_trip() -> None:
     record = generate("wina_optimization", 1, C)[0]
     prompt = format_prompt(record)
-    assert prompt.startswith("task: wina_optimization sparsity: ") and prompt.endswith("decision:")
+    assert prompt.startswith("task: wina_optimization sparsity=") and prompt.endswith("decision:")
     assert format_prompt({"type": "wina_optimization", "scenario": record["input"]["scenario"]}) \
         == prompt  # the server's request shape gives the same text
     target = target_of(record)

@@ -78,7 +78,9 @@ def verified_figures(manifest: Any) -> dict[str, Any]:
     """The figures a verified manifest records, in the ModelVersion's spec.metrics vocabulary."""
     privacy = manifest.privacy or {}
     dp = bool(privacy.get("enabled"))
+    base = manifest.base_metrics
     return {"metrics": {k: manifest.metrics[k] for k in ESSENTIAL_METRICS if manifest.metrics.get(k) is not None},
+            "baseMetrics": {k: base[k] for k in ("complianceScore", "accuracy") if base.get(k) is not None},
             "epsilon": privacy.get("epsilonSpent") if dp else None,
             "delta": privacy.get("targetDelta") if dp else None}
 
