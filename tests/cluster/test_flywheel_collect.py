@@ -99,3 +99,5 @@ def test_collects_counts_into_status_and_runs_on_annotation(operator, podrunner,
     orphan = wait_until(lambda: (fwp(cluster, namespace, "fw-orphan").get("status") or {}).get("phase") == "Failed"
                         and fwp(cluster, namespace, "fw-orphan")["status"], 60, "the orphan policy to fail")
     assert "spec.deploymentRef='no-such-deployment'" in orphan["message"]
+    stalled = next(c for c in orphan["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "DeploymentNotFound")

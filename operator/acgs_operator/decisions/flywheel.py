@@ -27,7 +27,7 @@ TRIGGER_THRESHOLD, TRIGGER_RUN_NOW = "Threshold", "RunNow"
 
 # Condition reasons (the Ready condition of a FlywheelPolicy).
 COLLECTED = "Collected"
-COLLECTING = "Collecting"
+COLLECTING = cond.COLLECTING
 DEPLOYMENT_NOT_FOUND = "DeploymentNotFound"
 NO_INTERACTION_LOG_PVC = "NoInteractionLogPvc"
 INTERACTION_LOG_PVC_NOT_FOUND = "InteractionLogPvcNotFound"
@@ -53,10 +53,11 @@ def collect_due(status: dict[str, Any], now: str, run_now: str | None) -> bool:
 
 
 def blocked(old: dict[str, Any], reason: str, message: str, generation: int | None) -> dict[str, Any]:
-    """The policy cannot collect (a missing Deployment or claim): Failed, naming the field; it
-    recovers by itself once the field's object exists."""
+    """The policy cannot collect (a missing Deployment or claim): Failed and Stalled (it needs a
+    person), naming the field; it recovers by itself once the field's object exists."""
     return {"phase": FlywheelPolicyPhase.FAILED.value, "message": message, "observedGeneration": generation,
-            "conditions": cond.set_condition(old.get("conditions"), cond.READY, False, reason, message, generation)}
+            "conditions": cond.kstatus(old.get("conditions"), ready=False, stalled=True, reason=reason,
+                                       message=message, generation=generation)}
 
 
 def run_id(policy_uid: str, started: str, digest: str) -> str:
@@ -116,6 +117,6 @@ def collected(old: dict[str, Any], spec: FlywheelPolicySpec, result: contract.Co
             message += f"; next run after spec.intervalSeconds={spec.interval_seconds} from the last one"
     phase = FlywheelPolicyPhase.COLLECTING.value
     status.update(phase=phase, message=message[:2000],
-                  conditions=cond.set_condition(old.get("conditions"), cond.READY, True, reason, message,
-                                                generation))
+                  conditions=cond.kstatus(old.get("conditions"), ready=True, stalled=False, reason=reason,
+                                          message=message, generation=generation))
     return Decision(status, events)

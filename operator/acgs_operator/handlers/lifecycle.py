@@ -23,8 +23,8 @@ INITIAL_PHASE: dict[str, str] = {
 }
 
 
-FLYWHEEL_MESSAGE = ("collecting interactions through the serving Deployment's log; this operator runs no "
-                    "flywheel loop (evaluation, retraining) for it yet")
+FLYWHEEL_MESSAGE = ("collecting interactions through the serving Deployment's log (handlers/flywheel counts "
+                    "them within seconds); candidate evaluation and retraining are not built yet")
 
 
 def initial_status(kind: str, generation: int | None) -> dict[str, Any]:

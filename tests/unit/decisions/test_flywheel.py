@@ -38,6 +38,8 @@ def test_counts_reach_the_status_and_no_run_below_min_records():
     assert d.status["lastCollected"] == T0 and d.status["observedGeneration"] == 2
     assert "currentRun" not in d.status and not d.events
     assert "thresholds.minRecords" in d.status["message"]
+    assert {c["type"]: c["status"] for c in d.status["conditions"]} == {"Ready": "True", "Reconciling": "False",
+                                                                       "Stalled": "False"}
 
 
 def test_min_records_triggers_one_run_on_the_snapshot():
@@ -76,6 +78,8 @@ def test_a_failed_collection_is_failed_with_its_reason():
     assert d.status["phase"] == "Failed" and "LogUnreadable" in d.status["message"]
     assert "recordsUsable" not in d.status  # the last good count stays
     assert [e.type for e in d.events] == ["Warning"]
+    assert {c["type"]: c["status"] for c in d.status["conditions"]} == {"Ready": "False", "Reconciling": "False",
+                                                                       "Stalled": "True"}
 
 
 def test_collection_is_due_periodically():
