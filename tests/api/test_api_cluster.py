@@ -70,11 +70,13 @@ class TestKstatus:
     def wait(self, operator, namespace, condition, resource):
         return operator.kubectl("wait", f"--for=condition={condition}", resource, "-n", namespace, "--timeout=30s")
 
-    def test_a_flywheel_policy_is_ready(self, operator, namespace):
+    def test_a_flywheel_policy_without_its_deployment_is_stalled(self, operator, namespace):
+        # Ready once its log is collected: tests/cluster/test_flywheel_collect.py (needs the pod runner).
         operator.kubectl("apply", "-n", namespace, "-f", str(ROOT / "manifests/samples/flywheelpolicy.yaml"),
                          check=True)
-        out = self.wait(operator, namespace, "Ready", "fwp/constitutional-ai")
+        out = self.wait(operator, namespace, "Stalled", "fwp/constitutional-ai")
         assert out.returncode == 0, out.stderr
+        assert "spec.deploymentRef" in operator.get_json("fwp/constitutional-ai", "-n", namespace)["status"]["message"]
 
     def test_an_unverifiable_model_version_is_stalled_and_stays_observed_after_a_stage_patch(
             self, operator, namespace):

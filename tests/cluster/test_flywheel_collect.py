@@ -70,6 +70,8 @@ def test_collects_counts_into_status_and_runs_on_annotation(operator, podrunner,
     assert status["snapshotDigest"] == local.snapshot_digest()
     assert status["phase"] == "Collecting" and "currentRun" not in status  # 12 < minRecords
     assert status["observedGeneration"] == fwp(cluster, namespace, "fw")["metadata"]["generation"]
+    ready = cluster.kubectl("wait", "--for=condition=Ready", "fwp/fw", "-n", namespace, "--timeout=10s")
+    assert ready.returncode == 0, ready.stderr
     printed = cluster.kubectl("get", "fwp", "fw", "-n", namespace, check=True).stdout
     assert "RECORDS" in printed and " 12 " in printed
 
