@@ -137,6 +137,8 @@ def serve(kube: Kube, address: str, port: int) -> None:
     print(f"Serving the ACGS dashboard of namespace {kube.namespace} on http://{address}:{port}/ "
           f"(Ctrl-C to stop)", flush=True)
     try:
-        web.run_app(app(live), host=address, port=port, print=None, handle_signals=True)
+        # An open event stream must not hold the exit: SIGTERM/Ctrl-C stop within a second.
+        web.run_app(app(live), host=address, port=port, print=None, handle_signals=True,
+                    shutdown_timeout=1.0)
     finally:
         live.stop()
