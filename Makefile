@@ -19,7 +19,7 @@ REALNODE_ENV := ACGS_REAL_NODE=1 $(OWN_CLUSTER_ENV)
 
 .PHONY: help setup crds crds-check cluster-build cluster-up cluster-down cluster-status install run \
         operator-bg base demo test test-unit test-cluster bench images images-docker node-build test-images \
-        test-realnode kind-up kind-load deploy webhook-secret clean promtool browser monitoring monitoring-check \
+        test-realnode kind-up kind-load deploy webhook-secret clean kstatus promtool browser monitoring monitoring-check \
         lint typecheck
 
 help: ## Show the targets
@@ -44,6 +44,9 @@ crds-check: setup ## Fail when the committed CRDs differ from the models
 
 cluster-build: ## Build etcd, kube-apiserver, controller-manager, scheduler and kwok (cached)
 	bash hack/build-control-plane.sh
+
+kstatus: ## Build hack/kstatus-check on sigs.k8s.io/cli-utils/pkg/kstatus (cached; the cluster tests read real objects with it)
+	bash hack/build-kstatus.sh
 
 promtool: ## Build promtool from the Prometheus Go module (cached; the alert rules' unit tests use it)
 	bash hack/build-promtool.sh

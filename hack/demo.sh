@@ -45,6 +45,8 @@ k get mv -n "$ns" -o wide
 
 say "promote $mv to production; the Deployment follows the stage (nobody edits the Git-owned spec)"
 k patch mv -n "$ns" "$mv" --type merge -p '{"spec":{"stage":"production"}}'
+# kstatus: the stage patch makes generation 2, and the operator's conditions follow it.
+k wait -n "$ns" --for=condition=Ready "mv/$mv" --timeout=30s
 dep() { jp mdeploy/constitutional-ai "$1"; }
 wait_for "a promotion decision" 120 bash -c "'$root/.venv/bin/kubectl' --kubeconfig='$root/.cluster/kubeconfig' get mdeploy -n '$ns' constitutional-ai -o jsonpath='{.status.conditions[?(@.type==\"PromotionBlocked\")].status}{.status.activeColor}' | grep -E 'True|blue|green'"
 if [[ -z "$(dep '{.status.activeColor}')" ]]; then
@@ -52,7 +54,7 @@ if [[ -z "$(dep '{.status.activeColor}')" ]]; then
   echo "  blocked by the promotion gates: $(dep '{.status.message}')" >&2
   exit 1
 fi
-wait_for "Deployment Healthy" 180 bash -c "[[ \$('$root/.venv/bin/kubectl' --kubeconfig='$root/.cluster/kubeconfig' get mdeploy -n '$ns' constitutional-ai -o jsonpath='{.status.phase}') == Healthy ]] && echo ok"
+k wait -n "$ns" --for=condition=Ready mdeploy/constitutional-ai --timeout=180s
 k get mdeploy -n "$ns" -o wide
 
 say "predictions from the active color, with the principles they rest on (no kube-proxy here: the client uses the active Service's EndpointSlice)"

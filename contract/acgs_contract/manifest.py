@@ -139,6 +139,8 @@ class Manifest(WireModel):
     adapter: AdapterInfo = Field(default_factory=AdapterInfo)
     tokenizer_path: ArtifactPath = "tokenizer"
     metrics: dict[str, Any] = Field(default_factory=dict)
+    #: the base model's own held-out score, before fine-tuning (absent in older artifacts)
+    base_metrics: dict[str, Any] = Field(default_factory=dict)
     privacy: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)

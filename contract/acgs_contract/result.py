@@ -20,6 +20,8 @@ SUCCEEDED, FAILED = "Succeeded", "Failed"
 MAX_TERMINATION_MESSAGE_BYTES = 4096
 #: the metrics a compacted result keeps (the ones a ModelVersion records)
 ESSENTIAL_METRICS = ("accuracy", "complianceScore", "evalLoss")
+#: the base model's figures a result and a ModelVersion record (its score before fine-tuning)
+BASE_METRICS = ("complianceScore", "accuracy")
 
 
 class TrainerResult(WireModel):
@@ -65,6 +67,8 @@ class VerifyResult(WireModel):
     metrics: dict[str, Any] | None = None
     epsilon: float | None = None
     delta: float | None = None
+    #: the base model's own held-out scores as the verified manifest records them
+    base_metrics: dict[str, Any] | None = None
 
 
 def termination_message(result: WireModel | dict[str, Any]) -> str:

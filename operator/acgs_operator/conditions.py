@@ -19,6 +19,10 @@ VERIFIED = "Verified"
 AVAILABLE = "Available"
 PROGRESSING = "Progressing"
 PROMOTION_BLOCKED = "PromotionBlocked"
+# kstatus (sigs.k8s.io/cli-utils/pkg/kstatus): Ready is the goal; Reconciling and Stalled are
+# "abnormal-true" (True only while working, or after a permanent failure).
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
 
 # Reasons (CamelCase)
 ACCEPTED = "Accepted"
@@ -88,6 +92,32 @@ DIGEST_VERIFIED = "DigestVerified"
 STAGE_CHANGED = "StageChanged"
 SPEC_CHANGE_IGNORED = "SpecChangeIgnored"
 METRICS_MISMATCH = "MetricsMismatch"
+# kstatus reasons
+GOAL_REACHED = "GoalReached"  # Reconciling=False / Stalled=False: nothing left to do
+WORKING = "Working"  # Stalled=False while Reconciling
+COLLECTING = "Collecting"  # FlywheelPolicy: collecting interactions, no run due
+
+
+def kstatus(conditions: list[dict[str, Any]] | None, *, ready: bool, stalled: bool, reason: str, message: str,
+            generation: int | None) -> list[dict[str, Any]]:
+    """Ready, Reconciling and Stalled from one outcome, as kstatus reads them: Ready when the goal is
+    reached, Stalled on a permanent failure, Reconciling otherwise (never two of them True)."""
+    reconciling = not ready and not stalled
+    idle_reason = GOAL_REACHED if ready else reason  # why the other two conditions are False
+    conditions = set_condition(conditions, READY, ready, reason, message, generation)
+    conditions = set_condition(conditions, RECONCILING, reconciling, reason if reconciling else idle_reason,
+                               message if reconciling else "", generation)
+    return set_condition(conditions, STALLED, stalled, reason if stalled else (WORKING if reconciling else idle_reason),
+                         message if stalled else "", generation)
+
+
+def observe_generation(status: dict[str, Any], generation: int | None) -> dict[str, Any]:
+    """`status` with observedGeneration (its own and every condition's) at `generation`: for a spec
+    change the operator looked at and that changes no condition (a ModelVersion's stage)."""
+    if generation is None:
+        return {}
+    conditions = [{**c, "observedGeneration": generation} for c in status.get("conditions") or []]
+    return {"observedGeneration": generation, "conditions": conditions}
 
 
 def set_condition(conditions: list[dict[str, Any]] | None, type_: str, status: bool | str, reason: str,

@@ -86,6 +86,8 @@ def failure_status(kind: str, status: dict[str, Any] | None, reason: str, messag
         conditions = cond.set_condition(conditions, type_, False, reason, message, generation)
     for type_ in shape.true:
         conditions = cond.set_condition(conditions, type_, True, reason, message, generation)
+    conditions = cond.kstatus(conditions, ready=False, stalled=True, reason=reason, message=message,
+                              generation=generation)
     return {"phase": shape.phase, "message": truncate(message, STATUS_MESSAGE_LIMIT),
             "conditions": conditions or [], "observedGeneration": generation}
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ..conftest import ROOT, wait_until
 from acgs_contract.constitution import CONSTITUTIONAL_HASH
@@ -59,6 +61,37 @@ class TestCrds:
         status = tj["status"]
         assert status["observedGeneration"] == tj["metadata"]["generation"]
         assert {"type", "status", "reason", "message", "lastTransitionTime"} <= set(status["conditions"][0])
+
+
+class TestKstatus:
+    """kstatus conventions as `kubectl wait` reads them: the condition must be True AND written for
+    the object's current generation."""
+
+    def wait(self, operator, namespace, condition, resource):
+        return operator.kubectl("wait", f"--for=condition={condition}", resource, "-n", namespace, "--timeout=30s")
+
+    def test_a_flywheel_policy_is_ready(self, operator, namespace):
+        operator.kubectl("apply", "-n", namespace, "-f", str(ROOT / "manifests/samples/flywheelpolicy.yaml"),
+                         check=True)
+        out = self.wait(operator, namespace, "Ready", "fwp/constitutional-ai")
+        assert out.returncode == 0, out.stderr
+
+    def test_an_unverifiable_model_version_is_stalled_and_stays_observed_after_a_stage_patch(
+            self, operator, namespace):
+        mv = yaml.safe_load((ROOT / "manifests/samples/modelversion.yaml").read_text())
+        mv["spec"]["artifact"]["uri"] = "s3://bucket/constitutional-ai/1.0.0"  # the operator verifies pvc:// only
+        operator.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(mv), check=True)
+        name = f"mv/{mv['metadata']['name']}"
+        out = self.wait(operator, namespace, "Stalled", name)
+        assert out.returncode == 0, out.stderr
+        operator.kubectl("patch", name, "-n", namespace, "--type=merge", "-p", '{"spec":{"stage":"staging"}}',
+                         check=True)
+        out = self.wait(operator, namespace, "Stalled", name)  # generation 2: only a fresh condition counts
+        assert out.returncode == 0, out.stderr
+        got = operator.get_json(name, "-n", namespace)
+        assert got["metadata"]["generation"] == 2 and got["status"]["observedGeneration"] == 2
+        states = {c["type"]: c["status"] for c in got["status"]["conditions"]}
+        assert (states["Ready"], states["Reconciling"], states["Stalled"]) == ("False", "False", "True")
 
 
 class TestAdmission:

@@ -12,6 +12,8 @@ and each moves it one step (2 shared cores: every server start costs ~10 s).
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import threading
@@ -38,14 +40,15 @@ SCENARIO = {"action": "model_deployment", "actor_role": "admin", "data_sensitivi
             "affects_protected_group": False, "bias_tested": True}
 
 
-def _train(out: Path, seed: int) -> dict[str, Any]:
-    """A real, tiny artifact from the trainer's CLI; returns its manifest."""
+def _train(out: Path, seed: int, *extra: str) -> dict[str, Any]:
+    """A real, tiny artifact from the trainer's CLI (``extra``: more trainer flags); returns its
+    manifest."""
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data.jsonl"
     for args in ([str(VENV_BIN / "acgs-data"), "generate", "--type", "all", "--size", "30", "--seed", str(seed),
                   "--out", str(data)],
                  [str(VENV_BIN / "acgs-train"), "--data", str(data), "--output", str(out / "run"), "--no-dp",
-                  "--base-model", "builtin:tiny-llama", "--max-steps", "2", "--seed", str(seed)]):
+                  "--base-model", "builtin:tiny-llama", "--max-steps", "2", "--seed", str(seed), *extra]):
         proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, f"{args[0]} failed: {proc.stderr[-2000:]}"
     return json.loads((out / "run/artifact/manifest.json").read_text())
@@ -166,6 +169,9 @@ def env(cluster: Cluster, operator: Cluster, podrunner: Path) -> Iterator[Env]:
     # Different data seeds: different adapters, different digests.
     _train(volume / "runs/a", seed=1)
     _train(volume / "runs/b", seed=2)
+    # A model wrecked by a far too high learning rate: its measured compliance is ~0 (the
+    # pre-trained base alone scores ~1), so the default gate has something real to refuse.
+    _train(volume / "runs/wrecked", 3, "--lr", "1", "--lr-schedule", "constant", "--max-steps", "4")
     yield Env(cluster, namespace, volume)
     cluster.kubectl("delete", "namespace", namespace, "--wait=false")
     cluster.kubectl("delete", "pv", "-l", f"e2e={namespace}", "--wait=false")
@@ -181,8 +187,8 @@ def deployment(name: str = NAME, **strategy: Any) -> dict[str, Any]:
             "resources": {"cpu": "1", "memory": "2Gi", **ON_LOCAL_NODE},
             "strategy": {"blueGreen": {"previewReplicaCount": 1, "scaleDownDelaySeconds": 3,
                                        "postPromotionWindowSeconds": 4, **strategy}},
-            # A 2-step model's measured compliance is near chance (0.0-0.3): the gate is off here;
-            # the last test shows the default 0.95 refusing such a model.
+            # The gate is off here (these tests are about the rollout, not the model); the last
+            # test shows the default 0.95 refusing a wrecked model.
             "promotion": {"minComplianceScore": 0.0, "smokeRequests": 2},
         },
     }
@@ -228,6 +234,52 @@ def test_promotion_by_stage_switches_colors_with_zero_failed_requests(env: Env) 
     assert env.get("deployments.acgs.io", NAME)["metadata"]["generation"] == 1  # spec never touched
 
 
+def test_kubectl_wait_for_ready_after_a_stage_patch(env: Env) -> None:
+    """kstatus conventions: the promoted ModelVersion (generation 2 after its stage patch) and the
+    Deployment serving it are Ready for `kubectl wait` - no custom script, no stale observedGeneration."""
+    v2 = env.status()["activeModelVersion"]
+    mv = env.get("mv", v2)
+    assert mv["metadata"]["generation"] == 2 and mv["spec"]["stage"] == "production"
+    for resource in (f"mv/{v2}", f"deployments.acgs.io/{NAME}"):
+        done = env.cluster.kubectl("wait", "--for=condition=Ready", resource, "-n", env.namespace, "--timeout=30s")
+        assert done.returncode == 0, f"{resource}: {done.stderr}"
+    for obj in (env.get("mv", v2), env.get("deployments.acgs.io", NAME)):
+        status, generation = obj["status"], obj["metadata"]["generation"]
+        assert status["observedGeneration"] == generation
+        kstatus = {c["type"]: c for c in status["conditions"] if c["type"] in ("Ready", "Reconciling", "Stalled")}
+        assert {t: c["status"] for t, c in kstatus.items()} == {"Ready": "True", "Reconciling": "False",
+                                                               "Stalled": "False"}
+        assert {c["observedGeneration"] for c in status["conditions"]} == {generation}
+
+
+def kstatus_check() -> Path | None:
+    """hack/kstatus-check as hack/build-kstatus.sh builds it (`make kstatus`), or $ACGS_KSTATUS_CHECK."""
+    if os.environ.get("ACGS_KSTATUS_CHECK"):
+        return Path(os.environ["ACGS_KSTATUS_CHECK"])
+    version = re.search(r'CLI_UTILS_VERSION:-(v[0-9.]+)', (ROOT / "hack/build-kstatus.sh").read_text())
+    assert version, "hack/build-kstatus.sh names no cli-utils version"
+    cache = Path(os.environ.get("ACGS_CACHE", Path.home() / ".cache/acgs"))
+    path = cache / "bin" / f"kstatus-cli-utils-{version.group(1)}" / "kstatus-check"
+    return path if path.exists() else None
+
+
+def kstatus(env: Env, *resources: str) -> dict[str, str]:
+    """What sigs.k8s.io/cli-utils/pkg/kstatus computes for the live objects: {name: status}."""
+    binary = kstatus_check()
+    if binary is None:
+        pytest.skip("hack/kstatus-check is not built (`make kstatus` builds it from sigs.k8s.io/cli-utils)")
+    objects = env.cluster.kubectl("get", *resources, "-n", env.namespace, "-o", "json", check=True).stdout
+    out = subprocess.run([str(binary)], input=objects, text=True, capture_output=True, timeout=30, check=True)
+    verdicts = [json.loads(line) for line in out.stdout.splitlines()]
+    return {f"{v['kind']}/{v['name']}": f"{v['status']}: {v['message']}" for v in verdicts}
+
+
+def test_the_kstatus_library_sees_the_promoted_version_current(env: Env) -> None:
+    v2 = env.status()["activeModelVersion"]
+    verdicts = kstatus(env, f"mv/{v2}", f"deployments.acgs.io/{NAME}")
+    assert len(verdicts) == 2 and all(v.startswith("Current:") for v in verdicts.values()), verdicts
+
+
 def test_corrupted_artifact_is_blocked_while_the_live_color_serves(env: Env) -> None:
     shutil.copytree(env.volume / "runs/a", env.volume / "runs/c")
     v3 = env.model_version("3.0.0", "c", "staging")  # verified while intact...
@@ -244,6 +296,16 @@ def test_corrupted_artifact_is_blocked_while_the_live_color_serves(env: Env) -> 
     client = ActiveServiceClient(env.cluster, env.namespace)
     assert client.predict(client.refresh()[0])[0] == 200
     wait_until(lambda: env.replicas("blue") == 0, 30, "the failed preview to scale down")
+    # A permanent failure (only a new version or acgs.io/retry moves it on): Stalled, as kstatus reads it.
+    stalled = env.cluster.kubectl("wait", "--for=condition=Stalled", f"deployments.acgs.io/{NAME}", "-n",
+                                  env.namespace, "--timeout=30s")
+    assert stalled.returncode == 0, stalled.stderr
+    assert env.condition(env.status(), "Ready")["status"] == "False"
+
+
+def test_the_kstatus_library_sees_the_blocked_rollout_failed(env: Env) -> None:
+    verdicts = kstatus(env, f"deployments.acgs.io/{NAME}")
+    assert verdicts[f"Deployment/{NAME}"].startswith("Failed:"), verdicts
 
 
 def test_failing_post_promotion_check_rolls_back_by_itself(env: Env) -> None:
@@ -289,9 +351,10 @@ def test_manual_promote_and_undo_through_annotations(env: Env) -> None:
 
 
 def test_metrics_below_the_default_gate_never_start_a_pod(env: Env) -> None:
-    v1 = env.model_version("1.0.0", "a", "production")  # exists already when the module runs in order
+    wrecked = env.model_version("0.0.1", "wrecked", "candidate")
+    assert env.get("mv", wrecked)["status"]["verifiedMetrics"]["complianceScore"] < 0.95
     spec = deployment("gated")
-    spec["spec"]["model"] = {"versionRef": v1}
+    spec["spec"]["model"] = {"versionRef": wrecked}
     spec["spec"].pop("promotion")  # default minComplianceScore 0.95
     apply(env.cluster, {**spec, "metadata": {"name": "gated", "namespace": env.namespace}})
     status = env.wait_status("the gate to block",

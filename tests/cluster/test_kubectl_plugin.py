@@ -83,7 +83,9 @@ def pipeline(cluster: Cluster, operator: Cluster, podrunner: Path) -> Iterator[P
     scraper.join(5)
     assert done["status"]["phase"] == "Succeeded", done["status"]
     mv = done["status"]["modelVersion"]
-    wait_until(lambda: p.get("mv", mv).get("status", {}).get("phase") == "Ready", 120, "the ModelVersion verified")
+    verified = wait_until(lambda: (m := p.get("mv", mv)).get("status", {}).get("phase") in ("Ready", "Invalid") and m,
+                          180, "the ModelVersion verified")
+    assert verified["status"]["phase"] == "Ready", f"ModelVersion {mv}: {json.dumps(verified['status'])[-1500:]}"
     cluster.kubectl("patch", "mv", mv, "-n", namespace, "--type=merge", "-p",
                     '{"spec":{"stage":"production"}}', check=True)
     body = deployment(DEP)

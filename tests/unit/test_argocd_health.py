@@ -28,6 +28,12 @@ def health(kind: str, obj: dict) -> dict:
     return dict(result)
 
 
+def kstatus(true: str, generation: int) -> list[dict]:
+    """Ready, Reconciling and Stalled with only `true` True, all written for `generation`."""
+    return [{"type": t, "status": "True" if t == true else "False", "reason": "R", "observedGeneration": generation}
+            for t in ("Ready", "Reconciling", "Stalled")]
+
+
 @pytest.mark.parametrize("kind, status, generation, expected", [
     ("TrainingJob", None, 1, "Progressing"),
     ("TrainingJob", {"phase": "Running", "progress": {"percent": 40}, "observedGeneration": 1}, 1, "Progressing"),
@@ -44,6 +50,20 @@ def health(kind: str, obj: dict) -> dict:
     ("Deployment", {"phase": "Progressing", "observedGeneration": 3}, 3, "Progressing"),
     ("FlywheelPolicy", {"phase": "Collecting"}, 1, "Healthy"),
     ("FlywheelPolicy", {"phase": "Failed"}, 1, "Degraded"),
+    # kstatus conditions, as the operator writes them, decide where they exist:
+    ("ModelVersion", {"phase": "Ready", "observedGeneration": 2, "conditions": kstatus("Ready", 2)}, 2, "Healthy"),
+    ("ModelVersion", {"phase": "Ready", "observedGeneration": 1, "conditions": kstatus("Ready", 1)}, 2, "Progressing"),
+    ("ModelVersion", {"phase": "Pending", "observedGeneration": 1, "conditions": kstatus("Stalled", 1)}, 1,
+     "Degraded"),  # held: constitution mismatch
+    ("Deployment", {"phase": "Degraded", "observedGeneration": 1, "conditions": kstatus("Stalled", 1)}, 1, "Degraded"),
+    ("Deployment", {"phase": "Healthy", "observedGeneration": 1, "conditions": kstatus("Reconciling", 1)}, 1,
+     "Progressing"),  # serving, but not yet the desired version
+    ("Deployment", {"phase": "Healthy", "observedGeneration": 1, "conditions": kstatus("Ready", 1)}, 1, "Healthy"),
+    ("TrainingJob", {"phase": "Failed", "observedGeneration": 1, "conditions": kstatus("Stalled", 1)}, 1, "Degraded"),
+    ("TrainingJob", {"phase": "Running", "observedGeneration": 1, "conditions": kstatus("Reconciling", 1)}, 1,
+     "Progressing"),
+    ("FlywheelPolicy", {"phase": "Collecting", "observedGeneration": 1, "conditions": kstatus("Ready", 1)}, 1,
+     "Healthy"),
 ])
 def test_health(kind, status, generation, expected):
     obj = {"apiVersion": "acgs.io/v1alpha1", "kind": kind, "metadata": {"name": "x", "generation": generation}}

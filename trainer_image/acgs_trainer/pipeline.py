@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from acgs_contract.result import BASE_METRICS
 
 from . import __version__
 from .artifact import compute_digest, write_artifact
@@ -232,7 +233,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     progress.report("Succeeded", outcome.steps, outcome.final_loss, epsilon, message, final=True)
     return {"digest": manifest.digest, "artifactPath": str((out / "artifact").resolve()),
             "metrics": {k: v for k, v in scores.items() if k != "confusion"},
-            "baseMetrics": {k: base_scores[k] for k in ("complianceScore", "accuracy")},
+            "baseMetrics": {k: base_scores[k] for k in BASE_METRICS},
             "epsilon": epsilon, "delta": cfg.target_delta if cfg.dp else None,
             "targetEpsilon": cfg.target_epsilon if cfg.dp else None, "steps": outcome.steps,
             "totalSteps": outcome.planned_steps,

@@ -33,7 +33,7 @@ from acgs_contract import env
 from acgs_contract.constitution import CONSTITUTIONAL_HASH, CONTENT_DIGEST_PATTERN, HASH_PATTERN
 from acgs_contract.exitcodes import ARTIFACT_ERROR, INVALID_CONFIG, SUCCESS, UNEXPECTED_ERROR, reason_of
 from acgs_contract.manifest import DIGEST_PATTERN
-from acgs_contract.result import ESSENTIAL_METRICS, FAILED, SUCCEEDED, VerifyResult
+from acgs_contract.result import BASE_METRICS, ESSENTIAL_METRICS, FAILED, SUCCEEDED, VerifyResult
 
 from .artifact import ArtifactError, base_model_dir, verify_artifact
 from .exitcodes import ConfigError
@@ -79,7 +79,9 @@ def verified_figures(manifest: Any) -> dict[str, Any]:
     """The figures a verified manifest records, in the ModelVersion's spec.metrics vocabulary."""
     privacy = manifest.privacy or {}
     dp = bool(privacy.get("enabled"))
+    base = manifest.base_metrics
     return {"metrics": {k: manifest.metrics[k] for k in ESSENTIAL_METRICS if manifest.metrics.get(k) is not None},
+            "baseMetrics": {k: base[k] for k in BASE_METRICS if base.get(k) is not None} or None,
             "epsilon": privacy.get("epsilonSpent") if dp else None,
             "delta": privacy.get("targetDelta") if dp else None}
 

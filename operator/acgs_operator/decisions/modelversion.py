@@ -26,11 +26,14 @@ class Decision:
 
 
 def status(old: dict[str, Any], phase: ModelVersionPhase, verified: bool | str, reason: str, message: str,
-           generation: int | None, **extra: Any) -> dict[str, Any]:
-    """The Verified and Ready conditions, phase and message, plus `extra` status fields."""
+           generation: int | None, stalled: bool | None = None, **extra: Any) -> dict[str, Any]:
+    """The Verified and kstatus conditions, phase and message, plus `extra` status fields. `stalled`:
+    nothing more will happen (default: when Invalid)."""
     conditions = cond.set_condition(old.get("conditions"), cond.VERIFIED, verified, reason, message, generation)
-    conditions = cond.set_condition(conditions, cond.READY, phase is ModelVersionPhase.READY, reason, message,
-                                    generation)
+    if stalled is None:
+        stalled = phase is ModelVersionPhase.INVALID
+    conditions = cond.kstatus(conditions, ready=phase is ModelVersionPhase.READY, stalled=stalled, reason=reason,
+                              message=message, generation=generation)
     return {"phase": phase.value, "message": message[:MESSAGE_LIMIT], "conditions": conditions,
             "observedGeneration": generation, **extra}
 

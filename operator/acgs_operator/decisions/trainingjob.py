@@ -94,4 +94,5 @@ def _conditions(conditions: list[dict[str, Any]] | None, phase: TrainingJobPhase
         if active or cond.get_condition(conditions, type_):
             conditions = cond.set_condition(conditions, type_, active, reason if active else phase.value,
                                             message if active else "", generation)
-    return conditions
+    return cond.kstatus(conditions, ready=phase is TrainingJobPhase.SUCCEEDED, stalled=phase is TrainingJobPhase.FAILED,
+                        reason=reason, message=message, generation=generation)

@@ -162,6 +162,8 @@ def _hold(obj: dict[str, Any], status: dict[str, Any], type_: str, problem: str,
     message = f"{problem}; {serving}"
     conditions = cond.set_condition(status.get("conditions"), type_, True, reason, message, generation)
     conditions = cond.set_condition(conditions, cond.PROGRESSING, False, reason, message, generation)
+    conditions = cond.kstatus(conditions, ready=False, stalled=True, reason=reason, message=message,
+                              generation=generation)
     kube.patch_status_changes(obj, {"phase": DeploymentPhase.DEGRADED.value, "message": message,
                                     "conditions": conditions, "observedGeneration": generation})
     if (cond.get_condition(status.get("conditions"), type_) or {}).get("status") != "True":

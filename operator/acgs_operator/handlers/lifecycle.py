@@ -23,13 +23,23 @@ INITIAL_PHASE: dict[str, str] = {
 }
 
 
+FLYWHEEL_MESSAGE = ("collecting interactions through the serving Deployment's log; this operator runs no "
+                    "flywheel loop (evaluation, retraining) for it yet")
+
+
 def initial_status(kind: str, generation: int | None) -> dict[str, Any]:
+    if kind == "FlywheelPolicy":
+        # Collecting is its steady state, and nothing else will happen to it: Ready, not forever
+        # Reconciling (kstatus tools would wait on it for ever).
+        return {"phase": INITIAL_PHASE[kind], "message": FLYWHEEL_MESSAGE, "observedGeneration": generation,
+                "conditions": cond.kstatus([], ready=True, stalled=False, reason=cond.COLLECTING,
+                                           message=FLYWHEEL_MESSAGE, generation=generation)}
     return {
         "phase": INITIAL_PHASE[kind],
         "message": "accepted; waiting for the reconciler",
         "observedGeneration": generation,
-        "conditions": cond.set_condition([], cond.READY, False, cond.AWAITING_RECONCILER,
-                                         f"{kind} accepted", generation),
+        "conditions": cond.kstatus([], ready=False, stalled=False, reason=cond.AWAITING_RECONCILER,
+                                   message=f"{kind} accepted", generation=generation),
     }
 
 

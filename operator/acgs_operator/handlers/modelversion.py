@@ -74,7 +74,8 @@ def _held_for_constitution(mv: dict[str, Any], spec: ModelVersionSpec, settings:
             conditions = constitution_check.mark(status.get("conditions"), None, generation)
             if _verified_before(mv):
                 message = f"digest {spec.artifact.digest} verified; constitution matches again"
-                conditions = cond.set_condition(conditions, cond.READY, True, cond.DIGEST_VERIFIED, message, generation)
+                conditions = cond.kstatus(conditions, ready=True, stalled=False, reason=cond.DIGEST_VERIFIED,
+                                          message=message, generation=generation)
                 _write_status(mv, {"phase": ModelVersionPhase.READY.value, "message": message,
                                    "conditions": conditions})
             else:
@@ -84,7 +85,8 @@ def _held_for_constitution(mv: dict[str, Any], spec: ModelVersionSpec, settings:
     if status.get("phase") == ModelVersionPhase.INVALID.value:
         return True  # never servable anyway; its reason stays
     conditions = constitution_check.mark(status.get("conditions"), problem, generation)
-    conditions = cond.set_condition(conditions, cond.READY, False, constitution_check.MISMATCH, problem, generation)
+    conditions = cond.kstatus(conditions, ready=False, stalled=True, reason=constitution_check.MISMATCH,
+                              message=problem, generation=generation)
     _write_status(mv, {"phase": ModelVersionPhase.PENDING.value, "message": problem, "conditions": conditions,
                        "observedGeneration": generation})
     if not constitution_check.is_marked(status):
@@ -107,7 +109,7 @@ def verify(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> N
         _write_status(mv, decide.status(
             mv.get("status") or {}, ModelVersionPhase.PENDING, "Unknown", cond.UNSUPPORTED_ARTIFACT_URI,
             f"spec.artifact.uri {spec.artifact.uri!r}: only pvc://<claim>/<path> artifacts are verified by the "
-            "operator; this version stays unverified", mv["metadata"].get("generation")))
+            "operator; this version stays unverified", mv["metadata"].get("generation"), stalled=True))
         return
     owner = Owner.of(mv)
     if kube.get("batch/v1", "Job", owner.namespace, mvb.verify_job_name(owner.name)) is None:
@@ -140,11 +142,16 @@ def verify_job_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: An
 
 def record_stage(body: kopf.Body, old: Any, new: Any, **_: Any) -> None:
     mv = _plain(body)
-    history = list((mv.get("status") or {}).get("stageHistory") or [])
+    # Read afresh: `verify` may have written the status since this event's body was taken.
+    fresh = kube.get(API_VERSION, KIND, mv["metadata"]["namespace"], mv["metadata"]["name"]) or mv
+    status = fresh.get("status") or {}
     now = timefmt.now()
     entry = f"{now} {new}" if old is None else f"{now} {old} -> {new}"
-    history = (history + [entry])[-STAGE_HISTORY_MAX:]
-    _write_status(mv, {"stageHistory": history})
+    history = (list(status.get("stageHistory") or []) + [entry])[-STAGE_HISTORY_MAX:]
+    # The stage is the one mutable field: recording it is looking at this generation, so every
+    # condition now describes it (kstatus and `kubectl wait` compare observedGeneration).
+    observed = cond.observe_generation(status, fresh["metadata"].get("generation")) if status.get("conditions") else {}
+    _write_status(fresh, {"stageHistory": history, **observed})
     if old is not None:
         events.post(mv, Event(NORMAL, cond.STAGE_CHANGED, f"stage {old} -> {new}"))
 

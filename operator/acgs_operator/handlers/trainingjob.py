@@ -174,7 +174,9 @@ def _check_constitution(tj: dict[str, Any], spec: TrainingJobSpec, settings: Set
         return
     if status.get("phase") in TERMINAL_PHASES:
         return  # finished before the reconfiguration: its outcome stands
-    update = {"conditions": constitution_check.mark(status.get("conditions"), problem, generation),
+    conditions = constitution_check.mark(status.get("conditions"), problem, generation)
+    update = {"conditions": cond.kstatus(conditions, ready=False, stalled=True, reason=constitution_check.MISMATCH,
+                                         message=problem, generation=generation),
               "message": problem, "observedGeneration": generation}
     if not status.get("phase") or status.get("phase") == TrainingJobPhase.PENDING.value:
         update["phase"] = TrainingJobPhase.PENDING.value
@@ -185,6 +187,10 @@ def _check_constitution(tj: dict[str, Any], spec: TrainingJobSpec, settings: Set
 
 
 def spec_changed(body: kopf.Body, **_: Any) -> None:
+    # Looked at and deliberately not applied: the status describes this generation as it stands.
+    tj = _plain(body)
+    kube.patch_status_changes({"apiVersion": API_VERSION, "kind": KIND, **tj},
+                              cond.observe_generation(tj.get("status") or {}, tj["metadata"].get("generation")))
     events.post(body, Event(WARNING, cond.SPEC_CHANGE_IGNORED,
                             "spec changes after the Job is created are not applied (a Job's pod template is "
                             "immutable); delete and re-create the TrainingJob to rerun"))

@@ -1,4 +1,5 @@
-"""Promotion gates: a ModelVersion's recorded metrics against spec.promotion."""
+"""Promotion gates: the metrics verified from a ModelVersion's artifact (status.verifiedMetrics,
+never what its spec declares; selection.to_target hands them over) against spec.promotion."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from ..api.deployment import PromotionGates
 
 
 def gate_failures(metrics: dict[str, Any], gates: PromotionGates) -> list[str]:
-    """What keeps a ModelVersion's recorded metrics from passing spec.promotion."""
+    """What keeps a ModelVersion's verified metrics from passing spec.promotion."""
     failures = []
     for key, minimum, spec_name in (("complianceScore", gates.min_compliance_score, "minComplianceScore"),
                                     ("accuracy", gates.min_accuracy, "minAccuracy")):
@@ -16,7 +17,8 @@ def gate_failures(metrics: dict[str, Any], gates: PromotionGates) -> list[str]:
             continue
         value = metrics.get(key)
         if value is None:
-            failures.append(f"metrics.{key} is not reported (spec.promotion.{spec_name} is {minimum})")
+            failures.append(f"verified metrics.{key}: the artifact's {key} is not reported or not verified yet "
+                            f"(spec.promotion.{spec_name} is {minimum})")
         elif value < minimum:
-            failures.append(f"metrics.{key} {value:.4f} < spec.promotion.{spec_name} {minimum}")
+            failures.append(f"verified metrics.{key} {value:.4f} < spec.promotion.{spec_name} {minimum}")
     return failures

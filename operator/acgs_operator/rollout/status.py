@@ -56,6 +56,24 @@ def summarize(obs: Observation, d: Decision, sit: Situation) -> None:
 HISTORY_LIMIT = 20
 
 
+def goal(decision: Decision) -> tuple[bool, bool, str]:
+    """(ready, stalled, reason) for kstatus: Ready while the active color serves the desired version
+    with every replica; Stalled while a version is held back (blocked, rolled back, gates not met) -
+    only a new version or acgs.io/retry moves it on."""
+    by_type = {c.type: c for c in decision.conditions}
+    blocked = by_type.get(cond.PROMOTION_BLOCKED)
+    if blocked is not None and blocked.status:
+        return False, True, blocked.reason
+    serving_desired = decision.desired_model_version in (None, decision.active_model_version)
+    if decision.phase is DeploymentPhase.HEALTHY and serving_desired and decision.active_model_version:
+        return True, False, cond.ROLLOUT_COMPLETE
+    progressing = by_type.get(cond.PROGRESSING)
+    available = by_type.get(cond.AVAILABLE)
+    if progressing is not None and progressing.status:
+        return False, False, progressing.reason
+    return False, False, available.reason if available is not None else decision.phase.value
+
+
 def status_fields(current: dict[str, Any], decision: Decision, generation: int | None, active_service: str,
                   preview_service: str) -> dict[str, Any]:
     """The Deployment's status after `decision` (the handler writes the fields that changed)."""
@@ -64,6 +82,9 @@ def status_fields(current: dict[str, Any], decision: Decision, generation: int |
     for condition in decision.conditions:
         conditions = cond.set_condition(conditions, condition.type, condition.status, condition.reason,
                                         condition.message, generation)
+    ready, stalled, reason = goal(decision)
+    conditions = cond.kstatus(conditions, ready=ready, stalled=stalled, reason=reason, message=decision.message,
+                              generation=generation)
     return {
         "phase": decision.phase.value,
         "message": decision.message[:32768],

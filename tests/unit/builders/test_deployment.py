@@ -256,6 +256,28 @@ class TestMetricMismatches:
                             "spec.metrics.evalLoss is 0.1 but the artifact records none",
                             "spec.metrics.epsilon is 1.0 but the artifact records 2.0001"]
 
+    def test_a_trained_versions_own_figures_match_what_verify_reads_from_its_manifest(self) -> None:
+        """The ModelVersion the operator writes from a trainer's result (base score included)
+        agrees with the figures `acgs-train verify` reads back from the same manifest."""
+        from acgs_contract.manifest import Manifest
+        from acgs_contract.result import TrainerResult
+        from acgs_trainer.verify_cli import verified_figures
+
+        metrics = {"accuracy": 0.91, "complianceScore": 0.97, "evalLoss": 0.3}
+        base = {"complianceScore": 0.9, "accuracy": 0.8}
+        manifest = Manifest.model_validate({
+            "digest": "sha256:" + "0" * 64, "files": [], "constitutionalHash": "cdd01ef066bc6cf2",
+            "metrics": metrics, "baseMetrics": base,
+            "privacy": {"enabled": True, "epsilonSpent": 7.44, "targetDelta": 1e-5}})
+        verified = mvb.verified_metrics(VerifyResult(phase="Succeeded", reason="Verified",
+                                                     **verified_figures(manifest)))
+        trained = TrainerResult.model_validate({"phase": "Succeeded", "reason": "Completed", "exitCode": 0,
+                                                "metrics": metrics, "baseMetrics": base,
+                                                "epsilon": 7.44, "delta": 1e-5})
+        declared = mvb._metrics(trained)
+        assert declared.base_compliance_score == 0.9 and verified.base_accuracy == 0.8
+        assert mvb.metric_mismatches(declared, verified) == []
+
 
 class TestSmokeRequest:
     def test_the_operators_smoke_request_is_valid_for_the_server(self) -> None:

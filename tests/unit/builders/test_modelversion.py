@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from acgs_contract import exitcodes
 from acgs_contract.constitution import default_text
-from acgs_contract.result import FAILED, SUCCEEDED, TrainerResult
+from acgs_contract.result import FAILED, SUCCEEDED, TrainerResult, VerifyResult, parse_verify_result
 
 from acgs_operator import semver
-from acgs_operator.api.modelversion import ModelVersionSpec
+from acgs_operator.api.modelversion import Metrics, ModelVersionSpec
 from acgs_operator.api.trainingjob import TrainingJobSpec
 from acgs_operator.builders import modelversion as mvb
 from acgs_contract.constitution import CONSTITUTIONAL_HASH
@@ -108,7 +108,8 @@ class TestBuildVerifyJob:
         manifest = write_artifact(tmp_path / "artifact", populate, {
             "constitutional_hash": HASH,
             "metrics": {"accuracy": 0.75, "complianceScore": 0.875, "evalLoss": 1.5, "parseRate": 1.0},
-            "privacy": {"enabled": True, "epsilonSpent": 2.345678, "targetDelta": 1e-5}})
+            "privacy": {"enabled": True, "epsilonSpent": 2.345678, "targetDelta": 1e-5},
+            "baseMetrics": {"complianceScore": 0.5, "accuracy": 0.25, "parseRate": 1.0}})
         log = tmp_path / "termination-log"
 
         def run(digest: str) -> tuple[int, dict[str, Any]]:
@@ -124,6 +125,20 @@ class TestBuildVerifyJob:
         # the figures the operator gates on come from the verified manifest
         assert ok["metrics"] == {"accuracy": 0.75, "complianceScore": 0.875, "evalLoss": 1.5}
         assert (ok["epsilon"], ok["delta"]) == (2.345678, 1e-5)
+        assert ok["baseMetrics"] == {"complianceScore": 0.5, "accuracy": 0.25}
+        # every figure a ModelVersion records for a run is read back from the verified artifact
+        figures = mvb.verified_metrics(parse_verify_result(ok))
+        assert all(getattr(figures, name) is not None for name in Metrics.model_fields), figures
+        # the record a successful run makes (from the trainer's result) agrees with what verify read
+        declared = mvb.build_model_version(
+            TrainingJobSpec.model_validate({"constitutionalHash": HASH, "modelName": "cai",
+                                            "data": {"generate": {"type": "constitutional_ai"}}}),
+            "tj", "ns", "0.1.0", None, "pvc://a/b", TrainerResult(
+                phase=SUCCEEDED, reason="Succeeded", exit_code=0, digest=manifest.digest,
+                metrics={"accuracy": 0.75, "complianceScore": 0.875, "evalLoss": 1.5},
+                base_metrics={"accuracy": 0.25, "complianceScore": 0.5}, epsilon=2.345678, delta=1e-5), {})
+        verified = mvb.verified_metrics(VerifyResult.model_validate(ok))
+        assert mvb.metric_mismatches(ModelVersionSpec.model_validate(declared["spec"]).metrics, verified) == []
         (tmp_path / "artifact" / "adapter" / "w.bin").write_bytes(b"tampered")
         code, bad = run(manifest.digest)
         assert code == exitcodes.ARTIFACT_ERROR and bad["phase"] == FAILED

@@ -14,22 +14,29 @@ def conditions(status: dict) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
 
 
+def stalled(reason: str) -> dict[str, tuple[str, str]]:
+    """kstatus: a permanent failure is Stalled, neither Ready nor Reconciling."""
+    return {"Ready": ("False", reason), "Reconciling": ("False", reason), "Stalled": ("True", reason)}
+
+
 class TestFailureStatus:
     def test_training_job_fails_and_stops_running(self) -> None:
         old = {"conditions": [{"type": "Running", "status": "True", "reason": "PodRunning", "message": "",
                                "lastTransitionTime": "t"}]}
         status = errors.failure_status("TrainingJob", old, "ParentNotFound", "spec.parentVersion: ...", 2)
         assert status["phase"] == "Failed" and status["observedGeneration"] == 2
-        assert conditions(status) == {"Running": ("False", "ParentNotFound"), "Failed": ("True", "ParentNotFound")}
+        assert conditions(status) == {"Running": ("False", "ParentNotFound"), "Failed": ("True", "ParentNotFound"),
+                                      **stalled("ParentNotFound")}
 
     def test_model_version_is_invalid_and_not_ready(self) -> None:
         status = errors.failure_status("ModelVersion", None, "InvalidSpec", "spec.version: ...", 1)
         assert status["phase"] == "Invalid"
-        assert conditions(status) == {"Verified": ("False", "InvalidSpec"), "Ready": ("False", "InvalidSpec")}
+        assert conditions(status) == {"Verified": ("False", "InvalidSpec"), **stalled("InvalidSpec")}
 
     def test_deployment_is_degraded_and_unavailable(self) -> None:
         status = errors.failure_status("Deployment", {}, "InvalidSpec", "spec.replicas: ...", 1)
-        assert status["phase"] == "Degraded" and conditions(status) == {"Available": ("False", "InvalidSpec")}
+        assert status["phase"] == "Degraded" and conditions(status) == {"Available": ("False", "InvalidSpec"),
+                                                                     **stalled("InvalidSpec")}
 
 
 def test_invalid_spec_names_field_value_and_expectation() -> None:

@@ -32,13 +32,16 @@ class TestDecide:
         assert d.phase == "Ready" and d.status["verifiedDigest"] == DIGEST
         assert d.status["verifiedAt"] == "2026-01-01T00:01:00Z"
         assert d.status["verifiedMetrics"]["complianceScore"] == 0.95
-        assert conditions(d.status) == {"Verified": ("True", "DigestVerified"), "Ready": ("True", "DigestVerified")}
+        assert conditions(d.status) == {"Verified": ("True", "DigestVerified"), "Ready": ("True", "DigestVerified"),
+                                        "Reconciling": ("False", "GoalReached"), "Stalled": ("False", "GoalReached")}
         assert d.event is not None and d.event.type == "Normal"
 
     def test_declared_figures_the_artifact_does_not_record_make_it_invalid(self) -> None:
         better = Metrics.model_validate({**FIGURES, "complianceScore": 0.99, "epsilon": 1.5, "delta": 1e-5})
         d = mv.decide(run(jobrun.SUCCEEDED, VERIFIED), DIGEST, better, {"phase": "Pending"}, 1, NOW)
         assert d.phase == "Invalid" and conditions(d.status)["Ready"] == ("False", "MetricsMismatch")
+        assert conditions(d.status)["Stalled"] == ("True", "MetricsMismatch")
+        assert conditions(d.status)["Reconciling"][0] == "False"
         assert "spec.metrics.complianceScore is 0.99" in d.status["message"]
 
     def test_a_different_digest_is_not_verified(self) -> None:

@@ -28,7 +28,8 @@ class TestDecide:
     def test_no_job_yet_is_pending_without_an_event(self) -> None:
         d = tj.decide(run(jobrun.PENDING, "Pending"), None, {}, 1)
         assert d.phase == "Pending" and d.event is None and "jobName" not in d.status
-        assert conditions(d.status) == {"Created": ("False", "Pending")}
+        assert conditions(d.status) == {"Created": ("False", "Pending"), "Ready": ("False", "Pending"),
+                                        "Reconciling": ("True", "Pending"), "Stalled": ("False", "Working")}
 
     def test_running_is_announced_once(self) -> None:
         first = tj.decide(run(jobrun.RUNNING, "PodRunning"), "x-train", {}, 1)

@@ -20,7 +20,10 @@ def test_status_replaces_the_initial_condition_and_names_the_services() -> None:
                                "lastTransitionTime": "t0"}]}
     status = r.status_fields(initial, healthy(), 3, "cai.ns.svc:80", "cai-preview.ns.svc:80")
     assert status["phase"] == "Healthy" and status["activeColor"] == "blue" and status["observedGeneration"] == 3
-    assert {c["type"] for c in status["conditions"]} == {"Available", "Progressing", "PromotionBlocked"}
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Available": "True", "Progressing": "False", "PromotionBlocked": "False",
+        "Ready": "True", "Reconciling": "False", "Stalled": "False"}
+    assert all(c["observedGeneration"] == 3 for c in status["conditions"])
     assert (status["activeService"], status["previewService"]) == ("cai.ns.svc:80", "cai-preview.ns.svc:80")
 
 
