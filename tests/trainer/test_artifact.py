@@ -339,3 +339,29 @@ def test_a_base_model_outside_the_artifact_is_checked_before_load(tmp_path: Path
     with pytest.raises(ArtifactError) as caught:
         base_model_dir(tmp_path / "a", verify_artifact(tmp_path / "a", manifest.digest, H))
     assert caught.value.code == "BaseModelDigestMismatch" and caught.value.expected != caught.value.actual
+
+
+def test_verify_command_needs_an_outside_base_present_with_its_digest(tmp_path: Path) -> None:
+    """The operator's verification Job: Ready only if the pod can see the base (the operator mounts
+    its claim) and the base is the one the adapter was trained on."""
+    base = tmp_path / "models" / "bases" / "gpt2"
+    base.mkdir(parents=True)
+    (base / "config.json").write_text('{"model_type": "gpt2"}')
+    (base / "model.safetensors").write_bytes(b"base weights")
+
+    def populate(d: Path) -> None:
+        (d / "adapter").mkdir()
+        (d / "adapter" / "w.bin").write_bytes(b"w")
+        (d / "constitution.yaml").write_text(default_text())
+
+    digest = write_artifact(tmp_path / "a", populate, {
+        "constitutional_hash": H, "base_model": {"name": "pvc://bases/gpt2", "bundled": False,
+                                                 "path": str(base), "digest": compute_digest(base)}}).digest
+    code, result, _ = _verify(tmp_path / "a", digest, tmp_path / "log")
+    assert (code, result["phase"]) == (0, "Succeeded") and f"base model {base} digest verified" in result["message"]
+    (base / "model.safetensors").write_bytes(b"other weights")
+    code, result, _ = _verify(tmp_path / "a", digest, tmp_path / "log")
+    assert (code, result["reason"], result["file"]) == (5, "BaseModelDigestMismatch", str(base))
+    shutil.rmtree(base)  # not mounted
+    code, result, _ = _verify(tmp_path / "a", digest, tmp_path / "log")
+    assert (code, result["reason"], result["file"]) == (5, "BaseModelMissing", str(base))

@@ -4,7 +4,8 @@
                       [--constitution-digest sha256:<64 hex>] [--termination-log PATH]
 
 Runs ``artifact.verify_artifact`` (constitutional hash, the manifest's own digest over all its
-fields, every file's sha256, no missing, extra or linked file, the expected digest, and the
+fields, every file's sha256, no missing, extra or linked file, the expected digest, a base model
+outside the artifact present with the digest the manifest records, and the
 artifact's constitution being the content pinned to the hash: the contract's pin, or
 --constitution-digest / $ACGS_CONSTITUTION_DIGEST from the operator's configuration), prints one
 compact JSON line and writes it to
@@ -34,7 +35,7 @@ from acgs_contract.exitcodes import ARTIFACT_ERROR, INVALID_CONFIG, SUCCESS, UNE
 from acgs_contract.manifest import DIGEST_PATTERN
 from acgs_contract.result import BASE_METRICS, ESSENTIAL_METRICS, FAILED, SUCCEEDED, VerifyResult
 
-from .artifact import ArtifactError, verify_artifact
+from .artifact import ArtifactError, base_model_dir, verify_artifact
 from .exitcodes import ConfigError
 from .reporting import compact_result, write_result
 
@@ -107,11 +108,15 @@ def main(argv: Sequence[str]) -> int:
         termination_log = args.termination_log
         manifest = verify_artifact(args.artifact, args.digest, args.constitutional_hash,
                                    args.constitution_digest)
+        # A base outside the artifact (pvc://, hf://) is part of what serves: Ready only when it
+        # is where the manifest says, with the digest it records (BaseModelMissing/DigestMismatch).
+        outside = ("" if manifest.base_model.bundled else
+                   f"; base model {base_model_dir(args.artifact, manifest)} digest verified")
         code = SUCCESS
         result = _result(SUCCEEDED, reason_of(SUCCESS), digest=manifest.digest,
                          fileCount=len(manifest.files), **verified_figures(manifest),
                          message=f"{args.artifact}: manifest, {len(manifest.files)} files and "
-                         f"digest {manifest.digest} verified")
+                         f"digest {manifest.digest} verified{outside}")
     except ConfigError as exc:
         code = INVALID_CONFIG
         result = _result(FAILED, exc.reason, message=str(exc))

@@ -83,9 +83,11 @@ class LoraSpec(ApiModel):
     r: int = Field(default=8, ge=1, le=256, description="LoRA rank.")
     alpha: int = Field(default=16, ge=1, le=1024, description="LoRA scaling (alpha).")
     dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the LoRA branch.")
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "v_proj"], min_length=1,
-        description="Module names that receive LoRA adapters.",
+    target_modules: list[str] | None = Field(
+        default=None, min_length=1,
+        description="Module names that receive LoRA adapters. Unset: every linear projection of a "
+        "built-in base, peft's default modules for the architecture of any other base (a GPT-2 has "
+        "no q_proj).",
     )
 
 

@@ -11,6 +11,7 @@ from ..api.deployment import Color, DeploymentSpec, PeerSelector
 from ..api.modelversion import ModelVersionSpec
 from ..artifacts import parse_allowed_pvc
 from ..constants import LABEL_COMPONENT, LABEL_OWNER_KIND, LABEL_OWNER_NAME
+from .basemodel import base_model_volumes
 from .common import Owner, child_labels, child_metadata, child_name, container_security_context, pod_security_context
 
 KIND = "Deployment"
@@ -101,13 +102,16 @@ def _http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 def server_deployment(owner: Owner, spec: DeploymentSpec, color: Color | str, mv_name: str,
                       mv: ModelVersionSpec, replicas: int, image: str,
-                      constitution_digest: str | None = None) -> dict[str, Any]:
+                      constitution_digest: str | None = None, model_cache_pvc: str | None = None
+                      ) -> dict[str, Any]:
     """apps/v1 Deployment of one color serving one ModelVersion (raises UnsupportedArtifact).
 
     The pod mounts only the artifact's own directory of the claim (subPath), read-only: a server
-    can neither read other models nor change the one it serves."""
+    can neither read other models nor change the one it serves. A base model outside the artifact
+    is mounted read-only where the manifest says it is; the server checks its digest first."""
     color = str(getattr(color, "value", color))
     claim, path = artifact_location(mv.artifact.uri, spec.artifact_pvc)
+    base_volumes, base_mounts = base_model_volumes(mv.base_model, model_cache_pvc, "ModelVersion spec.baseModel")
     artifact_dir = ARTIFACT_MOUNT
     version_labels = {LABEL_COLOR: color, LABEL_MODEL_VERSION: mv_name[:63]}
     labels = _labels(owner, spec, version_labels)
@@ -133,6 +137,7 @@ def server_deployment(owner: Owner, spec: DeploymentSpec, color: Color | str, mv
             {"name": "artifacts", "mountPath": ARTIFACT_MOUNT, "subPath": path, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "interactions", "mountPath": INTERACTION_LOG_MOUNT},
+            *base_mounts,
         ],
         "terminationMessagePolicy": "FallbackToLogsOnError",
         # Endpoints take a moment to drop a terminating pod: keep serving until clients have moved.
@@ -149,6 +154,7 @@ def server_deployment(owner: Owner, spec: DeploymentSpec, color: Color | str, mv
             {"name": "artifacts", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
             {"name": "interactions", **interaction_volume},
+            *base_volumes,
         ],
     }
     if spec.resources.node_selector:

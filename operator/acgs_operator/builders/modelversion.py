@@ -19,6 +19,7 @@ from ..api.modelversion import Artifact, Lineage, Metrics, ModelVersionSpec, Sta
 from ..api.trainingjob import TrainingJobSpec
 from ..artifacts import UnsupportedArtifact, parse_pvc
 from ..constants import API_VERSION
+from .basemodel import base_model_volumes
 from .common import Owner, child_labels, child_metadata, child_name, container_security_context, pod_security_context
 
 ANNOTATION_VERIFY_SCHEDULING = "acgs.io/verify-scheduling"
@@ -97,12 +98,15 @@ def verify_job_name(mv_name: str) -> str:
 
 
 def build_verify_job(owner: Owner, spec: ModelVersionSpec, image: str, scheduling: dict[str, Any],
-                     constitution_digest: str | None = None) -> dict[str, Any]:
+                     constitution_digest: str | None = None, model_cache_pvc: str | None = None
+                     ) -> dict[str, Any]:
     """A short Job that runs `acgs-train verify`: the manifest, every file's sha256 and the overall
     digest of the artifact, the outcome as JSON in its termination message. It mounts only the
-    artifact's directory of the claim (subPath), read-only."""
+    artifact's directory of the claim (subPath), read-only, and a base model outside the artifact
+    read-only where the manifest says it is (its digest is checked before it loads)."""
     artifact = parse_pvc(spec.artifact.uri, "spec.artifact.uri")
     claim, path = artifact.claim, artifact.path
+    base_volumes, base_mounts = base_model_volumes(spec.base_model, model_cache_pvc)
     labels = child_labels(owner.kind, owner.name, spec.constitutional_hash, VERIFY_COMPONENT)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -118,11 +122,11 @@ def build_verify_job(owner: Owner, spec: ModelVersionSpec, image: str, schedulin
                           "limits": {"cpu": "1", "memory": "1Gi"}},
             "securityContext": container_security_context(),
             "volumeMounts": [{"name": "artifact", "mountPath": VOLUME_MOUNT, "subPath": path, "readOnly": True},
-                             {"name": "tmp", "mountPath": "/tmp"}],
+                             {"name": "tmp", "mountPath": "/tmp"}, *base_mounts],
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }],
         "volumes": [{"name": "artifact", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
-                    {"name": "tmp", "emptyDir": {}}],
+                    {"name": "tmp", "emptyDir": {}}, *base_volumes],
     }
     if scheduling.get("nodeSelector"):
         pod_spec["nodeSelector"] = scheduling["nodeSelector"]

@@ -12,6 +12,7 @@ from acgs_contract.constitution import CONSTITUTION_FILE
 
 from ..api.trainingjob import TrainingJobSpec
 from ..config import Settings
+from .basemodel import HF_CACHE_DIR, HF_CACHE_ENV, base_model_volumes
 from .common import Owner, child_labels, child_metadata, child_name, container_security_context, pod_security_context
 
 KIND = "TrainingJob"
@@ -185,27 +186,8 @@ def _volumes(spec: TrainingJobSpec, owner: Owner,
                                                                   "readOnly": True}})
         mounts.append({"name": "data", "mountPath": data_path(spec), "subPath": spec.data.path.lstrip("/"),
                        "readOnly": True})
-    volumes_b, mounts_b = _base_model_volumes(spec, settings)
+    volumes_b, mounts_b = base_model_volumes(spec.base_model, settings.model_cache_pvc)
     return volumes + volumes_b, mounts + mounts_b
-
-
-MODEL_ROOT = "/models"  # the trainer's ACGS_MODEL_ROOT default: pvc://<claim>/<path> is /models/<claim>/<path>
-HF_CACHE_DIR = "/models/hf-cache"
-
-
-def _base_model_volumes(spec: TrainingJobSpec, settings: Settings
-                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A pvc:// base model's claim, or the model-cache claim for hf://, mounted read-only."""
-    claim, path = None, None
-    if spec.base_model.startswith("pvc://"):
-        claim = spec.base_model[len("pvc://"):].split("/", 1)[0]
-        path = f"{MODEL_ROOT}/{claim}"
-    elif spec.base_model.startswith("hf://") and settings.model_cache_pvc:
-        claim, path = settings.model_cache_pvc, HF_CACHE_DIR
-    if not claim:
-        return [], []
-    return ([{"name": "base-model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
-            [{"name": "base-model", "mountPath": path, "readOnly": True}])
 
 
 def _env() -> list[dict[str, Any]]:
@@ -248,7 +230,7 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
         "command": ["acgs-train", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
         "env": [*_env(), {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
             "name": secret_name(owner.name), "key": TOKEN_KEY}}},
-                *([{"name": "ACGS_HF_CACHE", "value": HF_CACHE_DIR}] if settings.model_cache_pvc else [])],
+                *([{"name": HF_CACHE_ENV, "value": HF_CACHE_DIR}] if settings.model_cache_pvc else [])],
         "resources": _resources(spec),
         "securityContext": container_security_context(),
         "volumeMounts": mounts,

@@ -121,7 +121,8 @@ def _apply_children(owner: Owner, spec: DeploymentSpec, decision: rollout.Decisi
                 raise ValueError(f"ModelVersion {plan.model_version} no longer exists")
             manifest = build.server_deployment(owner, spec, color, plan.model_version,
                                                ModelVersionSpec.model_validate(mv["spec"]), plan.replicas, image,
-                                               constitution_digest=settings.constitution_content_digest)
+                                               constitution_digest=settings.constitution_content_digest,
+                                               model_cache_pvc=settings.model_cache_pvc)
         except (ValueError, ValidationError) as error:
             # Cannot rebuild this color's template: leave its pods alone, but honour a scale-down.
             child = children.get(color)

@@ -115,8 +115,11 @@ def verify(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> N
     if kube.get("batch/v1", "Job", owner.namespace, mvb.verify_job_name(owner.name)) is None:
         annotations = mv["metadata"].get("annotations") or {}
         scheduling = json.loads(annotations.get(mvb.ANNOTATION_VERIFY_SCHEDULING) or "{}")
-        job = mvb.build_verify_job(owner, spec, settings.trainer_image, scheduling,
-                                   settings.constitution_content_digest)
+        try:
+            job = mvb.build_verify_job(owner, spec, settings.trainer_image, scheduling,
+                                       settings.constitution_content_digest, settings.model_cache_pvc)
+        except ValueError as exc:  # a base model reference no pod can mount
+            raise errors.fail(mv, errors.SpecError(cond.INVALID_SPEC, str(exc))) from None
         kube.apply(job)
         logger.info("verification Job %s created", job["metadata"]["name"])
     sync_verification(mv)
