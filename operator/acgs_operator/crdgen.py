@@ -153,7 +153,11 @@ def render_webhook() -> str:
 def render_argocd(root: Path) -> str:
     """argocd-cm entries with a Lua health check per kind (Argo CD has none for custom resources)."""
     health = root / "manifests/argocd/health"
-    data = {f"resource.customizations.health.{GROUP}_{info.kind}": (health / f"{info.kind}.lua").read_text()
+    # Argo CD runs each script alone: the kstatus reading every kind shares is spliced in here.
+    common = "".join(line for line in (health / "_common.lua").read_text().splitlines(keepends=True)
+                     if not line.startswith("-- Shared by") and not line.startswith("-- (Argo CD"))
+    data = {f"resource.customizations.health.{GROUP}_{info.kind}":
+            (health / f"{info.kind}.lua").read_text().replace("-- @common\n", common)
             for info in KINDS}
     cm = {"apiVersion": "v1", "kind": "ConfigMap",
           "metadata": {"name": "argocd-cm", "namespace": "argocd",
