@@ -84,6 +84,28 @@ def container_security_context() -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
+def short_job_pod_spec(container: str, image: str, command: list[str], mounts: list[dict[str, Any]],
+                       volumes: list[dict[str, Any]], tmp: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The restricted pod of a short, read-only check Job (verification, flywheel collection): no
+    service-account token, a writable ``/tmp`` only, the result in the termination message."""
+    return {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(),
+        "containers": [{
+            "name": container, "image": image, "command": command,
+            "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                          "limits": {"cpu": "1", "memory": "1Gi"}},
+            "securityContext": container_security_context(),
+            "volumeMounts": [*mounts[:1], {"name": "tmp", "mountPath": "/tmp"}, *mounts[1:]],
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }],
+        "volumes": [*volumes[:1], {"name": "tmp", "emptyDir": tmp or {}}, *volumes[1:]],
+    }
+
+
 def child_name(owner_name: str, suffix: str, limit: int = 63) -> str:
     """Deterministic, DNS-safe child name; long owners get a short hash so names stay unique."""
     name = f"{owner_name}-{suffix}"

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..api.deployment import DeploymentSpec
 from ..api.flywheel import FlywheelPolicySpec
-from .common import Owner, child_labels, child_metadata, child_name, container_security_context, pod_security_context
+from .common import Owner, child_labels, child_metadata, child_name, short_job_pod_spec
 
 COLLECT_COMPONENT = "flywheel-collector"
 COLLECT_CONTAINER = "collect"
@@ -35,25 +35,11 @@ def build_collect_job(owner: Owner, spec: FlywheelPolicySpec, deployment: Deploy
                       image: str, started: float) -> dict[str, Any]:
     """A short Job counting the usable records of ``claim`` (the Deployment's interactionLogPvc)."""
     labels = child_labels(owner.kind, owner.name, spec.constitutional_hash, COLLECT_COMPONENT)
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": pod_security_context(),
-        "containers": [{
-            "name": COLLECT_CONTAINER, "image": image,
-            "command": collect_command(spec.constitutional_hash),
-            "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
-            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
-                          "limits": {"cpu": "1", "memory": "1Gi"}},
-            "securityContext": container_security_context(),
-            "volumeMounts": [{"name": "interactions", "mountPath": LOG_MOUNT, "readOnly": True},
-                             {"name": "tmp", "mountPath": "/tmp"}],
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-        }],
-        "volumes": [{"name": "interactions", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
-                    {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-    }
+    pod_spec = short_job_pod_spec(
+        COLLECT_CONTAINER, image, collect_command(spec.constitutional_hash),
+        [{"name": "interactions", "mountPath": LOG_MOUNT, "readOnly": True}],
+        [{"name": "interactions", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
+        tmp={"sizeLimit": "64Mi"})
     if deployment.resources.node_selector:
         pod_spec["nodeSelector"] = dict(deployment.resources.node_selector)
     if deployment.resources.tolerations:

@@ -20,7 +20,7 @@ from ..api.trainingjob import TrainingJobSpec
 from ..artifacts import UnsupportedArtifact, parse_pvc
 from ..constants import API_VERSION
 from .basemodel import base_model_volumes
-from .common import Owner, child_labels, child_metadata, child_name, container_security_context, pod_security_context
+from .common import Owner, child_labels, child_metadata, child_name, short_job_pod_spec
 
 ANNOTATION_VERIFY_SCHEDULING = "acgs.io/verify-scheduling"
 LABEL_MODEL = "acgs.io/model-name"
@@ -108,26 +108,11 @@ def build_verify_job(owner: Owner, spec: ModelVersionSpec, image: str, schedulin
     claim, path = artifact.claim, artifact.path
     base_volumes, base_mounts = base_model_volumes(spec.base_model, model_cache_pvc)
     labels = child_labels(owner.kind, owner.name, spec.constitutional_hash, VERIFY_COMPONENT)
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": pod_security_context(),
-        "containers": [{
-            "name": VERIFY_CONTAINER, "image": image,
-            "command": verify_command(VOLUME_MOUNT, spec.artifact.digest,
-                                      spec.constitutional_hash, constitution_digest),
-            "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
-            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
-                          "limits": {"cpu": "1", "memory": "1Gi"}},
-            "securityContext": container_security_context(),
-            "volumeMounts": [{"name": "artifact", "mountPath": VOLUME_MOUNT, "subPath": path, "readOnly": True},
-                             {"name": "tmp", "mountPath": "/tmp"}, *base_mounts],
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-        }],
-        "volumes": [{"name": "artifact", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
-                    {"name": "tmp", "emptyDir": {}}, *base_volumes],
-    }
+    pod_spec = short_job_pod_spec(
+        VERIFY_CONTAINER, image,
+        verify_command(VOLUME_MOUNT, spec.artifact.digest, spec.constitutional_hash, constitution_digest),
+        [{"name": "artifact", "mountPath": VOLUME_MOUNT, "subPath": path, "readOnly": True}, *base_mounts],
+        [{"name": "artifact", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}, *base_volumes])
     if scheduling.get("nodeSelector"):
         pod_spec["nodeSelector"] = scheduling["nodeSelector"]
     if scheduling.get("tolerations"):
