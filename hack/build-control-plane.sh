@@ -17,12 +17,7 @@ for b in "${want[@]}"; do [[ -x "$BIN/$b" ]] || missing+=("$b"); done
 if [[ ${#missing[@]} -eq 0 ]]; then echo "$BIN"; exit 0; fi
 mkdir -p "$BIN"
 
-# The checksum database is not reachable from every machine; the proxy still serves the
-# modules and each wrapper's go.sum (written on first resolve) pins them.
-if ! timeout 5 curl -fsS -o /dev/null "https://sum.golang.org/lookup/github.com/google/uuid@v1.6.0" 2>/dev/null; then
-  export GOSUMDB=off
-fi
-export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
+source "$(dirname "$0")/go-env.sh"
 
 log() { echo "[build-control-plane] $*" >&2; }
 
@@ -56,9 +51,8 @@ build_kubernetes() {
   cd "$dir"
   log "resolving k8s.io/kubernetes $K8S_VERSION modules"
   go get "k8s.io/kubernetes@$K8S_VERSION" >&2
-  local pkg="k8s.io/component-base/version"
   local date; date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  local ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
+  local ldflags; ldflags=$(k8s_ldflags "-X k8s.io/component-base/version.buildDate=$date")
   ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
   for c in kube-apiserver kube-controller-manager kube-scheduler; do
     [[ -x "$BIN/$c" ]] && continue

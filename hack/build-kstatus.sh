@@ -15,10 +15,7 @@ if [[ -x "$BIN/kstatus-check" && "$(cat "$BIN/source.sha256" 2>/dev/null)" == "$
 fi
 mkdir -p "$BIN"
 
-if ! timeout 5 curl -fsS -o /dev/null "https://sum.golang.org/lookup/github.com/google/uuid@v1.6.0" 2>/dev/null; then
-  export GOSUMDB=off
-fi
-export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
+source "$(dirname "$0")/go-env.sh"
 
 dir="$CACHE/src/kstatus-check-$CLI_UTILS_VERSION"
 mkdir -p "$dir"

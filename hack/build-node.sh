@@ -21,15 +21,11 @@ log() { echo "[build-node] $*" >&2; }
 
 # kubelet and kube-proxy come from the control plane's wrapper module (written by its build).
 [[ -f "$CACHE/src/kubernetes-$K8S_VERSION/go.sum" ]] || bash "$HERE/build-control-plane.sh" >/dev/null
-if ! timeout 5 curl -fsS -o /dev/null "https://sum.golang.org/lookup/github.com/google/uuid@v1.6.0" 2>/dev/null; then
-  export GOSUMDB=off
-fi
-export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
+source "$(dirname "$0")/go-env.sh"
 
 build_node_components() {
   cd "$CACHE/src/kubernetes-$K8S_VERSION"
-  local pkg="k8s.io/component-base/version"
-  local ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X $pkg.gitTreeState=clean"
+  local ldflags; ldflags=$(k8s_ldflags)
   for c in kubelet kube-proxy; do
     [[ -x "$BIN/$c" ]] && continue
     log "building $c $K8S_VERSION"

@@ -11,10 +11,7 @@ BIN="$CACHE/bin/prometheus-$PROM_VERSION"
 if [[ -x "$BIN/promtool" ]]; then echo "$BIN/promtool"; exit 0; fi
 mkdir -p "$BIN"
 
-if ! timeout 5 curl -fsS -o /dev/null "https://sum.golang.org/lookup/github.com/google/uuid@v1.6.0" 2>/dev/null; then
-  export GOSUMDB=off
-fi
-export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
+source "$(dirname "$0")/go-env.sh"
 
 dir="$CACHE/src/prometheus-$PROM_VERSION"
 mkdir -p "$dir"
