@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -30,12 +28,9 @@ def real_node(request: pytest.FixtureRequest) -> Cluster:
 
 
 @pytest.fixture
-def real_namespace(real_node: Cluster) -> Iterator[str]:
-    name = f"r-{uuid.uuid4().hex[:8]}"
-    real_node.kubectl("create", "namespace", name, check=True)
-    real_node.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted", check=True)
-    yield name
-    real_node.kubectl("delete", "namespace", name, "--wait=false")
+def real_namespace(real_node: Cluster, namespace: str) -> str:
+    """The shared fresh restricted namespace, once the real node is known to be there."""
+    return namespace
 
 
 def restricted_pod(name: str, namespace: str, labels: dict[str, str], script: str,

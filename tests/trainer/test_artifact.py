@@ -13,7 +13,7 @@ import pytest
 
 from acgs_contract.constitution import (CONSTITUTIONAL_HASH, PINNED_CONTENT_DIGESTS,
                                         content_digest_of_text, default_text)
-from acgs_contract.manifest import manifest_digest
+from acgs_contract.manifest import Manifest, manifest_digest
 
 from acgs_trainer.artifact import (MANIFEST_NAME, ArtifactError, base_model_dir, compute_digest,
                                    verify_artifact, write_artifact)
@@ -320,10 +320,10 @@ def test_verify_command_refuses_the_edited_tokenizer_path_with_exit_5(real_artif
     assert "manifest was edited" in result["message"]
 
 
-def test_a_base_model_outside_the_artifact_is_checked_before_load(tmp_path: Path) -> None:
-    base = tmp_path / "models" / "base"
+def _artifact_with_outside_base(tmp_path: Path, base: Path, model_type: str, name: str) -> Manifest:
+    """A sealed artifact at tmp_path/a whose base model lies outside it, at ``base``."""
     base.mkdir(parents=True)
-    (base / "config.json").write_text('{"model_type": "llama"}')
+    (base / "config.json").write_text(f'{{"model_type": "{model_type}"}}')
     (base / "model.safetensors").write_bytes(b"base weights")
 
     def populate(d: Path) -> None:
@@ -331,9 +331,14 @@ def test_a_base_model_outside_the_artifact_is_checked_before_load(tmp_path: Path
         (d / "adapter" / "w.bin").write_bytes(b"w")
         (d / "constitution.yaml").write_text(default_text())
 
-    manifest = write_artifact(tmp_path / "a", populate, {
-        "constitutional_hash": H, "base_model": {"name": "local", "bundled": False, "path": str(base),
+    return write_artifact(tmp_path / "a", populate, {
+        "constitutional_hash": H, "base_model": {"name": name, "bundled": False, "path": str(base),
                                                  "digest": compute_digest(base)}})
+
+
+def test_a_base_model_outside_the_artifact_is_checked_before_load(tmp_path: Path) -> None:
+    base = tmp_path / "models" / "base"
+    manifest = _artifact_with_outside_base(tmp_path, base, "llama", "local")
     assert base_model_dir(tmp_path / "a", verify_artifact(tmp_path / "a", manifest.digest, H)) == base
     (base / "model.safetensors").write_bytes(b"other weights")
     with pytest.raises(ArtifactError) as caught:
@@ -345,18 +350,7 @@ def test_verify_command_needs_an_outside_base_present_with_its_digest(tmp_path: 
     """The operator's verification Job: Ready only if the pod can see the base (the operator mounts
     its claim) and the base is the one the adapter was trained on."""
     base = tmp_path / "models" / "bases" / "gpt2"
-    base.mkdir(parents=True)
-    (base / "config.json").write_text('{"model_type": "gpt2"}')
-    (base / "model.safetensors").write_bytes(b"base weights")
-
-    def populate(d: Path) -> None:
-        (d / "adapter").mkdir()
-        (d / "adapter" / "w.bin").write_bytes(b"w")
-        (d / "constitution.yaml").write_text(default_text())
-
-    digest = write_artifact(tmp_path / "a", populate, {
-        "constitutional_hash": H, "base_model": {"name": "pvc://bases/gpt2", "bundled": False,
-                                                 "path": str(base), "digest": compute_digest(base)}}).digest
+    digest = _artifact_with_outside_base(tmp_path, base, "gpt2", "pvc://bases/gpt2").digest
     code, result, _ = _verify(tmp_path / "a", digest, tmp_path / "log")
     assert (code, result["phase"]) == (0, "Succeeded") and f"base model {base} digest verified" in result["message"]
     (base / "model.safetensors").write_bytes(b"other weights")
