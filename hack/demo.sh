@@ -4,7 +4,9 @@
 set -euo pipefail
 ns="${1:-acgs-demo}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
-k() { "$root/.venv/bin/kubectl" --kubeconfig="$root/.cluster/kubeconfig" "$@"; }
+# `make demo REAL_NODE=1` runs it on the real-node cluster (ACGS_CLUSTER_DIR=.cluster-real).
+state="${ACGS_CLUSTER_DIR:-$root/.cluster}"
+k() { "$root/.venv/bin/kubectl" --kubeconfig="$state/kubeconfig" "$@"; }
 say() { printf '\n== %s\n' "$*"; }
 jp() { k get -n "$ns" "$1" -o "jsonpath=$2" 2>/dev/null || true; }
 wait_for() {  # wait_for <what> <seconds> <command...>: poll until the command prints something
@@ -40,7 +42,7 @@ fi
 mv="$(jp tj/constitutional-ai-v1 '{.status.modelVersion}')"
 
 say "ModelVersion $mv: its artifact's files and digest are verified before it is Ready"
-wait_for "ModelVersion $mv Ready" 120 bash -c "[[ \$('$root/.venv/bin/kubectl' --kubeconfig='$root/.cluster/kubeconfig' get mv -n '$ns' '$mv' -o jsonpath='{.status.phase}') == Ready ]] && echo ok"
+wait_for "ModelVersion $mv Ready" 120 bash -c "[[ \$('$root/.venv/bin/kubectl' --kubeconfig='$state/kubeconfig' get mv -n '$ns' '$mv' -o jsonpath='{.status.phase}') == Ready ]] && echo ok"
 k get mv -n "$ns" -o wide
 
 say "promote $mv to production; the Deployment follows the stage (nobody edits the Git-owned spec)"
@@ -48,7 +50,7 @@ k patch mv -n "$ns" "$mv" --type merge -p '{"spec":{"stage":"production"}}'
 # kstatus: the stage patch makes generation 2, and the operator's conditions follow it.
 k wait -n "$ns" --for=condition=Ready "mv/$mv" --timeout=30s
 dep() { jp mdeploy/constitutional-ai "$1"; }
-wait_for "a promotion decision" 120 bash -c "'$root/.venv/bin/kubectl' --kubeconfig='$root/.cluster/kubeconfig' get mdeploy -n '$ns' constitutional-ai -o jsonpath='{.status.conditions[?(@.type==\"PromotionBlocked\")].status}{.status.activeColor}' | grep -E 'True|blue|green'"
+wait_for "a promotion decision" 120 bash -c "'$root/.venv/bin/kubectl' --kubeconfig='$state/kubeconfig' get mdeploy -n '$ns' constitutional-ai -o jsonpath='{.status.conditions[?(@.type==\"PromotionBlocked\")].status}{.status.activeColor}' | grep -E 'True|blue|green'"
 if [[ -z "$(dep '{.status.activeColor}')" ]]; then
   # The default gates (compliance ≥ 0.95) are never lowered: a blocked model is a failed demo.
   echo "  blocked by the promotion gates: $(dep '{.status.message}')" >&2
@@ -100,4 +102,4 @@ sed 's/cdd01ef066bc6cf2/0123456789abcdef/; s/name: constitutional-ai-v1/name: wr
   "$root/manifests/samples/trainingjob.yaml" | k apply -n "$ns" -f - 2>&1 | sed 's/^/  /' || true
 
 echo
-echo "Everything keeps running: logs in .cluster/logs/ (operator.log, pods/); 'make cluster-down' stops it all."
+echo "Everything keeps running: logs in $state/logs/ (operator.log, pods/); 'make cluster-down' (REAL_NODE=1 as for the demo) stops it all."

@@ -88,9 +88,21 @@ def progress_key() -> str:
     return path.read_text().strip()
 
 
+def real_node_env() -> dict[str, str]:
+    """With the real node, trainer pods POST progress to the operator process on this host, through
+    the node's bridge address (127.0.0.1 in a container is the container itself)."""
+    if not localcluster.REAL_NODE:
+        return {}
+    import realnode
+
+    port = os.environ.get("ACGS_PROGRESS_PORT", "8083")
+    return {"ACGS_PROGRESS_URL": f"http://{realnode.NODE_IP}:{port}"}
+
+
 def operator_env(port: int = WEBHOOK_PORT) -> dict[str, str]:
     return {
         **os.environ,
+        **real_node_env(),
         "KUBECONFIG": str(localcluster.KUBECONFIG),
         "ACGS_WEBHOOK_HOST": "127.0.0.1",
         "ACGS_WEBHOOK_PORT": str(port),

@@ -172,6 +172,11 @@ NODES = [
          labels={"nvidia.com/gpu.present": "true", "acgs.io/local-runner": "true"},
          taints=[GPU_TAINT, {"key": "acgs.io/local-runner", "value": "true", "effect": "NoSchedule"}]),
 ]
+if REAL_NODE:
+    # The kubelet node (realnode.py) carries the acgs.io/local-runner label instead: the pods the
+    # e2e tests and the demo place "where pods really run" then run as containers from the
+    # product's images, with their securityContext and NetworkPolicies enforced. No pod runner.
+    NODES = [n for n in NODES if n["metadata"]["name"] != LOCAL_NODE]
 
 
 def up() -> None:
@@ -225,7 +230,8 @@ def up() -> None:
     kubectl("apply", "-f", "-", input_=yaml.safe_dump_all(NODES))
     wait_for("nodes Ready", nodes_ready, 60)
     wait_for("the default ServiceAccount", lambda: kubectl("get", "sa", "default", check=False).returncode == 0, 60)
-    start_podrunner()
+    if not REAL_NODE:
+        start_podrunner()
     start_provisioner()
     if REAL_NODE:
         import realnode

@@ -252,7 +252,10 @@ def up() -> None:
     lc.start("kubelet", [str(bins / "kubelet"), f"--config={NODE / 'kubelet.yaml'}",
                          f"--kubeconfig={NODE / 'kubelet.kubeconfig'}", f"--root-dir={NODE / 'kubelet'}",
                          f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}",
-                         "--node-labels=acgs.io/real-node=true,nvidia.com/gpu.present=true", "--v=1"],
+                         # acgs.io/local-runner: where the e2e tests and the demo place the pods
+                         # that must really run (the pod runner's node is not registered then).
+                         "--node-labels=acgs.io/real-node=true,acgs.io/local-runner=true,"
+                         "nvidia.com/gpu.present=true", "--v=1"],
              # Without iptables on its PATH the kubelet leaves the host's iptables tables alone
              # (it would add KUBE-FIREWALL to INPUT/OUTPUT); nothing here uses iptables.
              env={**os.environ, "PATH": "/usr/local/bin:/usr/bin:/bin"})

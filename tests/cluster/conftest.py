@@ -42,7 +42,12 @@ def apply(cluster: Cluster, *objects: dict[str, Any]) -> None:
 @pytest.fixture(scope="session")
 def podrunner(cluster: Cluster) -> Iterator[Path]:
     """The pod runner of this cluster: `localcluster.up()` starts it; a cluster brought up before the
-    runner existed gets one here (and `localcluster down` stops it by its pidfile)."""
+    runner existed gets one here (and `localcluster down` stops it by its pidfile). With the real
+    node (ACGS_REAL_NODE=1, `make test-realnode-e2e`) there is none: the kubelet node carries the
+    runner's label and runs the same pods as containers from the product's images."""
+    if localcluster.REAL_NODE:
+        yield localcluster.STATE
+        return
     if localcluster.pid_of("podrunner") is None:
         localcluster.start_podrunner()
     log = localcluster.LOGS / "podrunner.log"

@@ -324,7 +324,9 @@ def test_failing_post_promotion_check_rolls_back_by_itself(env: Env) -> None:
     assert blocked["status"] == "True" and blocked["reason"] == "PostPromotionCheckFailed"
     assert "rolled back" in blocked["message"]
     # ... and the operator's /metrics counts it, as AcgsAutomaticRollback (manifests/monitoring) expects.
-    with urllib.request.urlopen("http://127.0.0.1:8082/metrics", timeout=5) as resp:
+    import install  # hack/ (on sys.path through tests/conftest.py): the operator's metrics port
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{install.METRICS_PORT}/metrics", timeout=5) as resp:
         scraped = resp.read().decode()
     series = f'acgs_deployment_rollbacks_total{{deployment="{NAME}",namespace="{env.namespace}",trigger="automatic"}}'
     assert f"{series} 1.0" in scraped, [line for line in scraped.splitlines() if "rollbacks" in line]
