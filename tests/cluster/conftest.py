@@ -13,6 +13,8 @@ import pytest
 from ..conftest import Cluster, localcluster, wait_until  # noqa: F401  (re-exported for the e2e modules)
 
 LOCAL_NODE = localcluster.LOCAL_NODE
+# The node that carries acgs.io/local-runner: the pod runner's, or with ACGS_REAL_NODE=1 the kubelet's.
+RUNNER_NODE = "acgs-real-0" if localcluster.REAL_NODE else LOCAL_NODE
 
 # Namespaces from the `namespace` fixture enforce restricted Pod Security, so specs carry the fields
 # it asks for. The runner runs every process as root anyway: nothing here enforces them.

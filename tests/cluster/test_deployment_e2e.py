@@ -2,6 +2,8 @@
 the model servers run for real on acgs-local-0 (hack/podrunner/) from artifacts the trainer just
 built, the ModelVersions are verified by the operator's own verification Jobs, and the checks and
 the client traffic go to the pods' IPs taken from the Services' EndpointSlices (no kube-proxy here).
+`make test-realnode-e2e` runs the same tests with the servers as containers from the server image on
+the real node (the artifacts are still trained on the host, by the checkout's trainer CLI).
 
 One module, one namespace, one Deployment that follows `stage: production`; the tests run in order
 and each moves it one step (2 shared cores: every server start costs ~10 s).

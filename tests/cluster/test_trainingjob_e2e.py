@@ -1,6 +1,7 @@
 """TrainingJob end to end on the local control plane: the operator runs as a real process, the
 trainer pod runs for real on acgs-local-0 (hack/podrunner/), and the ModelVersion's digest is
-checked against the files the trainer left on the volume.
+checked against the files the trainer left on the volume. `make test-realnode-e2e` runs the same
+tests with the trainer and verification pods as containers from the trainer image on the real node.
 
     .venv/bin/python -m pytest -m cluster tests/cluster/test_trainingjob_e2e.py
 """
