@@ -94,6 +94,40 @@ curl -sS -X POST "http://$ip:$port/constitutional-ai/predict" -H 'Content-Type: 
   "constitutional_hash": "cdd01ef066bc6cf2"}'
 echo
 
+if [[ "${ACGS_REAL_NODE:-}" == 1 ]]; then
+  say "real node: the active Service by name, from pods (CoreDNS, kube-proxy, the Deployment's NetworkPolicy)"
+  client() {  # client <name>: a restricted pod from the base image, labelled app=<name>, sends one prediction
+    local code="import json, urllib.request as u
+body = json.dumps({'scenario': 'ethical_dilemma', 'user_request': 'Access to customer data for analysis',
+                   'constitutional_hash': 'cdd01ef066bc6cf2'}).encode()
+try:
+    r = u.urlopen(u.Request('http://constitutional-ai.$ns.svc/constitutional-ai/predict', body,
+                            {'Content-Type': 'application/json'}), timeout=5)
+    print('answered', r.status, json.load(r).get('generated_text'))
+except Exception as e:
+    print('refused:', type(e).__name__, e)"
+    "$root/.venv/bin/python" -c '
+import json, sys
+name, image, code = sys.argv[1:]
+print(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
+  "spec": {"nodeSelector": {"acgs.io/real-node": "true"}, "restartPolicy": "Never",
+           "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                               "seccompProfile": {"type": "RuntimeDefault"}},
+           "containers": [{"name": "client", "image": image, "imagePullPolicy": "Never",
+                           "command": ["python3", "-c", code],
+                           "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                               "capabilities": {"drop": ["ALL"]}}}]}}))' \
+      "$1" "${ACGS_BASE_IMAGE:-localhost/acgs-base:bookworm}" "$code" | k apply -n "$ns" -f - >/dev/null
+  }
+  k delete pod -n "$ns" policy-gateway curious --ignore-not-found >/dev/null
+  client policy-gateway   # listed in the sample Deployment's network.allowedClients
+  client curious          # not listed
+  for pod in policy-gateway curious; do
+    wait_for "pod $pod to finish" 120 bash -c "'$root/.venv/bin/kubectl' --kubeconfig='$state/kubeconfig' get pod -n '$ns' $pod -o jsonpath='{.status.phase}' | grep -E 'Succeeded|Failed'"
+    echo "  $pod: $(k logs -n "$ns" "$pod")"
+  done
+fi
+
 say "kubectl get acgs -n $ns"
 k get acgs -n "$ns"
 

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from ..conftest import ROOT, Cluster
+from ..conftest import ROOT, Cluster, localcluster
 from .conftest import ON_LOCAL_NODE, apply, pvc, wait_until
 from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
@@ -42,6 +42,16 @@ SCENARIO = {"action": "model_deployment", "actor_role": "admin", "data_sensitivi
             "affects_protected_group": False, "bias_tested": True}
 
 
+def owned_by_pods(path: Path) -> None:
+    """Files made here, as root, handed to the UID the product's pods run as. The trainer writes
+    some files 0600 (the adapter), readable only by the UID that trained: on the real node the
+    verification Jobs and servers run as 65532, as the trainer image does. The pod runner runs
+    everything as root and needs nothing."""
+    if localcluster.REAL_NODE:
+        for item in (path, *path.rglob("*")):
+            os.chown(item, 65532, 65532)
+
+
 def _train(out: Path, seed: int, *extra: str) -> dict[str, Any]:
     """A real, tiny artifact from the trainer's CLI (``extra``: more trainer flags); returns its
     manifest."""
@@ -53,6 +63,7 @@ def _train(out: Path, seed: int, *extra: str) -> dict[str, Any]:
                   "--base-model", "builtin:tiny-llama", "--max-steps", "2", "--seed", str(seed), *extra]):
         proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, f"{args[0]} failed: {proc.stderr[-2000:]}"
+    owned_by_pods(out)
     return json.loads((out / "run/artifact/manifest.json").read_text())
 
 
@@ -284,6 +295,7 @@ def test_the_kstatus_library_sees_the_promoted_version_current(env: Env) -> None
 
 def test_corrupted_artifact_is_blocked_while_the_live_color_serves(env: Env) -> None:
     shutil.copytree(env.volume / "runs/a", env.volume / "runs/c")
+    owned_by_pods(env.volume / "runs/c")
     v3 = env.model_version("3.0.0", "c", "staging")  # verified while intact...
     adapter = next((env.volume / "runs/c/run/artifact/adapter").glob("*.safetensors"))
     adapter.write_bytes(adapter.read_bytes()[:-16] + b"\0" * 16)  # ...then the volume rots
@@ -315,6 +327,7 @@ def test_failing_post_promotion_check_rolls_back_by_itself(env: Env) -> None:
     env.kubectl("patch", "deployments.acgs.io", NAME, "--type=merge", "-p",
                 json.dumps({"spec": {"strategy": {"blueGreen": {"postPromotionWindowSeconds": 40}}}}))
     shutil.copytree(env.volume / "runs/b", env.volume / "runs/d")
+    owned_by_pods(env.volume / "runs/d")
     v4 = env.model_version("4.0.0", "d", "production")
     env.wait_status("v4 to be promoted", lambda s: s.get("activeModelVersion") == v4, timeout=150)
     # The new active pod dies inside the post-promotion window.
