@@ -81,9 +81,9 @@ def _parser() -> argparse.ArgumentParser:
 def _check(args: argparse.Namespace) -> None:
     problems = []
     if not RUN_ID.match(args.run_id):
-        problems.append(f"--run-id={args.run_id!r}: expected a Kubernetes name (lowercase, digits, '-', '.')")
+        problems.append(f"--run-id={args.run_id}: expected a Kubernetes name (lowercase, digits, '-', '.')")
     if not CANDIDATE.match(args.candidate):
-        problems.append(f"--candidate={args.candidate!r}: expected a Kubernetes name (lowercase, digits, '-', '.')")
+        problems.append(f"--candidate={args.candidate}: expected a Kubernetes name (lowercase, digits, '-', '.')")
     if args.kind in fw.ARTIFACT_KINDS:
         if not args.artifact or not args.expected_digest:
             problems.append(f"--kind={args.kind}: expected --artifact and --expected-digest")

@@ -112,7 +112,8 @@ class Ledger:
         retired: list[str] = []
         for key in keys:
             entry = self.budget(key)
-            if entry.retired_by is None and entry.spent() + epsilon <= limit * (1 + 1e-9):  # float sums of equal charges
+            # a relative tolerance: 0.1 + 0.1 + 0.1 charged against a limit of 0.3 is within it
+            if entry.retired_by is None and entry.spent() + epsilon <= limit * (1 + 1e-9):
                 entry.charges[run_id] = epsilon
                 entry.deltas[run_id] = delta
                 charged.append(key)

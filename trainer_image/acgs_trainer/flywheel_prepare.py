@@ -21,7 +21,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from acgs_contract import flywheel as fw
 from acgs_contract.manifest import DIGEST_PATTERN
@@ -58,7 +58,7 @@ class PrepareOptions:
         """Every bad option, each naming the flag, the value and what was expected."""
         out = []
         if not RUN_ID.match(self.run_id):
-            out.append(f"--run-id={self.run_id!r}: expected lowercase letters, digits, '-' or '.' "
+            out.append(f"--run-id={self.run_id}: expected lowercase letters, digits, '-' or '.' "
                        "(a Kubernetes name, at most 63 characters)")
         if self.eval_size < 1:
             out.append(f"--eval-size={self.eval_size}: expected ≥ 1")
@@ -91,7 +91,7 @@ def judged(record: Mapping[str, Any], constitution: Constitution) -> dict[str, A
             "target_output": target_output(constitution.evaluate(scenario), constitution)}
 
 
-def live_compliance(records: list[Mapping[str, Any]], constitution: Constitution) -> tuple[int, float | None]:
+def live_compliance(records: Sequence[Mapping[str, Any]], constitution: Constitution) -> tuple[int, float | None]:
     """(records judged, share whose logged decision the judge agrees with); a record the production
     model gave no decision for (null) is not judged."""
     decided = [r for r in records if r.get("decision") is not None]
