@@ -39,7 +39,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                    "--max-steps", "4", "--batch-size", "4", "--no-dp", "--eval-max-examples", "2", "--seed", "0",
                    env=child_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return {"workspace": root / "ws", "prepared": json.loads((root / "ws" / fw.run_dir("r1") / fw.PREPARE_FILE).read_text()),
+    prepared = json.loads((root / "ws" / fw.run_dir("r1") / fw.PREPARE_FILE).read_text())
+    return {"workspace": root / "ws", "prepared": prepared,
             "artifact": out / "artifact", "digest": read_result(out)["digest"]}
 
 
