@@ -142,7 +142,8 @@ def test_a_failed_training_is_recorded_and_the_others_go_on():
              else dict(c, state="Training", trainingJob="fw-run-abc-ft-ft") for c in step.candidates]
     step = m.advance("fw", step.run, cands, s, m.RunObservation(
         production=ART, trainings={"ft": m.TrainingView("Failed", None, "PrivacyBudgetExhausted")}), NOW)
-    assert step.finished and states(step)["ft"] == "Failed" and "PrivacyBudgetExhausted" in step.candidates[3]["reasons"][0]
+    assert step.finished and states(step)["ft"] == "Failed"
+    assert "PrivacyBudgetExhausted" in step.candidates[3]["reasons"][0]
     assert step.succeeded  # base and icl were compared
 
 
