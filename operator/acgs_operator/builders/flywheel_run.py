@@ -115,9 +115,12 @@ def build_prepare_job(owner: Owner, spec: FlywheelPolicySpec, run: dict[str, Any
 
 def eval_command(spec: FlywheelPolicySpec, run_id: str, candidate: str, kind: str, *,
                  base_model: str | None = None, in_context_examples: int | None = None,
-                 artifact_digest: str | None = None) -> list[str]:
+                 artifact_digest: str | None = None, constitution_digest: str | None = None) -> list[str]:
+    """``constitution_digest``: the content the operator pins to the hash (as the verify Job's)."""
     command = ["acgs-train", "flywheel-eval", "--workspace", WORKSPACE_MOUNT, "--run-id", run_id,
-               "--candidate", candidate, "--kind", kind]
+               "--candidate", candidate, "--kind", kind, "--seed", str(spec.seed)]
+    if constitution_digest:
+        command += ["--constitution-digest", constitution_digest]
     if artifact_digest is not None:
         command += ["--artifact", ARTIFACT_MOUNT, "--expected-digest", artifact_digest]
     else:
@@ -130,7 +133,8 @@ def eval_command(spec: FlywheelPolicySpec, run_id: str, candidate: str, kind: st
 def build_eval_job(owner: Owner, spec: FlywheelPolicySpec, run_id: str, name: str, kind: str, workspace: str,
                    scheduling: Resources, image: str, model_cache_pvc: str | None, *,
                    candidate: Candidate | None = None, artifact_uri: str | None = None,
-                   artifact_digest: str | None = None, artifact_base: str = "") -> dict[str, Any]:
+                   artifact_digest: str | None = None, artifact_base: str = "",
+                   constitution_digest: str | None = None) -> dict[str, Any]:
     """Score one model on the run's eval set: a base spec (Base, InContext) or a verified artifact
     (FineTune, production; mounted read-only, only its directory). Raises UnsupportedArtifact or
     ValueError (naming the field) for an artifact or base it cannot mount."""
@@ -142,12 +146,14 @@ def build_eval_job(owner: Owner, spec: FlywheelPolicySpec, run_id: str, name: st
         volumes.append({"name": "artifact", "persistentVolumeClaim": {"claimName": artifact.claim, "readOnly": True}})
         mounts.append({"name": "artifact", "mountPath": ARTIFACT_MOUNT, "subPath": artifact.path, "readOnly": True})
         base = artifact_base
-        command = eval_command(spec, run_id, name, kind, artifact_digest=artifact_digest)
+        command = eval_command(spec, run_id, name, kind, artifact_digest=artifact_digest,
+                               constitution_digest=constitution_digest)
     else:
         assert candidate is not None
         base = candidate.base_model
         examples = candidate.in_context_examples if kind == contract.KIND_IN_CONTEXT else None
-        command = eval_command(spec, run_id, name, kind, base_model=base, in_context_examples=examples)
+        command = eval_command(spec, run_id, name, kind, base_model=base, in_context_examples=examples,
+                               constitution_digest=constitution_digest)
     base_volumes, base_mounts = base_model_volumes(base, model_cache_pvc, f"the base model of candidate {name}")
     pod_spec = short_job_pod_spec(EVAL_CONTAINER, image, command, mounts + base_mounts, volumes + base_volumes,
                                   tmp={"sizeLimit": "1Gi"})

@@ -116,7 +116,8 @@ def _start(policy: dict[str, Any], spec: FlywheelPolicySpec, settings: Settings,
                 owner, spec, run["id"], start.candidate, machine.EVAL_KINDS[start.kind], workspace, scheduling,
                 settings.trainer_image, settings.model_cache_pvc, candidate=candidate,
                 artifact_uri=artifact.uri if artifact else None, artifact_digest=artifact.digest if artifact else None,
-                artifact_base=artifact.base_model if artifact else ""))
+                artifact_base=artifact.base_model if artifact else "",
+                constitution_digest=settings.constitution_content_digest))
     except (ValueError, kube.ApiException) as exc:
         # The child cannot be made (an artifact it cannot mount, a TrainingJob admission refuses):
         # this candidate fails, the others go on.

@@ -121,3 +121,26 @@ class TestTrainingJob:
         assert runb.training_job_name("fw", "run-abc", long) == runb.training_job_name("fw", "run-abc", long)
         assert len(runb.training_job_name("p" * 63, "run-abcdefghij", long)) <= 52
         assert len(runb.eval_job_name("p" * 63, "run-abcdefghij", long)) <= 63
+
+
+class TestCommandsMatchTheTrainer:
+    """The commands the operator builds parse with the trainer image's own parsers (one seam)."""
+
+    def test_prepare_command_parses(self) -> None:
+        from acgs_trainer import data_cli
+        cmd = runb.prepare_command(SPEC, RUN)
+        args = data_cli._parser().parse_args(cmd[1:])
+        assert (args.command, args.run_id, args.eval_size, args.finetunes) == ("flywheel-prepare", "run-abc", 12, 2)
+        assert args.expected_digest == RUN["snapshotDigest"] and args.record_epsilon_limit == 8.0
+
+    @pytest.mark.parametrize("kind, extra", [
+        ("fine-tune", {"artifact_digest": DIGEST}), ("production", {"artifact_digest": DIGEST}),
+        ("base", {"base_model": "builtin:tiny-llama"}),
+        ("in-context", {"base_model": "builtin:tiny-llama", "in_context_examples": 3})])
+    def test_eval_command_parses(self, kind: str, extra: dict[str, Any]) -> None:
+        from acgs_trainer import flywheel_eval
+        cmd = runb.eval_command(SPEC, "run-abc", "c", kind, constitution_digest=DIGEST, **extra)
+        assert cmd[:2] == ["acgs-train", "flywheel-eval"]
+        args = flywheel_eval._parser().parse_args(cmd[2:])
+        assert (args.kind, args.candidate, args.seed, args.constitution_digest) == (kind, "c", 7, DIGEST)
+        assert (args.artifact is not None) == (kind in ("fine-tune", "production"))
