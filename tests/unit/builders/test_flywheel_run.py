@@ -144,3 +144,23 @@ class TestCommandsMatchTheTrainer:
         args = flywheel_eval._parser().parse_args(cmd[2:])
         assert (args.kind, args.candidate, args.seed, args.constitution_digest) == (kind, "c", 7, DIGEST)
         assert (args.artifact is not None) == (kind in ("fine-tune", "production"))
+
+
+def test_deployment_rotation_size_reaches_the_server_config() -> None:
+    """spec.interactionLogMaxBytes becomes the env the server's config reads (one spelling)."""
+    from acgs_contract import env
+
+    from acgs_operator.api.deployment import DeploymentSpec
+    from acgs_operator.builders import deployment as depb
+    from acgs_operator.api.modelversion import ModelVersionSpec
+
+    dep = DeploymentSpec.model_validate({"constitutionalHash": CONSTITUTIONAL_HASH, "model": {"versionRef": "v"},
+                                         "interactionLogMaxBytes": 4096})
+    mv = ModelVersionSpec.model_validate({"constitutionalHash": CONSTITUTIONAL_HASH, "modelName": "m",
+                                          "version": "1.0.0", "baseModel": "builtin:tiny-llama",
+                                          "artifact": {"uri": "pvc://a/b", "digest": DIGEST}})
+    values = {e["name"]: e["value"] for e in depb._env(dep, mv, "/artifact", None) if "value" in e}
+    name = env.server_var("interaction_log_max_bytes")
+    assert values[name] == "4096"
+    from acgs_server.config import load_config
+    assert load_config([], values).interaction_log_max_bytes == 4096
