@@ -50,7 +50,9 @@ from .prompting import format_prompt, target_of
 from .reporting import compact_result, write_result
 
 log = logging.getLogger("acgs_trainer.flywheel_eval")
-CANDIDATE = RUN_ID  # a candidate name is a Kubernetes name too (and a file name in evals/)
+#: a candidate's name is a Kubernetes object name (the policy's ``candidates[].name``), and a file name
+#: in evals/: no '/', no leading '.', at most 253 characters
+CANDIDATE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 class _Parser(argparse.ArgumentParser):
