@@ -144,3 +144,28 @@ def test_bad_arguments_name_the_flag(log: Path, tmp_path: Path, flag: str, value
     result = json.loads(proc.stdout)
     assert proc.returncode == 2 and result["reason"] == fw.REASON_INVALID_INPUT
     assert f"{flag}={value}" in result["message"]
+
+
+def test_ledger_sums_charges_within_the_limit_and_a_retry_replaces_its_own(tmp_path: Path) -> None:
+    ledger = Ledger()
+    assert ledger.charge("r1", ["a", "b"], 0.1, 1e-6, limit=0.3) == (["a", "b"], [])
+    assert ledger.charge("r2", ["a"], 0.1, 1e-6, limit=0.3) == (["a"], [])
+    assert ledger.charge("r3", ["a", "b"], 0.1, 1e-6, limit=0.3) == (["a", "b"], [])  # 0.1+0.1+0.1 is 0.3
+    assert ledger.charge("r4", ["a", "b"], 0.1, 1e-6, limit=0.3) == (["b"], ["a"])
+    ledger.forget_run("r4")
+    assert ledger.records["a"].retired_by is None and ledger.records["b"].spent() == pytest.approx(0.2)
+    assert ledger.charge("r4", ["a"], 0.2, 1e-6, limit=0.3) == ([], ["a"])
+    assert ledger.charge("r5", ["a"], 0.0, 0.0, limit=0.3) == ([], ["a"])  # retirement is final
+    ledger.save(tmp_path / "ledger.json")
+    again = Ledger.load(tmp_path / "ledger.json")
+    assert again.records == ledger.records and again.retired_total() == 1
+    assert sum(again.records["a"].deltas.values()) == pytest.approx(3e-6)
+
+
+def test_a_corrupt_ledger_fails_the_run_by_name_and_is_left_alone(log: Path, tmp_path: Path) -> None:
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / fw.LEDGER_FILE).write_text('{"version": 1, "records": ')
+    code, result = prepare(log, tmp_path / "ws", "r1")
+    assert (code, result["reason"]) == (1, fw.REASON_UNREADABLE) and "ledger.json" in result["message"]
+    assert (tmp_path / "ws" / fw.LEDGER_FILE).read_text() == '{"version": 1, "records": '
+    assert not (tmp_path / "ws" / fw.run_dir("r1")).exists()
