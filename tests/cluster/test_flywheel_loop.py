@@ -96,7 +96,8 @@ def plant_foreign_record(log_dir: Path) -> None:
 def policy(namespace: str) -> dict[str, Any]:
     base = "builtin:tiny-llama"
     return {
-        "apiVersion": "acgs.io/v1alpha1", "kind": "FlywheelPolicy", "metadata": {"name": POLICY, "namespace": namespace},
+        "apiVersion": "acgs.io/v1alpha1", "kind": "FlywheelPolicy",
+        "metadata": {"name": POLICY, "namespace": namespace},
         "spec": {
             "constitutionalHash": HASH, "deploymentRef": NAME, "intervalSeconds": 3600, "autoPromote": True,
             "thresholds": {"minRecords": 30, "evalSize": 8, "valRatio": 0.1}, "maxParallel": 2, "seed": 3,
