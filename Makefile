@@ -132,7 +132,7 @@ test-realnode: setup ## NetworkPolicies and pods on a real kubelet node (own clu
 test-realnode-e2e: base ## The training, serving and flywheel e2e tests with their pods in the product's images on the real node (needs `make images`; not in CI)
 	flock /tmp/acgs-realnode.lock bash -c '$(REALNODE_ENV) ACGS_NODE_IMAGES="$(PRODUCT_IMAGES)" $(BIN)/python -m pytest \
 	  tests/realnode tests/cluster/test_trainingjob_e2e.py tests/cluster/test_deployment_e2e.py \
-	  tests/cluster/test_flywheel_collect.py $(PYTEST_ARGS); rc=$$?; $(REALNODE_ENV) $(BIN)/python hack/localcluster.py down; exit $$rc'
+	  tests/cluster/test_flywheel_collect.py tests/cluster/test_flywheel_loop.py $(PYTEST_ARGS); rc=$$?; $(REALNODE_ENV) $(BIN)/python hack/localcluster.py down; exit $$rc'
 
 bench: base ## Benchmarks; results in bench/RESULTS.md
 	$(BIN)/python bench/run.py

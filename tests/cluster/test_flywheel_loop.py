@@ -116,7 +116,9 @@ def policy(namespace: str) -> dict[str, Any]:
 
 
 def scrape() -> str:
-    with urllib.request.urlopen("http://127.0.0.1:8082/metrics", timeout=5) as resp:
+    import install  # hack/ (on sys.path through tests/conftest.py): the operator's metrics port
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{install.METRICS_PORT}/metrics", timeout=5) as resp:
         return resp.read().decode()
 
 
