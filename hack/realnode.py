@@ -216,21 +216,37 @@ def build_small_images(bins: Path) -> None:
         podman("build", "-q", "-t", image, str(ctx))
 
 
+ID_LABEL = "acgs.io/podman-image-id"
+
+
+def imported_ids() -> dict[str, str]:
+    """Image name -> the podman image ID it was imported from (a label set at import)."""
+    out: dict[str, str] = {}
+    for line in ctr("images", "ls").stdout.splitlines()[1:]:
+        fields = line.split()
+        labels = dict(kv.split("=", 1) for kv in (fields[-1].split(",") if "=" in fields[-1] else []))
+        out[fields[0]] = labels.get(ID_LABEL, "")
+    return out
+
+
 def load_images() -> list[str]:
-    """Imports images from podman's store into containerd's k8s.io namespace (no registry)."""
-    have = set(ctr("images", "ls", "-q").stdout.split())
+    """Imports images from podman's store into containerd's k8s.io namespace (no registry); an
+    image kept from an earlier run (ACGS_KEEP_NODE_IMAGES) is imported again once rebuilt."""
+    have = imported_ids()
     loaded = []
     for image in (PAUSE_IMAGE, COREDNS_IMAGE, BASE_IMAGE, *PRODUCT_IMAGES):
-        if image in have:
-            continue
         if podman("image", "exists", image, check=False).returncode:
             lc.log(f"real node: {image} is not built (hack/build-images.sh); not loaded")
+            continue
+        image_id = podman("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+        if have.get(image) == image_id:
             continue
         t0 = time.monotonic()
         save = subprocess.Popen(["podman", "save", "--format=docker-archive", image],
                                 stdout=subprocess.PIPE, env=PODMAN_ENV)
         ctr("images", "import", "-", stdin=save.stdout)
         save.wait()
+        ctr("images", "label", image, f"{ID_LABEL}={image_id}")
         loaded.append(image)
         lc.log(f"real node: loaded {image} into containerd in {time.monotonic() - t0:.0f}s")
     return loaded
