@@ -15,6 +15,9 @@ from ..conftest import Cluster, localcluster, wait_until  # noqa: F401  (re-expo
 LOCAL_NODE = localcluster.LOCAL_NODE
 # The node that carries acgs.io/local-runner: the pod runner's, or with ACGS_REAL_NODE=1 the kubelet's.
 RUNNER_NODE = "acgs-real-0" if localcluster.REAL_NODE else LOCAL_NODE
+# The CPU the e2e pods request: the kubelet node has this machine's cores (2 here), and a rollout
+# runs two server colors beside a verification Job (its kubelet does not throttle to the limit).
+RUNNER_CPU = "250m" if localcluster.REAL_NODE else "1"
 
 # Namespaces from the `namespace` fixture enforce restricted Pod Security, so specs carry the fields
 # it asks for. The runner runs every process as root anyway: nothing here enforces them.

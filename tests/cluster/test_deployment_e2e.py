@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import pytest
 
 from ..conftest import ROOT, Cluster, localcluster
-from .conftest import ON_LOCAL_NODE, apply, pvc, wait_until
+from .conftest import ON_LOCAL_NODE, RUNNER_CPU, apply, pvc, wait_until
 from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.ml]
@@ -197,7 +197,7 @@ def deployment(name: str = NAME, **strategy: Any) -> dict[str, Any]:
             "constitutionalHash": HASH,
             "model": {"selector": {"modelName": MODEL, "stage": "production"}},
             "replicas": 1, "port": PORT, "artifactPvc": "artifacts",
-            "resources": {"cpu": "1", "memory": "2Gi", **ON_LOCAL_NODE},
+            "resources": {"cpu": RUNNER_CPU, "memory": "2Gi", **ON_LOCAL_NODE},
             "strategy": {"blueGreen": {"previewReplicaCount": 1, "scaleDownDelaySeconds": 3,
                                        "postPromotionWindowSeconds": 4, **strategy}},
             # The gate is off here (these tests are about the rollout, not the model); the last

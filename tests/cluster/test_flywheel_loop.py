@@ -27,7 +27,7 @@ import pytest
 from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 from ..conftest import Cluster
-from .conftest import ON_LOCAL_NODE, apply, pvc, wait_until
+from .conftest import ON_LOCAL_NODE, RUNNER_CPU, apply, pvc, wait_until
 from .test_deployment_e2e import VENV_BIN, ActiveServiceClient, _train
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.ml]
@@ -102,7 +102,7 @@ def policy(namespace: str) -> dict[str, Any]:
             "constitutionalHash": HASH, "deploymentRef": NAME, "intervalSeconds": 3600, "autoPromote": True,
             "thresholds": {"minRecords": 30, "evalSize": 8, "valRatio": 0.1}, "maxParallel": 2, "seed": 3,
             "privacyEpsilon": 8, "recordEpsilonLimit": 8,
-            "resources": {"cpu": "1", "memory": "2Gi"},
+            "resources": {"cpu": RUNNER_CPU, "memory": "2Gi"},
             # Serving the base as is costs 3× per request, in-context examples make prompts 2× dearer:
             # both must lose on cost against a fine-tune at 0.5× unless it is 2× slower than production.
             "candidates": [{"name": "base", "kind": "Base", "baseModel": base, "relativeCost": 3.0},
@@ -138,7 +138,7 @@ def test_one_turn_from_logged_interactions_to_a_promoted_fine_tune(cluster: Clus
          "spec": {"constitutionalHash": HASH, "model": {"selector": {"modelName": MODEL, "stage": "production"}},
                   "replicas": 1, "port": 18090, "metricsPort": 18091, "artifactPvc": "artifacts",
                   "interactionLogPvc": "interactions", "interactionLogMaxBytes": 4096,
-                  "resources": {"cpu": "1", "memory": "2Gi", **ON_LOCAL_NODE},
+                  "resources": {"cpu": RUNNER_CPU, "memory": "2Gi", **ON_LOCAL_NODE},
                   "strategy": {"blueGreen": {"previewReplicaCount": 1, "scaleDownDelaySeconds": 3,
                                              "postPromotionWindowSeconds": 4}},
                   "promotion": {"minComplianceScore": 0.0, "smokeRequests": 2}}})

@@ -20,14 +20,14 @@ import pytest
 import yaml
 
 from ..conftest import Cluster, localcluster
-from .conftest import apply, pvc, wait_until
+from .conftest import RUNNER_CPU, apply, pvc, wait_until
 from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 HASH = CONSTITUTIONAL_HASH
 ON_LOCAL_RUNNER = {  # GPU fields come from gpus: 1; these put the pod where it really runs
-    "cpu": "1", "memory": "2Gi", "gpus": 1,
+    "cpu": RUNNER_CPU, "memory": "2Gi", "gpus": 1,
     "nodeSelector": {"acgs.io/local-runner": "true"},
     "tolerations": [{"key": "acgs.io/local-runner", "operator": "Exists", "effect": "NoSchedule"}],
 }

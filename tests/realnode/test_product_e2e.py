@@ -18,7 +18,7 @@ import pytest
 from acgs_contract.constitution import CONSTITUTIONAL_HASH
 from acgs_operator.builders import deployment as serving
 
-from tests.cluster.conftest import ON_LOCAL_NODE, pvc
+from tests.cluster.conftest import ON_LOCAL_NODE, RUNNER_CPU, pvc
 from tests.conftest import Cluster, wait_until
 from tests.realnode.conftest import NODE, SLEEPER, apply, restricted_pod, wait_running
 
@@ -72,7 +72,7 @@ def test_trained_model_is_verified_and_served_to_the_allowed_client_only(
                  "data": {"generate": {"type": "constitutional_ai", "size": 60}},
                  "training": {"maxSteps": 10, "batchSize": 8, "checkpointEvery": 5},
                  "privacy": {"enabled": True, "targetEpsilon": 8},
-                 "resources": {"cpu": "1", "memory": "2Gi", "gpus": 1, **ON_LOCAL_NODE},
+                 "resources": {"cpu": RUNNER_CPU, "memory": "2Gi", "gpus": 1, **ON_LOCAL_NODE},
                  "output": {"pvc": "artifacts"}, "backoffLimit": 0}})
     done = wait_until(lambda: (t := cluster.get_json("tj", "cai", "-n", ns)).get("status", {}).get("phase")
                       in ("Succeeded", "Failed") and t, 600, "the training run", interval=2)
@@ -97,7 +97,7 @@ def test_trained_model_is_verified_and_served_to_the_allowed_client_only(
         "apiVersion": "acgs.io/v1alpha1", "kind": "Deployment", "metadata": {"name": "cai", "namespace": ns},
         "spec": {"constitutionalHash": CONSTITUTIONAL_HASH, "model": {"versionRef": name}, "replicas": 1,
                  "port": 8080, "artifactPvc": "artifacts",
-                 "resources": {"cpu": "1", "memory": "2Gi", **ON_LOCAL_NODE},
+                 "resources": {"cpu": RUNNER_CPU, "memory": "2Gi", **ON_LOCAL_NODE},
                  "strategy": {"blueGreen": {"previewReplicaCount": 1, "scaleDownDelaySeconds": 3}},
                  # The gates are tested elsewhere; here: the path through the real node's network.
                  "promotion": {"minComplianceScore": 0.0, "smokeRequests": 2},
