@@ -44,7 +44,6 @@ def main(argv: list[str]) -> int:
         print(f"unknown benchmark(s) {unknown}: expected some of {list(BENCHMARKS)}", file=sys.stderr)
         return 2
     results = HERE / "RESULTS.md"
-    earlier = previous_sections(results.read_text()) if results.exists() else {}
     fresh: dict[str, str] = {}
     failed = []
     for name in names:
@@ -59,6 +58,8 @@ def main(argv: list[str]) -> int:
         except Exception:
             failed.append(name)
             fresh[name] = f"## {name}\n\nfailed:\n\n```\n{traceback.format_exc()[-2000:]}\n```\n"
+    # Read now, not at the start: another run of other benchmarks may have written meanwhile.
+    earlier = previous_sections(results.read_text()) if results.exists() else {}
     sections = []
     for name in BENCHMARKS:
         if name in fresh:
