@@ -38,8 +38,8 @@ SPEC = {"constitutionalHash": HASH, "modelName": "constitutional-ai",
 HOOK_LABEL = "acgs.io/bench-webhook"  # kopf | lean; absent: no webhook
 LEAN_PORT = int(os.environ.get("ACGS_BENCH_LEAN_WEBHOOK_PORT", "9453"))
 DIRECT_SECONDS = float(os.environ.get("ACGS_BENCH_WEBHOOK_SECONDS", "10"))
-# py-spy profile (collapsed stacks) of the operator during the first kopf half of the idle direct
-# run, when set: ACGS_BENCH_PYSPY_WEBHOOK=/tmp/webhook.folded
+# py-spy profiles (collapsed stacks) of the operator during the first kopf half of the direct runs,
+# when set: ACGS_BENCH_PYSPY_WEBHOOK=/tmp/webhook.folded (idle) and /tmp/webhook.folded.under-load
 PYSPY_OUT = os.environ.get("ACGS_BENCH_PYSPY_WEBHOOK")
 LOAD_OBJECTS = int(os.environ.get("ACGS_BENCH_WEBHOOK_LOAD_OBJECTS", "300"))
 
@@ -85,17 +85,18 @@ async def direct(rate: float, seconds: float, port: int) -> dict:
     return {"requests": len(bodies), "achieved_rps": len(bodies) / elapsed, "errors": errors, "latencies": latencies}
 
 
-def direct_both(rate: float, seconds: float) -> dict[str, dict]:
-    """kopf and lean alternately, two halves each, pooled."""
+def direct_both(rate: float, seconds: float, profile: str | None = None) -> dict[str, dict]:
+    """kopf and lean alternately, two halves each, pooled; `profile`: py-spy the operator during
+    kopf's first half, collapsed stacks into this file."""
     runs: dict[str, list[dict]] = {"kopf": [], "lean": []}
     for order in (("kopf", "lean"), ("lean", "kopf")):
         for name in order:
             port = install.WEBHOOK_PORT if name == "kopf" else LEAN_PORT
             profiler = None
-            if PYSPY_OUT and name == "kopf" and not runs["kopf"]:
+            if profile and name == "kopf" and not runs["kopf"]:
                 import burst
 
-                profiler = burst._profile(int((install.PIDS / "operator.pid").read_text()), PYSPY_OUT)
+                profiler = burst._profile(int((install.PIDS / "operator.pid").read_text()), profile)
             runs[name].append(asyncio.run(direct(rate, seconds / 2, port)))
             if profiler:
                 profiler.send_signal(signal.SIGINT)
@@ -130,7 +131,7 @@ def under_reconcile_load(rate: float, seconds: float, objects: int) -> dict[str,
     creator.start()
     time.sleep(1.0)  # the creates are landing; the reconciles follow for tens of seconds
     try:
-        return direct_both(rate, seconds)
+        return direct_both(rate, seconds, PYSPY_OUT and PYSPY_OUT + ".under-load")
     finally:
         creator.join(timeout=120)
         localcluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
@@ -272,7 +273,7 @@ def run() -> str:
     install.start_operator()
     lean = start_lean()
     try:
-        d = direct_both(rate=500, seconds=DIRECT_SECONDS)
+        d = direct_both(rate=500, seconds=DIRECT_SECONDS, profile=PYSPY_OUT)
         a = through_apiserver(300)
         loaded = under_reconcile_load(500, DIRECT_SECONDS, LOAD_OBJECTS)
     finally:

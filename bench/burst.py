@@ -212,6 +212,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_process(operator_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the operator and each control-plane process."""
+    out = {"operator": cpu_seconds(operator_pid)}
+    for name in localcluster.COMPONENTS:
+        component = localcluster.pid_of(name)
+        if component:
+            out[name] = cpu_seconds(component)
+    return out
+
+
 def settle(pid: int, quiet_share: float = 0.05, window: float = 3.0, limit: float = 120.0) -> None:
     """Wait until the operator uses under `quiet_share` of a core over `window` seconds."""
     deadline = time.monotonic() + limit
@@ -254,7 +264,7 @@ async def scenario() -> dict[str, Any]:
     for ns in everything:
         create_namespace(ns)
     pid = start_operator(tj_ns + [dep_ns])
-    out: dict[str, Any] = {"tj": [], "dep": None, "rss": [], "namespaces": everything}
+    out: dict[str, Any] = {"tj": [], "dep": None, "rss": [], "cpu": [], "namespaces": everything}
     api = Api.connect()
     try:
         settle(pid)
@@ -270,7 +280,9 @@ async def scenario() -> dict[str, Any]:
             bodies = [training_job(f"tj-{i}") for i in range(TRAINING_JOBS)]
             profiler = _profile(pid) if r == 0 and PYSPY_OUT else None
             floor = await burst(api, tj_floor[r], "trainingjobs", bodies)
+            cpu_before = cpu_by_process(pid)
             subject = await burst(api, tj_ns[r], "trainingjobs", bodies, tj_children, jobs)
+            out["cpu"].append({k: cpu_by_process(pid)[k] - v for k, v in cpu_before.items()} | {"wall": subject.span_s})
             if profiler:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(timeout=60)
@@ -332,6 +344,13 @@ def run() -> str:
         lines += _burst_rows(f"{TRAINING_JOBS} TrainingJobs, round {r + 1} (child: Job)", floor, subject)
     lines += _burst_rows(f"{DEPLOYMENTS} Deployments (children: both Services + blue apps/v1 Deployment)",
                          *out["dep"])
+    lines += ["", "Where the CPU went during each TrainingJob subject burst (CPU seconds from /proc; the "
+              "bench client's own not counted):", "",
+              "| round | wall s | " + " | ".join(k for k in out["cpu"][0] if k != "wall") + " |",
+              "|---|---|" + "---|" * (len(out["cpu"][0]) - 1)]
+    for r, cpu in enumerate(out["cpu"]):
+        lines.append(f"| {r + 1} | {cpu['wall']:.0f} | " + " | ".join(f"{v:.1f}" for k, v in cpu.items() if k != "wall")
+                     + " |")
     rss = out["rss"]
     rounds = rss[2:]
     slope = ((rounds[-1][1] - rounds[0][1]) / (rounds[-1][0] - rounds[0][0]) * 1000

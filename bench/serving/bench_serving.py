@@ -258,22 +258,35 @@ async def _open_loop(url: str, bodies: Sequence[dict[str, Any]], rate: float, se
         await asyncio.gather(*(one(i, t0 + i / rate) for i in range(n)))
         elapsed = time.perf_counter() - t0
     return {"rate": rate, "requests": n, "achieved": len(latencies) / elapsed, "errors": errors,
-            "p50_ms": common.percentile(latencies, 0.5), "p99_ms": common.percentile(latencies, 0.99)}
+            "latencies": latencies}
 
 
 def measure_open_loop(artifact: Path, bodies: Sequence[dict[str, Any]], args: argparse.Namespace, work: Path,
-                      wait_ms: float) -> list[dict[str, Any]]:
-    """(d): p50/p99 at each fixed arrival rate, one server with `--max-batch-wait-ms wait_ms`."""
-    with _serving(artifact, args, work, 0, wait_ms) as (base, metrics_port):
-        url = base + "/v1/predict"
-        asyncio.run(_load(url, bodies[:200], 16, 30))  # warm-up
-        out = []
+                      waits: Sequence[float]) -> dict[float, list[dict[str, Any]]]:
+    """(d): p50/p99 at each fixed arrival rate for one server per `--max-batch-wait-ms` value, all
+    started together and measured interleaved per rate (A B B A: two halves each, pooled), so the
+    shared machine's drift hits each alike."""
+    with contextlib.ExitStack() as stack:
+        servers = {wait: stack.enter_context(_serving(artifact, args, work, 0, wait)) for wait in waits}
+        for base, _ in servers.values():
+            asyncio.run(_load(base + "/v1/predict", bodies[:200], 16, 30))  # warm-up
+        out: dict[float, list[dict[str, Any]]] = {wait: [] for wait in waits}
         for rate in args.open_rates:
-            before = metrics_text(base, metrics_port)
-            result = asyncio.run(_open_loop(url, bodies, rate, args.open_seconds))
-            after = metrics_text(base, metrics_port)
-            result["batch_mean"] = _batch_mean_between(before, after)
-            out.append(result)
+            halves: dict[float, list[dict[str, Any]]] = {wait: [] for wait in waits}
+            for wait in [*waits, *reversed(waits)]:
+                base, metrics_port = servers[wait]
+                before = metrics_text(base, metrics_port)
+                result = asyncio.run(_open_loop(base + "/v1/predict", bodies, rate, args.open_seconds / 2))
+                result["batch_mean"] = _batch_mean_between(before, metrics_text(base, metrics_port))
+                halves[wait].append(result)
+            for wait, parts in halves.items():
+                lat = [x for p in parts for x in p["latencies"]]
+                batches = [p["batch_mean"] for p in parts if p["batch_mean"]]
+                out[wait].append({"rate": rate, "requests": sum(p["requests"] for p in parts),
+                                  "achieved": min(p["achieved"] for p in parts),
+                                  "errors": sum(p["errors"] for p in parts),
+                                  "p50_ms": common.percentile(lat, 0.5), "p99_ms": common.percentile(lat, 0.99),
+                                  "batch_mean": sum(batches) / len(batches) if batches else None})
         return out
 
 
@@ -342,7 +355,8 @@ def _render_open_loop(runs: dict[float, list[dict[str, Any]]] | None, raw_rps: f
              "scheduled send time, client-measured (the client shares the 2 cores). One server per "
              "`--max-batch-wait-ms`: 5 ms is the batcher as it was (an idle model waited up to 5 ms for "
              "batch-mates), 0 the fix (an idle model takes what is queued at once; while it is busy, "
-             "batches still fill).", "",
+             "batches still fill). Both servers run side by side and are measured interleaved per rate "
+             "(A B B A, halves pooled).", "",
              "| max_batch_wait_ms | rate req/s | achieved req/s | p50 ms | p99 ms | mean batch | errors |",
              "|---|---|---|---|---|---|---|"]
     for wait, results in runs.items():
@@ -407,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="the server's (0: an idle model takes what is queued at once)")
     p.add_argument("--open-rates", type=lambda v: [float(x) for x in v.split(",")], default=[50.0, 200.0, 800.0],
                    help="(d) fixed arrival rates, req/s, comma-separated")
-    p.add_argument("--open-seconds", type=float, default=8.0, help="(d) seconds per rate")
+    p.add_argument("--open-seconds", type=float, default=8.0, help="(d) seconds per rate and server")
+    p.add_argument("--workloads", default="eos,fixed", help="eos, fixed or both (comma-separated)")
     p.add_argument("--open-waits", type=lambda v: [float(x) for x in v.split(",")], default=[5.0, 0.0],
                    help="(d) --max-batch-wait-ms values to compare, one server each (5: before the fix)")
     p.add_argument("--max-new-tokens", type=int, default=16)
@@ -431,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ref_threads = args.ref_threads or args.server_threads or default_torch_threads()
         all_results: dict[str, Any] = {"machine": machine()}
         for key, min_new_tokens in (("eos", 0), ("fixed", args.max_new_tokens)):
+            if key not in args.workloads.split(","):
+                continue
             log.info("workload %s (min_new_tokens=%d)", key, min_new_tokens)
             backend = ArtifactBackend(artifact, None, HASH, args.max_new_tokens, device=args.device,
                                       torch_threads=ref_threads, min_new_tokens=min_new_tokens)
@@ -447,8 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raw_after = measure_batched(backend, prompts[: args.raw_requests], args.max_batch_size)
             extra["raw_batched_rps_before_after"] = [round(raw.rps, 1), round(raw_after.rps, 1)]
             if key == "eos" and args.open_rates:
-                extra["open_loop"] = {wait: measure_open_loop(artifact, bodies, args, work, wait)
-                                      for wait in args.open_waits}
+                extra["open_loop"] = measure_open_loop(artifact, bodies, args, work, args.open_waits)
             raw.requests += raw_after.requests
             raw.seconds += raw_after.seconds
             raw.p99_ms = max(raw.p99_ms or 0, raw_after.p99_ms or 0)
@@ -481,7 +497,7 @@ def run() -> str:
     os.close(fd)
     out = Path(name)
     try:
-        if main(["--out", str(out), "--duration", "20", "--requests", "3000"]) != 0:
+        if main(["--out", str(out), "--duration", "20", "--requests", "3000", "--open-seconds", "6"]) != 0:
             raise RuntimeError("serving benchmark failed")
         return out.read_text().replace("# Serving benchmark", "## Serving benchmark", 1)
     finally:
