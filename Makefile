@@ -20,7 +20,7 @@ REALNODE_ENV := ACGS_REAL_NODE=1 $(OWN_CLUSTER_ENV)
 .PHONY: help setup crds crds-check cluster-build cluster-up cluster-down cluster-status install run \
         operator-bg base demo test test-unit test-cluster bench images images-docker node-build test-images \
         test-realnode kind-up kind-load deploy webhook-secret clean kstatus promtool browser monitoring monitoring-check \
-        lint typecheck
+        lint typecheck kueue-build kueue-up kueue-down test-kueue
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -67,6 +67,15 @@ cluster-up: setup ## Start the local control plane (.cluster/kubeconfig, logs in
 node-build: ## Build kubelet, kube-proxy, CoreDNS, kube-network-policies and pause for the real node (cached)
 	bash hack/build-node.sh
 
+kueue-build: ## Build the Kueue controller manager from sigs.k8s.io/kueue, with its CRDs (cached; cold ~10+ min)
+	bash hack/build-kueue.sh
+
+kueue-up: cluster-up ## Kueue on the local control plane (root): ResourceFlavor, ClusterQueue (4 GPUs), LocalQueue in DEMO_NS
+	$(BIN)/python hack/kueue.py up --namespace $(DEMO_NS)
+
+kueue-down: ## Stop Kueue and remove its webhooks (its CRDs and queues stay until cluster-down)
+	$(BIN)/python hack/kueue.py down
+
 cluster-down: ## Stop the local control plane and everything started against it
 	$(BIN)/python hack/localcluster.py down
 
@@ -101,12 +110,15 @@ test-cluster: base ## Only the tests on the local control plane
 lint: setup ## ruff (configuration in pyproject.toml)
 	$(BIN)/python -m ruff check .
 
-typecheck: setup ## mypy: strict on the operator, as strict as practical elsewhere (pyproject.toml)
+typecheck: setup ## mypy: strict on the operator and tools/ (kubectl plugin, monitoring), as strict as practical elsewhere
 	$(BIN)/python -m mypy
 
 
 images: ## Build the operator, trainer and server images with podman from a Debian-archive base (no Docker)
 	bash hack/build-images.sh
+
+test-kueue: base ## Two over-quota TrainingJobs queued by a real Kueue (root; builds Kueue once; not in CI, see README)
+	$(BIN)/python -m pytest -m kueue tests/kueue
 
 test-images: setup ## Run each image as UID 65532 with a read-only root (needs `make images`; own cluster on 16443)
 	flock /tmp/acgs-realnode.lock bash -c '$(OWN_CLUSTER_ENV) $(BIN)/python -m pytest -m images tests/images; \
