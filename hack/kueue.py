@@ -105,6 +105,9 @@ def configuration() -> dict[str, Any]:
         "leaderElection": {"leaderElect": False},
         "internalCertManagement": {"enable": False},
         "integrations": {"frameworks": ["batch/job"]},
+        # The on-demand visibility API is an aggregated apiserver with its certificate at a fixed
+        # /visibility path; nothing here queries it (kubectl reads Workloads and queues directly).
+        "featureGates": {"VisibilityOnDemand": False},
     }
 
 
