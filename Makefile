@@ -18,10 +18,10 @@ OWN_CLUSTER_ENV := ACGS_CLUSTER_DIR=$(CURDIR)/.cluster-real ACGS_API_PORT=16443 
 REALNODE_ENV := ACGS_REAL_NODE=1 $(OWN_CLUSTER_ENV)
 # `make test-kueue` runs on a cluster of its own too (ports, pod CIDR, the operator's and Kueue's
 # ports), so it never waits for the shared one's lock.
-KUEUE_TEST_ENV := ACGS_KUEUE=1 ACGS_CLUSTER_DIR=$(CURDIR)/.cluster-kueue ACGS_API_PORT=26443 ACGS_ETCD_PORT=22379 \
-  ACGS_CM_PORT=30257 ACGS_SCHEDULER_PORT=30259 ACGS_KWOK_PORT=30247 ACGS_PODRUNNER_CIDR=198.18.7.0/24 \
-  ACGS_WEBHOOK_PORT=29443 ACGS_HEALTH_PORT=28081 ACGS_METRICS_PORT=28082 ACGS_PROGRESS_PORT=28083 \
-  ACGS_KUEUE_WEBHOOK_PORT=29543 ACGS_KUEUE_HEALTH_PORT=28181 ACGS_KUEUE_METRICS_PORT=28443 ACGS_KUEUE_VISIBILITY_PORT=28182
+KUEUE_TEST_ENV := ACGS_KUEUE=1 ACGS_CLUSTER_DIR=$(CURDIR)/.cluster-kueue ACGS_API_PORT=36443 ACGS_ETCD_PORT=32379 \
+  ACGS_CM_PORT=40257 ACGS_SCHEDULER_PORT=40259 ACGS_KWOK_PORT=40247 ACGS_PODRUNNER_CIDR=198.18.57.0/24 \
+  ACGS_WEBHOOK_PORT=39443 ACGS_HEALTH_PORT=38081 ACGS_METRICS_PORT=38082 ACGS_PROGRESS_PORT=38083 \
+  ACGS_KUEUE_WEBHOOK_PORT=39543 ACGS_KUEUE_HEALTH_PORT=39581 ACGS_KUEUE_METRICS_PORT=39582 ACGS_KUEUE_VISIBILITY_PORT=39583
 
 .PHONY: help setup crds crds-check cluster-build cluster-up cluster-down cluster-status install run \
         operator-bg base demo test test-unit test-cluster bench images images-docker node-build test-images \
@@ -123,7 +123,7 @@ typecheck: setup ## mypy: strict on the operator and tools/ (kubectl plugin, mon
 images: ## Build the operator, trainer and server images with podman from a Debian-archive base (no Docker)
 	bash hack/build-images.sh
 
-test-kueue: base ## Two over-quota TrainingJobs queued by a real Kueue (root; builds Kueue once; own cluster on 26443; not in CI)
+test-kueue: base ## Two over-quota TrainingJobs queued by a real Kueue (root; builds Kueue once; own cluster on 36443; not in CI)
 	bash hack/build-kueue.sh >/dev/null
 	flock /tmp/acgs-kueue.lock bash -c '$(KUEUE_TEST_ENV) $(BIN)/python -m pytest -m kueue tests/kueue; \
 	  rc=$$?; $(KUEUE_TEST_ENV) $(BIN)/python hack/localcluster.py down; exit $$rc'

@@ -38,9 +38,9 @@ from pki import webhook_certs  # noqa: E402
 KUEUE_DIR = STATE / "kueue"
 CERTS = KUEUE_DIR / "certs"
 WEBHOOK_PORT = int(os.environ.get("ACGS_KUEUE_WEBHOOK_PORT", "9543"))
-HEALTH_PORT = int(os.environ.get("ACGS_KUEUE_HEALTH_PORT", "18081"))
-METRICS_PORT = int(os.environ.get("ACGS_KUEUE_METRICS_PORT", "18443"))
-VISIBILITY_PORT = int(os.environ.get("ACGS_KUEUE_VISIBILITY_PORT", "18082"))
+HEALTH_PORT = int(os.environ.get("ACGS_KUEUE_HEALTH_PORT", "9581"))
+METRICS_PORT = int(os.environ.get("ACGS_KUEUE_METRICS_PORT", "9582"))
+VISIBILITY_PORT = int(os.environ.get("ACGS_KUEUE_VISIBILITY_PORT", "9583"))
 NAMESPACE = "kueue-system"
 OPT_IN_LABEL = ("acgs.io/kueue", "enabled")
 WEBHOOK_GROUPS = {"batch", "kueue.x-k8s.io"}  # the Job integration and Kueue's own kinds

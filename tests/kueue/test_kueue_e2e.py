@@ -69,6 +69,13 @@ def job(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     return cluster.get_json("job", f"{name}-train", "-n", namespace)
 
 
+def unsuspended_job(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    """The TrainingJob's Job once Kueue has admitted it (None before it exists or while suspended)."""
+    proc = cluster.kubectl("get", "job", f"{name}-train", "-n", namespace, "-o", "json")
+    found: dict[str, Any] | None = yaml.safe_load(proc.stdout) if proc.returncode == 0 else None
+    return found if found and found["spec"].get("suspend") is False else None
+
+
 def workload_of(cluster: Cluster, namespace: str, job_uid: str) -> dict[str, Any] | None:
     items = cluster.get_json("workloads.kueue.x-k8s.io", "-n", namespace, "-l",
                              f"kueue.x-k8s.io/job-uid={job_uid}")["items"]
@@ -86,8 +93,8 @@ def test_over_quota_training_job_waits_queued_then_runs(kueue_up: Cluster, names
     pvc(cluster, namespace, "artifacts")
 
     cluster.kubectl("apply", "-f", "-", check=True, input=training_job(namespace, "first"))
-    first_job = wait_until(lambda: (j := job(cluster, namespace, "first"))["spec"].get("suspend") is False and j,
-                           60, "Kueue to admit the first TrainingJob's Job")
+    first_job = wait_until(lambda: unsuspended_job(cluster, namespace, "first"), 60,
+                           "Kueue to admit the first TrainingJob's Job")
     first_wl = workload_of(cluster, namespace, first_job["metadata"]["uid"])
     assert first_wl is not None and (condition(first_wl, "Admitted") or {}).get("status") == "True"
     # Kueue injected its flavor's node labels on admission; the operator had not set them.
@@ -120,7 +127,7 @@ def test_over_quota_training_job_waits_queued_then_runs(kueue_up: Cluster, names
 
     # The quota is free: Kueue admits the second, which then trains to the end (the operator
     # never re-suspends what Kueue unsuspended: it created the Job once and does not patch it).
-    wait_until(lambda: job(cluster, namespace, "second")["spec"].get("suspend") is False, 60,
+    wait_until(lambda: unsuspended_job(cluster, namespace, "second"), 60,
                "Kueue to admit the second TrainingJob once the first finished")
     second = wait_until(lambda: (s := status(cluster, namespace, "second")).get("phase") in ("Succeeded", "Failed")
                         and s, 300, "the second TrainingJob to finish")
