@@ -34,10 +34,8 @@ def wait_of(workload: dict[str, Any] | None, queue_name: str, job_name: str) -> 
     name = workload["metadata"]["name"]
     for type_ in WAIT_CONDITIONS:
         c = _condition(workload, type_)
-        evicted = type_ == "Evicted" and c is not None and c.get("status") == "True"
-        waiting = type_ != "Evicted" and c is not None and c.get("status") == "False"
-        if evicted or waiting:
-            assert c is not None
+        # Evicted explains a wait when True; QuotaReserved and Admitted when False.
+        if c is not None and c.get("status") == ("True" if type_ == "Evicted" else "False"):
             reason = str(c.get("reason") or type_)
             return QueueWait(reason, f"Kueue Workload {name} in LocalQueue {queue_name!r}: "
                                      f"{c.get('message') or reason}")
