@@ -193,6 +193,11 @@ def up(namespace: str | None = None) -> None:
                           lambda: kubectl("apply", "-f", "-", input_=body, check=False).returncode == 0, 30)
     if namespace:
         add_queue(namespace)
+    if pid_of("operator"):
+        # The operator scans CRDs once, at start: restarted, it watches Kueue's Workloads too.
+        import install
+
+        install.start_operator(restart=True)
     log(f"Kueue ready in {time.monotonic() - t0:.1f}s: ClusterQueue {CLUSTER_QUEUE} ({GPU_QUOTA} GPUs)"
         + (f", LocalQueue {namespace}/{LOCAL_QUEUE}" if namespace else "") + f"; log: {LOGS / 'kueue.log'}")
 

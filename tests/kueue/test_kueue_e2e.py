@@ -33,14 +33,11 @@ assert 2 * GPUS > kueue.GPU_QUOTA >= GPUS
 
 @pytest.fixture(scope="module")
 def kueue_up(operator: Cluster) -> Iterator[Cluster]:
-    """Kueue running; the operator restarted after Kueue's CRDs exist, so it watches Workloads
-    (it scans CRDs once, at start)."""
+    """Kueue running; kueue.up() restarts the running operator once Kueue's CRDs exist, so it
+    watches Workloads (it scans CRDs once, at start)."""
     if os.geteuid() != 0:
         pytest.fail("Kueue's local run needs root (hack/kueue.py: its metrics certificate path); run as root")
-    import install
-
     kueue.up()
-    install.start_operator(restart=True)
     yield operator
     kueue.down()
 
