@@ -112,26 +112,46 @@ def healthy(port: int = HEALTH_PORT) -> bool:
         return False
 
 
-def start_operator(restart: bool = False) -> None:
-    if restart:
-        stop_pidfile(PIDS / "operator.pid")
-    if pid_of("operator") and healthy():
-        return
+LEASE_NAMESPACE = "acgs-system"
+
+
+def lease_holder() -> str | None:
+    """Who holds the operator's leader-election Lease (leader.py), if anyone."""
+    out = kubectl("get", "lease", "acgs-operator", "-n", LEASE_NAMESPACE, "-o", "jsonpath={.spec.holderIdentity}",
+                  check=False)
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def spawn_operator(name: str, env: dict[str, str]) -> subprocess.Popen:
+    """An operator process with its own pidfile and log (`localcluster down` stops it)."""
     LOGS.mkdir(parents=True, exist_ok=True)
     PIDS.mkdir(parents=True, exist_ok=True)
-    with open(LOGS / "operator.log", "ab") as out:
-        proc = subprocess.Popen([str(ROOT / ".venv/bin/acgs-operator")], env=operator_env(), stdout=out,
+    with open(LOGS / f"{name}.log", "ab") as out:
+        proc = subprocess.Popen([str(ROOT / ".venv/bin/acgs-operator")], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    (PIDS / "operator.pid").write_text(str(proc.pid))
+    (PIDS / f"{name}.pid").write_text(str(proc.pid))
+    return proc
+
+
+def start_operator(restart: bool = False) -> None:
+    """The local operator; returns once it is healthy and holds the leader-election Lease (a
+    predecessor that was killed, not stopped, leaves a Lease that expires first: up to 15 s)."""
+    if restart:
+        stop_pidfile(PIDS / "operator.pid")
+    if pid_of("operator") and healthy() and (lease_holder() or "").startswith("local-"):
+        return
+    stop_pidfile(PIDS / "operator.pid")
+    identity = f"local-{os.urandom(4).hex()}"
+    proc = spawn_operator("operator", {**operator_env(), "ACGS_LEADER_IDENTITY": identity})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"operator exited with {proc.returncode}; see {LOGS / 'operator.log'}")
-        if healthy():
-            log(f"operator running (pid {proc.pid}); log: {LOGS / 'operator.log'}")
+        if healthy() and lease_holder() == identity:
+            log(f"operator running (pid {proc.pid}, leading as {identity}); log: {LOGS / 'operator.log'}")
             return
         time.sleep(0.25)
-    raise SystemExit(f"operator not healthy after 60s; see {LOGS / 'operator.log'}")
+    raise SystemExit(f"operator not healthy and leading after 60s; see {LOGS / 'operator.log'}")
 
 
 def main() -> int:
