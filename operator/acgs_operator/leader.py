@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -94,13 +95,17 @@ class Elector:
     def __init__(self, namespace: str, identity: str, timing: Timing, name: str = LEASE_NAME) -> None:
         self.namespace, self.identity, self.timing, self.name = namespace, identity, timing, name
         self.observed = Observed()
-        self.holder: str | None = None  # holder seen by the last attempt
+        self.holder: str | None = None  # holder seen by the last attempt (None: it failed before reading)
+        # Its own thread: kopf's executor may be busy with every handler at once, and a renewal
+        # must not queue behind them.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
 
     def _leases(self) -> Any:
         return kube.resource("coordination.k8s.io/v1", "Lease")
 
     def try_acquire_or_renew(self) -> bool:
         """One attempt (blocking): True when this process holds the Lease afterwards."""
+        self.holder = None
         lease = kube.get("coordination.k8s.io/v1", "Lease", self.namespace, self.name)
         move = decide(lease, self.identity, self.observed, time.monotonic(), self.timing)
         self.holder = ((lease or {}).get("spec") or {}).get("holderIdentity")
@@ -127,6 +132,7 @@ class Elector:
             if exc.status == 409:
                 return False
             raise
+        self.holder = self.identity
         if move != Move.RENEW:
             logger.info("%s acquired Lease %s/%s (%s)", self.identity, self.namespace, self.name, move.value)
         return True
@@ -145,9 +151,10 @@ class Elector:
 
     async def _attempt(self) -> bool:
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self.try_acquire_or_renew), self.timing.retry_seconds * 2)
+            attempt = asyncio.get_running_loop().run_in_executor(self._executor, self.try_acquire_or_renew)
+            return await asyncio.wait_for(attempt, self.timing.renew_deadline_seconds / 2)
         except Exception as exc:  # the apiserver away, a timeout: the next attempt decides
-            logger.warning("Lease %s/%s: attempt failed: %s", self.namespace, self.name, exc)
+            logger.warning("Lease %s/%s: attempt failed: %r", self.namespace, self.name, exc)
             return False
 
     async def acquire(self) -> None:

@@ -19,6 +19,13 @@ import yaml
 from ..conftest import ROOT, Cluster, localcluster, wait_until
 
 HASH = "cdd01ef066bc6cf2"
+# Ports of a second operator process beside the first (the first takes the cluster's webhook port).
+def second_ports() -> dict[str, int]:
+    import install
+
+    return {"webhook_port": install.WEBHOOK_PORT + 1, "health_port": install.HEALTH_PORT + 11}
+
+
 FAST_LEASE = {"ACGS_LEADER_LEASE_SECONDS": "4", "ACGS_LEADER_RENEW_DEADLINE_SECONDS": "3",
               "ACGS_LEADER_RETRY_SECONDS": "0.5"}
 
@@ -72,10 +79,12 @@ class Operators:
     cluster: Cluster
     started: list[OperatorProcess] = field(default_factory=list)
 
-    def start(self, name: str, *, webhook_port: int = 9443, health_port: int = 18091, wait_leader: bool = True,
-              **env: str) -> OperatorProcess:
+    def start(self, name: str, *, webhook_port: int | None = None, health_port: int | None = None,
+              wait_leader: bool = True, **env: str) -> OperatorProcess:
         import install
 
+        webhook_port = webhook_port or install.WEBHOOK_PORT
+        health_port = health_port or install.HEALTH_PORT + 10
         identity = f"{name}-{os.urandom(3).hex()}"
         environment = {**install.operator_env(webhook_port), "ACGS_HEALTH_PORT": str(health_port),
                        "ACGS_METRICS_PORT": "0", "ACGS_PROGRESS_PORT": "0", "ACGS_LEADER_IDENTITY": identity,

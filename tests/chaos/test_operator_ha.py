@@ -11,7 +11,16 @@ import time
 import pytest
 
 from ..conftest import Cluster, wait_until
-from .conftest import FAST_LEASE, Operators, apply_all, elapsed, events_by_reason, jobs_by_owner, training_job
+from .conftest import (
+    FAST_LEASE,
+    Operators,
+    apply_all,
+    elapsed,
+    events_by_reason,
+    jobs_by_owner,
+    second_ports,
+    training_job,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.chaos]
 CREATED = re.compile(r"^(\S+ \S+) .*created Job (\S+)$", re.M)  # handlers/trainingjob.apply_children
@@ -28,8 +37,8 @@ def test_the_standby_takes_over_when_the_leader_is_killed(operators: Operators, 
     import install
 
     cluster: Cluster = operators.cluster
-    a = operators.start("ha-a", health_port=18091, **FAST_LEASE)
-    b = operators.start("ha-b", webhook_port=19443, health_port=18092, wait_leader=False, **FAST_LEASE)
+    a = operators.start("ha-a", **FAST_LEASE)
+    b = operators.start("ha-b", wait_leader=False, **second_ports(), **FAST_LEASE)
     first = [training_job(f"before-{i}", chaos_namespace) for i in range(20)]
     assert apply_all(cluster, first).returncode == 0
     wait_until(lambda: len(jobs_by_owner(cluster, chaos_namespace)) == 20, 60, "the leader to create 20 Jobs")
@@ -38,7 +47,8 @@ def test_the_standby_takes_over_when_the_leader_is_killed(operators: Operators, 
 
     a.kill()
     killed = time.monotonic()
-    install.install_webhook(19443)  # the webhook Service would now route to the surviving replica
+    # The webhook Service would now route to the surviving replica.
+    install.install_webhook(second_ports()["webhook_port"])
     second = [training_job(f"after-{i}", chaos_namespace) for i in range(20)]
     assert apply_all(cluster, second).returncode == 0  # the standby's webhook admitted them
     wait_until(lambda: install.lease_holder() == b.identity, 30, "the standby to take the Lease", interval=0.1)
@@ -67,7 +77,7 @@ def test_a_leader_whose_lease_is_taken_stops_at_once(operators: Operators) -> No
     import install
 
     cluster = operators.cluster
-    leader = operators.start("ha-a", health_port=18091, **FAST_LEASE)
+    leader = operators.start("ha-a", **FAST_LEASE)
     cluster.kubectl("patch", "lease", "acgs-operator", "-n", install.LEASE_NAMESPACE, "--type=merge", "-p",
                     '{"spec":{"holderIdentity":"intruder","renewTime":"%s"}}'
                     % time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()), check=True)
