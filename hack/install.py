@@ -122,15 +122,35 @@ def lease_holder() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def spawn_operator(name: str, env: dict[str, str]) -> subprocess.Popen:
-    """An operator process with its own pidfile and log (`localcluster down` stops it)."""
+# acgs_operator.main.LEADERSHIP_LOST_EXIT_CODE: a leader that could not renew its Lease exits; in a
+# cluster the kubelet restarts the pod (restartPolicy Always) and it runs for the Lease again.
+LEADERSHIP_LOST = 3
+
+
+def spawn_operator(name: str, env: dict[str, str], restart_on_lost_lease: bool = True) -> subprocess.Popen:
+    """An operator process with its own pidfile and log (`localcluster down` stops it). With
+    restart_on_lost_lease, a small supervisor restarts it when it exits because it lost its Lease
+    (the apiserver away longer than the renew deadline), as the kubelet would."""
     LOGS.mkdir(parents=True, exist_ok=True)
     PIDS.mkdir(parents=True, exist_ok=True)
+    exe = str(ROOT / ".venv/bin/acgs-operator")
+    argv = ([exe] if not restart_on_lost_lease else
+            ["bash", "-c", f'while :; do "{exe}"; rc=$?; [ $rc -eq {LEADERSHIP_LOST} ] || exit $rc; '
+                           'echo "operator lost its Lease: restarting it" >&2; done'])
     with open(LOGS / f"{name}.log", "ab") as out:
-        proc = subprocess.Popen([str(ROOT / ".venv/bin/acgs-operator")], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
     (PIDS / f"{name}.pid").write_text(str(proc.pid))
     return proc
+
+
+def serving(port: int = WEBHOOK_PORT) -> bool:
+    """The webhook port accepts connections (a new leader restarts its webhook server)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def start_operator(restart: bool = False) -> None:
@@ -147,7 +167,7 @@ def start_operator(restart: bool = False) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"operator exited with {proc.returncode}; see {LOGS / 'operator.log'}")
-        if healthy() and lease_holder() == identity:
+        if healthy() and lease_holder() == identity and serving():
             log(f"operator running (pid {proc.pid}, leading as {identity}); log: {LOGS / 'operator.log'}")
             return
         time.sleep(0.25)

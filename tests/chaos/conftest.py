@@ -80,7 +80,7 @@ class Operators:
     started: list[OperatorProcess] = field(default_factory=list)
 
     def start(self, name: str, *, webhook_port: int | None = None, health_port: int | None = None,
-              wait_leader: bool = True, **env: str) -> OperatorProcess:
+              wait_leader: bool = True, restart_on_lost_lease: bool = False, **env: str) -> OperatorProcess:
         import install
 
         webhook_port = webhook_port or install.WEBHOOK_PORT
@@ -90,14 +90,15 @@ class Operators:
                        "ACGS_METRICS_PORT": "0", "ACGS_PROGRESS_PORT": "0", "ACGS_LEADER_IDENTITY": identity,
                        **env}
         (localcluster.LOGS / f"{name}.log").unlink(missing_ok=True)
-        proc = install.spawn_operator(name, environment)
+        proc = install.spawn_operator(name, environment, restart_on_lost_lease)
         op = OperatorProcess(name, proc, identity, health_port, localcluster.LOGS / f"{name}.log")
         self.started.append(op)
         wait_until(lambda: proc.poll() is not None or install.healthy(health_port), 60, f"operator {name} to start")
         assert proc.poll() is None, op.log_text()[-3000:]
         if wait_leader:
-            wait_until(lambda: proc.poll() is not None or install.lease_holder() == identity, 60,
-                       f"operator {name} to lead")
+            wait_until(lambda: proc.poll() is not None or (install.lease_holder() == identity
+                                                            and install.serving(webhook_port)), 60,
+                       f"operator {name} to lead and serve its webhook")
             assert proc.poll() is None, op.log_text()[-3000:]
         return op
 
