@@ -6,7 +6,7 @@ from enum import Enum
 
 from pydantic import Field, model_validator
 
-from .common import HASH_PATTERN, ApiModel, ObjectName, Resources, StatusBase
+from .common import HASH_PATTERN, ApiModel, Labels, ObjectName, Resources, StatusBase
 from .modelversion import Stage
 
 
@@ -63,8 +63,8 @@ class PromotionGates(ApiModel):
 
 
 class PeerSelector(ApiModel):
-    pod_selector: dict[str, str] = Field(default_factory=dict, description="Labels of client pods.")
-    namespace_selector: dict[str, str] | None = Field(
+    pod_selector: Labels = Field(default_factory=dict, description="Labels of client pods.")
+    namespace_selector: Labels | None = Field(
         default=None, description="Labels of client namespaces (unset: the Deployment's own namespace)."
     )
 
