@@ -66,7 +66,7 @@ class Settings(BaseModel):
     trainer_metrics_port: int = Field(default=9090, ge=0, le=65535)
     monitoring_namespace: str = Field(default="monitoring", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
     # High availability: replicas elect a leader on a Lease in operator_namespace (leader.py); only
-    # the leader reconciles and serves the webhook. Off: this process reconciles at once (one replica only).
+    # the leader reconciles (both serve the webhook). Off: this process reconciles at once (one replica only).
     leader_election: bool = True
     leader_identity: str | None = Field(
         default=None, description="This replica's name in the Lease (in a cluster: the pod name); default host-pid.")

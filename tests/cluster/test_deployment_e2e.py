@@ -390,8 +390,8 @@ def test_autoscaler_and_disruption_budget_follow_the_active_color(env: Env) -> N
     assert env.get("deployment.apps", f"auto-{first}")["spec"]["replicas"] == 1  # minReplicas
     env.kubectl("patch", "deployments.acgs.io", "auto", "--type=merge", "-p",
                 json.dumps({"spec": {"model": {"versionRef": v1}}}))
-    switched = env.wait_status("the switch", lambda s: s.get("activeModelVersion") == v1 and s.get("phase") == "Healthy",
-                               name="auto")
+    switched = env.wait_status("the switch", lambda s: s.get("activeModelVersion") == v1
+                               and s.get("phase") == "Healthy", name="auto")
     second = switched["activeColor"]
     assert second != first
     assert wait_until(lambda: targets() == (f"auto-{second}", second) or None, 30, "the HPA to follow the switch")
