@@ -41,6 +41,8 @@ def kstatus(true: str, generation: int) -> list[dict]:
     ("TrainingJob", {"phase": "Failed", "message": "PrivacyBudgetExhausted", "observedGeneration": 1}, 1, "Degraded"),
     ("TrainingJob", {"phase": "Succeeded", "observedGeneration": 1}, 2, "Progressing"),
     ("TrainingJob", {"phase": "Suspended", "observedGeneration": 1}, 1, "Suspended"),
+    ("TrainingJob", {"phase": "Queued", "message": "Kueue Workload w: insufficient quota", "observedGeneration": 1},
+     1, "Progressing"),  # waiting for Kueue's quota: not the user's pause
     ("ModelVersion", {"phase": "Ready"}, 1, "Healthy"),
     ("ModelVersion", {"phase": "Invalid", "message": "digest mismatch"}, 1, "Degraded"),
     ("ModelVersion", {"phase": "Pending"}, 1, "Progressing"),
@@ -64,6 +66,13 @@ def kstatus(true: str, generation: int) -> list[dict]:
      "Progressing"),
     ("FlywheelPolicy", {"phase": "Collecting", "observedGeneration": 1, "conditions": kstatus("Ready", 1)}, 1,
      "Healthy"),
+    # A run in progress, or a decided one, is the policy working as meant (a sync never waits on a run).
+    *(("FlywheelPolicy", {"phase": phase, "observedGeneration": 1, "conditions": kstatus("Ready", 1)}, 1, "Healthy")
+      for phase in ("Evaluating", "Recommending", "Idle")),
+    # A failed run: Ready False but not Stalled (the next trigger tries again); Argo CD shows Degraded.
+    ("FlywheelPolicy", {"phase": "Failed", "message": "run run-1 failed: every candidate failed",
+                        "lastRunResult": {"id": "run-1", "phase": "Failed"}, "observedGeneration": 1,
+                        "conditions": kstatus("Reconciling", 1)}, 1, "Degraded"),
 ])
 def test_health(kind, status, generation, expected):
     obj = {"apiVersion": "acgs.io/v1alpha1", "kind": kind, "metadata": {"name": "x", "generation": generation}}

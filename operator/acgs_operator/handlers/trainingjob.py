@@ -21,7 +21,7 @@ from ..builders import trainingjob as tjb
 from ..builders.common import Owner
 from ..config import Settings
 from ..constants import API_VERSION, GROUP, LABEL_COMPONENT, LABEL_OWNER_KIND, VERSION
-from ..decisions import jobrun
+from ..decisions import jobrun, queueing
 from ..decisions import trainingjob as decide
 from ..events import NORMAL, WARNING, Event
 from ..metrics import RECONCILES
@@ -139,7 +139,9 @@ def sync_status(tj: dict[str, Any]) -> None:
     run = jobrun.observe(job, pods, tjb.CONTAINER)
     job_name = job["metadata"]["name"] if job else None
     old, generation = tj.get("status") or {}, meta.get("generation")
-    decision = decide.decide(run, job_name, old, generation)
+    queued = (_queue_wait(job, spec.queue_name)
+              if job is not None and spec.queue_name and run.phase is jobrun.SUSPENDED else None)
+    decision = decide.decide(run, job_name, old, generation, queued=queued)
     if decision.needs_model_version:
         assert job is not None and decision.result is not None
         mv = ensure_model_version(tj, spec, job, decision.result)
@@ -149,6 +151,18 @@ def sync_status(tj: dict[str, Any]) -> None:
     if decision.event:
         events.post(tj, decision.event)
     RECONCILES.labels(KIND, decision.phase.value).inc()
+
+
+def _queue_wait(job: dict[str, Any], queue_name: str) -> queueing.QueueWait:
+    """Kueue's word on a suspended Job of a queue: the condition of its Workload (read only; Kueue
+    alone unsuspends or suspends the Job)."""
+    meta = job["metadata"]
+    try:
+        workloads = kube.list_(queueing.KUEUE_API_VERSION, "Workload", meta["namespace"],
+                               label_selector=f"{queueing.LABEL_JOB_UID}={meta['uid']}")
+    except (kube.ResourceNotFoundError, kube.ApiException):
+        workloads = []  # Kueue is not installed (or not readable): say so in the message
+    return queueing.wait_of(queueing.workload_of(workloads, meta["uid"]), queue_name, meta["name"])
 
 
 def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
@@ -204,14 +218,64 @@ def spec_changed(body: kopf.Body, **_: Any) -> None:
 
 # kopf never retries an on.event handler, and no later event may come for a finished Job: a failed
 # status write (the apiserver restarting, a conflict, an admission hiccup) would leave the
-# TrainingJob Running until the operator restarts. So the handler retries itself, with backoff,
-# for about 3.5 minutes; each attempt re-reads the TrainingJob and the Job. Later events of the
-# same Job wait behind it (kopf serialises an object's events), which is what we want.
+# TrainingJob Running until the operator restarts. So the event handlers retry themselves, with
+# backoff, for about 3.5 minutes; each attempt re-reads the TrainingJob and the Job. Later events of
+# the same object wait behind it (kopf serialises an object's events), which is what we want.
 JOB_EVENT_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 30.0, 30.0, 30.0, 30.0, 30.0)
 
 
-def _sync_for_job(namespace: str, ref: dict[str, Any], logger: kopf.Logger) -> None:
-    tj = kube.get(API_VERSION, KIND, namespace, ref["name"])
+async def _retried(sync: Any, meta: dict[str, Any], what: str, logger: kopf.Logger) -> None:
+    for attempt, delay in enumerate((0.0, *JOB_EVENT_RETRY_DELAYS)):
+        await asyncio.sleep(delay)
+        try:
+            # The blocking client, off kopf's event loop (the webhook shares that loop).
+            await asyncio.to_thread(sync, meta, logger)
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure of the write is retried, then logged
+            message = kube.error_message(exc) if isinstance(exc, kube.ApiException) else str(exc)
+            if attempt == len(JOB_EVENT_RETRY_DELAYS):
+                logger.error("status of %s not written after %d attempts: %s", what, attempt + 1, message)
+                return
+            logger.warning("status of %s not written (attempt %d): %s; retrying in %.1fs",
+                           what, attempt + 1, message, JOB_EVENT_RETRY_DELAYS[attempt])
+
+
+async def job_event(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
+    if type == "DELETED":
+        return  # the TTL controller removed a finished Job; the TrainingJob keeps its final status
+    meta = dict(body.metadata)
+    ref = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == KIND), None)
+    if ref is not None:
+        await _retried(_sync_owner, meta, f"TrainingJob {ref['name']}", logger)
+
+
+async def workload_event(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
+    """A Kueue Workload changed (created, quota reserved or refused, evicted): re-read the
+    TrainingJob of its Job, whose status carries Kueue's reason while the Job waits."""
+    if type == "DELETED":
+        return
+    meta = dict(body.metadata)
+    await _retried(_sync_workload_owner, meta, f"the TrainingJob of Workload {meta.get('name')}", logger)
+
+
+def _sync_workload_owner(workload_meta: dict[str, Any], logger: kopf.Logger) -> None:
+    ref = next((r for r in workload_meta.get("ownerReferences") or []
+                if r.get("kind") == "Job" and r.get("apiVersion") == "batch/v1"), None)
+    if ref is None:
+        return
+    job = kube.get("batch/v1", "Job", workload_meta["namespace"], ref["name"])
+    if job is None or job["metadata"]["uid"] != ref["uid"]:
+        return
+    if (job["metadata"].get("labels") or {}).get(LABEL_OWNER_KIND) != KIND.lower():
+        return
+    _sync_owner(job["metadata"], logger)
+
+
+def _sync_owner(job_meta: dict[str, Any], logger: kopf.Logger) -> None:
+    ref = next((r for r in job_meta.get("ownerReferences") or [] if r.get("kind") == KIND), None)
+    if ref is None:
+        return
+    tj = kube.get(API_VERSION, KIND, job_meta["namespace"], ref["name"])
     if tj is None or tj["metadata"]["uid"] != ref["uid"] or tj["metadata"].get("deletionTimestamp"):
         return
     try:
@@ -219,29 +283,6 @@ def _sync_for_job(namespace: str, ref: dict[str, Any], logger: kopf.Logger) -> N
     except errors.SpecError as exc:
         logger.error("%s: %s", exc.reason, exc)
         errors.fail(tj, exc)  # the outcome is final: nothing to stop (an event handler)
-
-
-async def job_event(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
-    if type == "DELETED":
-        return  # the TTL controller removed a finished Job; the TrainingJob keeps its final status
-    ref = next((r for r in body.metadata.get("ownerReferences") or [] if r.get("kind") == KIND), None)
-    namespace = body.metadata.namespace
-    if ref is None or namespace is None:
-        return
-    for attempt, delay in enumerate((0.0, *JOB_EVENT_RETRY_DELAYS)):
-        await asyncio.sleep(delay)
-        try:
-            # The blocking client, off kopf's event loop (the webhook shares that loop).
-            await asyncio.to_thread(_sync_for_job, namespace, ref, logger)
-            return
-        except Exception as exc:  # noqa: BLE001 - any failure of the write is retried, then logged
-            message = kube.error_message(exc) if isinstance(exc, kube.ApiException) else str(exc)
-            if attempt == len(JOB_EVENT_RETRY_DELAYS):
-                logger.error("status of TrainingJob %s not written after %d attempts: %s", ref["name"],
-                             attempt + 1, message)
-                return
-            logger.warning("status of TrainingJob %s not written (attempt %d): %s; retrying in %.1fs",
-                           ref["name"], attempt + 1, message, JOB_EVENT_RETRY_DELAYS[attempt])
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:
@@ -255,3 +296,6 @@ def register(registry: kopf.OperatorRegistry) -> None:
     kopf.on.update(GROUP, VERSION, PLURAL, id="spec-changed", field="spec", registry=registry)(spec_changed)
     kopf.on.event("batch", "v1", "jobs", id="trainingjob-job", registry=registry,
                   labels={LABEL_OWNER_KIND: KIND.lower(), LABEL_COMPONENT: tjb.COMPONENT})(job_event)
+    # Served only where Kueue's CRDs were installed before the operator started (no CRD scanning).
+    kopf.on.event("kueue.x-k8s.io", queueing.KUEUE_API_VERSION.split("/")[1], "workloads",
+                  id="trainingjob-workload", registry=registry)(workload_event)
