@@ -111,6 +111,7 @@ def converged(cluster: Cluster, namespace: str, training_jobs: int, deployments:
         {f"dep-{i}", f"dep-{i}-preview"} <= services for i in range(deployments))
 
 
+@pytest.mark.slow  # ~2.5 min: `make test-chaos` runs it, CI's quick set does not
 def test_operator_sigkilled_during_a_burst_converges_with_nothing_lost_or_doubled(
         operators: Operators, chaos_namespace: str) -> None:
     """Three SIGKILLs at random points while 200 TrainingJobs and 20 Deployments are being applied

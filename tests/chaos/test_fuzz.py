@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from ..conftest import Cluster, localcluster, wait_until
 from .conftest import apply_all, samples
 
-pytestmark = [pytest.mark.cluster, pytest.mark.chaos]
+pytestmark = [pytest.mark.cluster, pytest.mark.chaos, pytest.mark.slow]  # ~1 min per kind
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
 PLURALS = {"TrainingJob": "trainingjobs", "ModelVersion": "modelversions", "Deployment": "deployments",
            "FlywheelPolicy": "flywheelpolicies"}
