@@ -59,3 +59,22 @@ def test_unsafe_timing_is_refused_naming_the_settings(lease_s: float, deadline_s
 def test_default_timing_leaves_a_margin_between_giving_up_and_expiry():
     timing = Settings().leader_timing
     assert timing.lease_seconds - timing.renew_deadline_seconds >= 2 * timing.retry_seconds
+
+
+def test_the_manifests_run_two_replicas_with_a_disruption_budget_and_distinct_identities():
+    from pathlib import Path
+
+    import yaml
+
+    docs = list(yaml.safe_load_all((Path(__file__).resolve().parents[2] / "manifests/base/operator.yaml").read_text()))
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+    pod = deployment["spec"]["template"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+    assert env["ACGS_LEADER_IDENTITY"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert {c["topologyKey"] for c in pod["spec"]["topologySpreadConstraints"]} == {
+        "kubernetes.io/hostname", "topology.kubernetes.io/zone"}
