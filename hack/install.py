@@ -112,26 +112,66 @@ def healthy(port: int = HEALTH_PORT) -> bool:
         return False
 
 
-def start_operator(restart: bool = False) -> None:
-    if restart:
-        stop_pidfile(PIDS / "operator.pid")
-    if pid_of("operator") and healthy():
-        return
+LEASE_NAMESPACE = "acgs-system"
+
+
+def lease_holder() -> str | None:
+    """Who holds the operator's leader-election Lease (leader.py), if anyone."""
+    out = kubectl("get", "lease", "acgs-operator", "-n", LEASE_NAMESPACE, "-o", "jsonpath={.spec.holderIdentity}",
+                  check=False)
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+# acgs_operator.main.LEADERSHIP_LOST_EXIT_CODE: a leader that could not renew its Lease exits; in a
+# cluster the kubelet restarts the pod (restartPolicy Always) and it runs for the Lease again.
+LEADERSHIP_LOST = 3
+
+
+def spawn_operator(name: str, env: dict[str, str], restart_on_lost_lease: bool = True) -> subprocess.Popen:
+    """An operator process with its own pidfile and log (`localcluster down` stops it). With
+    restart_on_lost_lease, a small supervisor restarts it when it exits because it lost its Lease
+    (the apiserver away longer than the renew deadline), as the kubelet would."""
     LOGS.mkdir(parents=True, exist_ok=True)
     PIDS.mkdir(parents=True, exist_ok=True)
-    with open(LOGS / "operator.log", "ab") as out:
-        proc = subprocess.Popen([str(ROOT / ".venv/bin/acgs-operator")], env=operator_env(), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    (PIDS / "operator.pid").write_text(str(proc.pid))
+    exe = str(ROOT / ".venv/bin/acgs-operator")
+    argv = ([exe] if not restart_on_lost_lease else
+            ["bash", "-c", f'while :; do "{exe}"; rc=$?; [ $rc -eq {LEADERSHIP_LOST} ] || exit $rc; '
+                           'echo "operator lost its Lease: restarting it" >&2; done'])
+    with open(LOGS / f"{name}.log", "ab") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    (PIDS / f"{name}.pid").write_text(str(proc.pid))
+    return proc
+
+
+def serving(port: int = WEBHOOK_PORT) -> bool:
+    """The webhook port accepts connections (a new leader restarts its webhook server)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_operator(restart: bool = False) -> None:
+    """The local operator; returns once it is healthy and holds the leader-election Lease (a
+    predecessor that was killed, not stopped, leaves a Lease that expires first: up to 15 s)."""
+    if restart:
+        stop_pidfile(PIDS / "operator.pid")
+    if pid_of("operator") and healthy() and (lease_holder() or "").startswith("local-"):
+        return
+    stop_pidfile(PIDS / "operator.pid")
+    identity = f"local-{os.urandom(4).hex()}"
+    proc = spawn_operator("operator", {**operator_env(), "ACGS_LEADER_IDENTITY": identity})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"operator exited with {proc.returncode}; see {LOGS / 'operator.log'}")
-        if healthy():
-            log(f"operator running (pid {proc.pid}); log: {LOGS / 'operator.log'}")
+        if healthy() and lease_holder() == identity and serving():
+            log(f"operator running (pid {proc.pid}, leading as {identity}); log: {LOGS / 'operator.log'}")
             return
         time.sleep(0.25)
-    raise SystemExit(f"operator not healthy after 60s; see {LOGS / 'operator.log'}")
+    raise SystemExit(f"operator not healthy and leading after 60s; see {LOGS / 'operator.log'}")
 
 
 def main() -> int:

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
+import os
+import socket
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
+from . import leader
 from .config import Settings
 from .handlers import admission, deployment, flywheel, lifecycle, modelversion, trainingjob
 from .servers import progress
 
 logger = logging.getLogger("acgs_operator")
+LEADERSHIP_LOST_EXIT_CODE = 3
+_metrics_served: list[int] = []
 
 
 class _QuietAdmissions(logging.Filter):
@@ -56,27 +62,68 @@ def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: Settings = memo.settings
     configure(settings, config)
-    if config.metrics_port:
+    if config.metrics_port and not _metrics_served:  # once per process: a standby that leads starts kopf again
         start_http_server(config.metrics_port)
+        _metrics_served.append(config.metrics_port)
     logger.info("constitutional hash %s; namespaces %s", config.constitutional_hash,
                 ",".join(config.namespaces) or "all")
 
 
-def registry() -> kopf.OperatorRegistry:
-    """Every handler of the operator, registered explicitly (importing a module registers nothing)."""
+def registry(admission_only: bool = False) -> kopf.OperatorRegistry:
+    """Every handler of the operator, registered explicitly (importing a module registers nothing).
+    admission_only: what a standby replica runs (webhook and progress endpoint, no reconciler)."""
     reg = kopf.OperatorRegistry()
     # kopf's default registry adds this itself; an explicit registry must name it: credentials from
     # the kubernetes client's config (in-cluster service account, else the kubeconfig).
     kopf.on.login(registry=reg)(kopf.login_via_client)
     kopf.on.startup(registry=reg)(startup)
     admission.register(reg)
+    # Trainers' progress reports reach either replica through the Service: both serve them (a
+    # token-checked status merge-patch; both replicas need the same ACGS_PROGRESS_KEY).
+    progress.register(reg)
+    if admission_only:
+        return reg
     trainingjob.register(reg)
     modelversion.register(reg)
     deployment.register(reg)
     flywheel.register(reg)
-    progress.register(reg)
     lifecycle.register(reg, reconciled=frozenset({trainingjob.KIND, modelversion.KIND, deployment.KIND}))
     return reg
+
+
+async def run(config: Settings, memo: kopf.Memo) -> None:
+    """Lead (or wait to), then run kopf until it stops or the Lease is lost.
+
+    A standby serves the admission webhook (validation is stateless: both replicas answer, so the
+    webhook Service stays up while one restarts), the progress endpoint and /healthz, and
+    reconciles nothing."""
+    operator = functools.partial(
+        kopf.operator, memo=memo, standalone=True, clusterwide=not config.namespaces, namespaces=config.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz")
+    if not config.leader_election:
+        await operator(registry=registry())
+        return
+    identity = config.leader_identity or f"{socket.gethostname()}-{os.getpid()}"
+    elector = leader.Elector(config.operator_namespace, identity, config.leader_timing)
+    stop_standby = asyncio.Event()
+    standby = asyncio.create_task(operator(registry=registry(admission_only=True), stop_flag=stop_standby))
+    try:
+        await elector.acquire()
+    finally:
+        stop_standby.set()
+        await standby
+    running = asyncio.create_task(operator(registry=registry()))
+    keeping = asyncio.create_task(elector.keep())
+    done, _ = await asyncio.wait({running, keeping}, return_when=asyncio.FIRST_COMPLETED)
+    if keeping in done:
+        # Stop now, handlers in flight included: the Lease may go to another replica once it
+        # expires, and two replicas must never reconcile at once. The pod restarts as a candidate.
+        logger.error("leadership lost, exiting: %s", keeping.exception())
+        logging.shutdown()
+        os._exit(LEADERSHIP_LOST_EXIT_CODE)
+    keeping.cancel()
+    await asyncio.to_thread(elector.release)
+    running.result()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,11 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     config = Settings.from_env()
     # Shared by every object's handlers (kopf copies the memo shallowly per object).
     memo = kopf.Memo(settings=config, rollout_schedule=deployment.Schedule())
-    asyncio.run(kopf.operator(
-        registry=registry(), memo=memo, standalone=True,
-        clusterwide=not config.namespaces, namespaces=config.namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz",
-    ))
+    asyncio.run(run(config, memo))
     return 0
 
 

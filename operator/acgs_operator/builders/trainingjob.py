@@ -9,6 +9,7 @@ from typing import Any
 
 from acgs_contract import env, exitcodes
 from acgs_contract.constitution import CONSTITUTION_FILE
+from kubernetes.utils import parse_quantity
 
 from ..api.trainingjob import TrainingJobSpec
 from ..config import Settings
@@ -198,6 +199,13 @@ def _env() -> list[dict[str, Any]]:
     ]
 
 
+def _at_most(request: str, limit: str) -> str:
+    """A request the apiserver accepts under `limit` (a request above its limit makes the whole Job
+    invalid: found by the fuzz test with resources.memory 128Mi)."""
+    smaller: bool = parse_quantity(request) <= parse_quantity(limit)  # type: ignore[no-untyped-call]
+    return request if smaller else limit
+
+
 def _generate_container(spec: TrainingJobSpec, image: str, settings: Settings) -> dict[str, Any]:
     gen = spec.data.generate
     assert gen is not None
@@ -208,7 +216,8 @@ def _generate_container(spec: TrainingJobSpec, image: str, settings: Settings) -
                     "--type", str(gen.type), "--size", str(gen.size), "--seed", str(gen.seed),
                     "--out", GENERATED_DATA],
         "env": [*_env(), {"name": env.CONSTITUTION_DIGEST, "value": settings.constitution_content_digest}],
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+        "resources": {"requests": {"cpu": _at_most("100m", spec.resources.cpu),
+                                   "memory": _at_most("256Mi", spec.resources.memory)},
                       "limits": {"cpu": spec.resources.cpu, "memory": spec.resources.memory}},
         "securityContext": container_security_context(),
         "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"},
