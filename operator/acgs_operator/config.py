@@ -32,6 +32,10 @@ class Settings(BaseModel):
     webhook_port: int = Field(default=9443, ge=1, le=65535)
     webhook_cert: Path | None = None
     webhook_key: Path | None = None
+    # Benchmark baseline only (bench/admission.py), unset in the manifests: also serve the same checks
+    # through kopf's webhook inside the operator's event loop, on this port (the setup before the
+    # webhook got its own process, servers/webhook.py).
+    in_loop_webhook_port: int | None = Field(default=None, ge=1, le=65535)
     health_port: int = Field(default=8081, ge=1, le=65535)
     metrics_port: int = Field(default=8082, ge=0, le=65535)
     trainer_image: str = "ghcr.io/acgs/trainer:0.1.0"
