@@ -43,6 +43,7 @@ DIRECT_SECONDS = float(os.environ.get("ACGS_BENCH_WEBHOOK_SECONDS", "10"))
 # py-spy profiles (collapsed stacks) of the operator during the first kopf half of the direct runs,
 # when set: ACGS_BENCH_PYSPY_WEBHOOK=/tmp/webhook.folded (idle) and /tmp/webhook.folded.under-load
 PYSPY_OUT = os.environ.get("ACGS_BENCH_PYSPY_WEBHOOK")
+SETTLE_SECONDS = float(os.environ.get("ACGS_BENCH_WEBHOOK_SETTLE_SECONDS", "20"))
 LOAD_OBJECTS = int(os.environ.get("ACGS_BENCH_WEBHOOK_LOAD_OBJECTS", "300"))
 
 
@@ -270,6 +271,9 @@ def run() -> str:
     try:
         install.start_operator(restart=True)
         wait_serving(IN_LOOP_PORT)
+        # A fresh operator first lists and resumes every object left in the cluster, which would
+        # load the in-loop baseline's first half only: let that settle.
+        time.sleep(SETTLE_SECONDS)
         d = direct_both(rate=500, seconds=DIRECT_SECONDS, profile=PYSPY_OUT)
         a = through_apiserver(300)
         loaded = under_reconcile_load(500, DIRECT_SECONDS, LOAD_OBJECTS)
