@@ -134,9 +134,12 @@ def spawn_operator(name: str, env: dict[str, str], restart_on_lost_lease: bool =
     LOGS.mkdir(parents=True, exist_ok=True)
     PIDS.mkdir(parents=True, exist_ok=True)
     exe = str(ROOT / ".venv/bin/acgs-operator")
-    argv = ([exe] if not restart_on_lost_lease else
-            ["bash", "-c", f'while :; do "{exe}"; rc=$?; [ $rc -eq {LEADERSHIP_LOST} ] || exit $rc; '
-                           'echo "operator lost its Lease: restarting it" >&2; done'])
+    # The supervisor passes SIGTERM on and exits only after the operator has (it releases its Lease
+    # and its ports first), so a stop by pidfile returns when the operator is really gone.
+    supervisor = (f'trap \'kill -TERM $pid 2>/dev/null; wait $pid; exit 143\' TERM INT; '
+                  f'while :; do "{exe}" & pid=$!; wait $pid; rc=$?; [ $rc -eq {LEADERSHIP_LOST} ] || exit $rc; '
+                  'echo "operator lost its Lease: restarting it" >&2; done')
+    argv = ["bash", "-c", supervisor] if restart_on_lost_lease else [exe]
     with open(LOGS / f"{name}.log", "ab") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
