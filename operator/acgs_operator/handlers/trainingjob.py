@@ -56,9 +56,12 @@ def apply_children(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings
                    parent_version: str | None) -> dict[str, Any]:
     owner = Owner.of(tj)
     token = progress_token(key, owner.namespace, owner.name, owner.uid)
-    for child in (tjb.build_config_map(spec, owner, settings, parent_version),
-                  tjb.build_progress_secret(spec, owner, token),
-                  tjb.build_network_policy(spec, owner, settings)):
+    children = [tjb.build_config_map(spec, owner, settings, parent_version),
+                tjb.build_progress_secret(spec, owner, token),
+                tjb.build_network_policy(spec, owner, settings)]
+    if spec.workers > 1:
+        children.append(tjb.build_headless_service(spec, owner))  # before the pods need their names
+    for child in children:
         kube.apply(child)
     job = kube.get("batch/v1", "Job", owner.namespace, tjb.job_name(owner.name))
     if job is None:
