@@ -52,7 +52,7 @@ def _sample_config() -> dict[str, Any]:
 
     doc = yaml.safe_load((ROOT / "manifests/samples/trainingjob.yaml").read_text())
     spec = TrainingJobSpec.model_validate(doc["spec"])
-    config = build_trainer_config(spec, Owner("bench", "bench", "0" * 8, {}),
+    config = build_trainer_config(spec, Owner("TrainingJob", "bench", "bench", "0" * 8),
                                   Settings(progress_port=0))
     gen = spec.data.generate
     assert gen is not None
@@ -75,7 +75,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
             *["| " + " | ".join(r) + " |" for r in rows]]
 
 
-def run(types: list[str] | None = None, quick: bool = False) -> str:
+def run(types: list[str] | None = None, quick: bool = False, partial: Path | None = None,
+        sample_pipeline: bool = True) -> str:
+    """The report; with ``partial``, each dataset type's table is appended there as soon as it is
+    measured (a long run on a busy machine leaves what it finished)."""
     import torch
 
     from acgs_trainer.datasets import DATASET_TYPES
@@ -111,11 +114,17 @@ def run(types: list[str] | None = None, quick: bool = False) -> str:
                 ratio = dp["metrics"]["accuracy"] / max(plain["metrics"]["accuracy"], 1e-9)
                 verdicts.append(f"| {dataset_type} | {ratio:.3f} | ≥ {UTILITY_RATIO} | "
                                 f"{'met' if ratio >= UTILITY_RATIO else 'not met'} |")
-        lines += [f"### {dataset_type}", "",
-                  *_table(["model", "steps", "wall s", "ε spent", "compliance", "accuracy"], rows),
-                  ""]
+        section = [f"### {dataset_type}", "",
+                   *_table(["model", "steps", "wall s", "ε spent", "compliance", "accuracy"], rows),
+                   "", verdicts[-1], ""]
+        lines += section[:-2]
+        if partial is not None:
+            with partial.open("a", encoding="utf-8") as f:
+                f.write("\n".join(section) + "\n")
     lines += ["### DP accuracy at ε = 8 ÷ non-DP accuracy (same data, steps)", "",
               "| dataset type | ratio | target | |", "|---|---|---|---|", *verdicts, ""]
+    if not sample_pipeline:
+        return "\n".join(lines)
     config = sample
     result, seconds = _train(config, work / "sample")
     m = result["metrics"]
@@ -143,5 +152,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--types", help="comma-separated dataset types (default: all six)")
     parser.add_argument("--quick", action="store_true", help="constitutional_ai only")
+    parser.add_argument("--partial", type=Path, help="append each type's table here as it is done")
+    parser.add_argument("--no-sample", action="store_true", help="skip the sample pipeline run")
     args = parser.parse_args()
-    print(run(args.types.split(",") if args.types else None, args.quick))
+    print(run(args.types.split(",") if args.types else None, args.quick, args.partial,
+              not args.no_sample))
