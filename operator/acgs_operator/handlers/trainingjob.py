@@ -39,6 +39,12 @@ def _parse(tj: dict[str, Any]) -> TrainingJobSpec:
     if not spec.output.pvc:
         raise errors.SpecError(cond.INVALID_SPEC, "spec.output.pvc: required - the artifact must be written to a "
                                "PersistentVolumeClaim so it outlives the pod and the ModelVersion can point at it")
+    hostname = f"{tjb.job_name(tj['metadata']['name'])}-{spec.workers - 1}"
+    if spec.workers > 1 and len(hostname) > 63:
+        raise errors.SpecError(cond.INVALID_SPEC, f"metadata.name {tj['metadata']['name']!r}: too long for "
+                               f"spec.workers={spec.workers}; its pods' hostnames (like {hostname!r}) would "
+                               "exceed 63 characters; expected a name of at most "
+                               f"{63 - len('-train-') - len(str(spec.workers - 1))} characters")
     return spec
 
 

@@ -99,3 +99,13 @@ def test_workers_field_is_bounded() -> None:
         gang_spec(0)
     with pytest.raises(ValueError, match="workers"):
         gang_spec(65)
+
+
+def test_a_name_too_long_for_the_gangs_hostnames_is_refused_naming_the_limit() -> None:
+    from acgs_operator import errors
+    from acgs_operator.handlers.trainingjob import _parse
+
+    spec = gang_spec(12).to_api()
+    _parse({"metadata": {"name": "n" * 52}, "spec": spec})  # n…n-train-11: 63 characters
+    with pytest.raises(errors.SpecError, match=r"too long for spec.workers=12.*at most 54 characters"):
+        _parse({"metadata": {"name": "n" * 55}, "spec": spec})
