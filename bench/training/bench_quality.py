@@ -76,9 +76,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def run(types: list[str] | None = None, quick: bool = False, partial: Path | None = None,
-        sample_pipeline: bool = True) -> str:
+        sample_pipeline: bool = True, reduced: dict[str, Any] | None = None) -> str:
     """The report; with ``partial``, each dataset type's table is appended there as soon as it is
-    measured (a long run on a busy machine leaves what it finished)."""
+    measured (a long run on a busy machine leaves what it finished). ``reduced`` overrides the
+    sample recipe for the per-type tables (size, maxSteps, batchSize, evalMaxExamples), for a
+    machine too busy for the full recipe; the report says so."""
     import torch
 
     from acgs_trainer.datasets import DATASET_TYPES
@@ -88,19 +90,25 @@ def run(types: list[str] | None = None, quick: bool = False, partial: Path | Non
     work = Path(tempfile.mkdtemp(prefix="acgs-bench-quality-"))
     sample = _sample_config()  # one recipe for every type: the sample TrainingJob's settings
     size = sample["data"].rsplit(":", 1)[1]
+    recipe = dict(sample)
+    if reduced:
+        size = str(reduced.pop("size", size))
+        recipe.update(reduced)
     modules = ",".join(sample.get("loraTargetModules") or ["all linear projections"])
     lines = ["## training quality (bench/training/bench_quality.py)", "",
              f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads. Base: "
              "builtin:tiny-llama pre-trained on the public half of the scenario space (shipped "
              "build; not timed here). Fine-tuning, the sample TrainingJob's settings for every "
-             f"type: LoRA r={sample['loraR']} on {modules}, {size} generated records "
-             f"(private half), {sample['maxSteps']} steps, expected batch {sample['batchSize']}, "
-             f"lr {sample['lr']}, clipping norm {sample['maxGradNorm']}; DP: Poisson sampling, "
+             f"type{' (REDUCED from the sample recipe for time)' if reduced else ''}: LoRA "
+             f"r={recipe['loraR']} on {modules}, {size} generated records "
+             f"(private half), {recipe['maxSteps']} steps, expected batch {recipe['batchSize']}, "
+             f"lr {recipe['lr']}, clipping norm {recipe['maxGradNorm']}, held-out examples ≤ "
+             f"{recipe.get('evalMaxExamples', 200)}; DP: Poisson sampling, "
              "RDP accountant, δ = 1e-5. Held-out: the trainer's own eval split, scored from the "
              "models' greedy generations; the base is scored on the same records.", ""]
     verdicts = []
     for dataset_type in types:
-        common = {**sample, "data": f"generated:{dataset_type}:{size}"}
+        common = {**recipe, "data": f"generated:{dataset_type}:{size}"}
         rows = []
         plain, seconds = _train({**common, "dp": False, "noiseMultiplier": None},
                                 work / f"{dataset_type}-nodp")
@@ -154,6 +162,10 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="constitutional_ai only")
     parser.add_argument("--partial", type=Path, help="append each type's table here as it is done")
     parser.add_argument("--no-sample", action="store_true", help="skip the sample pipeline run")
+    parser.add_argument("--reduced", metavar="JSON", help='override the per-type recipe, e.g. '
+                        '{"size": 800, "maxSteps": 40, "batchSize": 32, "evalMaxExamples": 100}')
     args = parser.parse_args()
+    import json
+
     print(run(args.types.split(",") if args.types else None, args.quick, args.partial,
-              not args.no_sample))
+              not args.no_sample, json.loads(args.reduced) if args.reduced else None))
