@@ -92,6 +92,44 @@ curl -sS -X POST "http://$ip:$port/constitutional-ai/predict" -H 'Content-Type: 
   "constitutional_hash": "cdd01ef066bc6cf2"}'
 echo
 
+say "one flywheel turn: the servers log what they are asked; the FlywheelPolicy evaluates cheaper candidates on it"
+"$root/.venv/bin/python" - "$ip" "$port" <<'PY'
+import json, subprocess, sys, tempfile, urllib.request
+ip, port = sys.argv[1], sys.argv[2]
+with tempfile.NamedTemporaryFile(suffix=".jsonl") as out:  # distinct scenarios from the trainer's generator
+    subprocess.run([sys.executable, "-m", "acgs_trainer.data_cli", "generate", "--type", "constitutional_ai",
+                    "--size", "120", "--seed", "5", "--out", out.name], check=True, capture_output=True)
+    scenarios = {json.dumps(json.loads(l)["input"]["scenario"], sort_keys=True) for l in open(out.name)}
+sent = 0
+for scenario in sorted(scenarios)[:40]:
+    body = json.dumps({"scenario": json.loads(scenario), "constitutional_hash": "cdd01ef066bc6cf2"}).encode()
+    req = urllib.request.Request(f"http://{ip}:{port}/constitutional-ai/predict", data=body,
+                                 headers={"Content-Type": "application/json"})
+    sent += urllib.request.urlopen(req, timeout=30).status == 200
+print(f"  sent {sent} requests (each logged as a hash-stamped JSONL record)")
+PY
+fwp() { jp fwp/constitutional-ai "$1"; }
+wait_for "the flywheel run to be decided" 900 bash -c "'$root/.venv/bin/kubectl' --kubeconfig='$root/.cluster/kubeconfig' get fwp -n '$ns' constitutional-ai -o jsonpath='{.status.lastRunResult.phase}'"
+k get fwp -n "$ns" -o wide
+"$root/.venv/bin/python" - "$(k get fwp -n "$ns" constitutional-ai -o json)" <<'PY'
+import json, sys
+s = json.loads(sys.argv[1])["status"]
+run = s["lastRunResult"]
+print(f"  run {run['id']}: {run['phase']}: {run.get('message', '')}")
+print(f"  records: {s.get('recordsUsable')} usable, excluded {s.get('recordsExcluded')}; production's live "
+      f"compliance (agreement with the judge): {s.get('liveCompliance')}; privacy budget: {s.get('budget')}")
+row = "  %-11s %-10s %-9s %8s %10s %9s %6s  %s"
+print(row % ("candidate", "kind", "state", "accuracy", "compliance", "latency", "cost", "why"))
+for c in s["candidates"]:
+    def f(key, fmt):
+        return (fmt % c[key]) if c.get(key) is not None else "-"
+    print(row % (c["name"], c["kind"], c["state"], f("accuracy", "%.3f"), f("complianceScore", "%.3f"),
+                 f("latencyMs", "%.1fms"), f("costRatio", "%.2f"), "; ".join(c["reasons"])))
+PY
+if [[ "$(fwp '{.status.lastRunResult.phase}')" != Succeeded ]]; then
+  exit 1
+fi
+
 say "kubectl get acgs -n $ns"
 k get acgs -n "$ns"
 

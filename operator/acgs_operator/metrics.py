@@ -44,8 +44,36 @@ FLYWHEEL_RUNS = Counter(
     "(succeeded, failed); both start at 0 when the policy is first reconciled (observe_flywheel_policy).",
     ["namespace", "policy", "outcome"],
 )
+FLYWHEEL_CANDIDATES = Counter(
+    "acgs_flywheel_candidates_evaluated_total",
+    "Flywheel candidates (and the production model) a run finished with, by kind (FineTune, Base, "
+    "InContext, Production) and result (Winner, Accepted, Rejected, Evaluated, Failed).",
+    ["namespace", "policy", "kind", "result"],
+)
+FLYWHEEL_PROMOTIONS = Counter(
+    "acgs_flywheel_promotions_total",
+    "ModelVersions a FlywheelPolicy moved to stage production, by trigger (auto: autoPromote; "
+    "annotation: acgs.io/promote).",
+    ["namespace", "policy", "trigger"],
+)
+FLYWHEEL_RECORDS = Gauge(
+    "acgs_flywheel_records",
+    "Records of the interaction log at the last collection, by reason: usable, or why excluded.",
+    ["namespace", "policy", "reason"],
+)
+FLYWHEEL_BUDGET_EPSILON = Gauge(
+    "acgs_flywheel_budget_max_epsilon",
+    "Largest cumulative DP ε any logged record has been charged across the policy's runs.",
+    ["namespace", "policy"],
+)
+FLYWHEEL_RETIRED = Gauge(
+    "acgs_flywheel_retired_records",
+    "Records retired from training because their cumulative ε would pass spec.recordEpsilonLimit.",
+    ["namespace", "policy"],
+)
 
 ROLLBACK_TRIGGERS = ("automatic", "abort")
+PROMOTION_TRIGGERS = ("auto", "annotation")
 FLYWHEEL_OUTCOMES = ("succeeded", "failed")
 _served: dict[tuple[str, str], tuple[str, str]] = {}  # (namespace, deployment) -> labels last exported
 
@@ -91,9 +119,34 @@ def observe_flywheel_policy(namespace: str, policy: str) -> None:
     """For the FlywheelPolicy reconciler: export the policy's run counters at 0 from the start."""
     for outcome in FLYWHEEL_OUTCOMES:
         FLYWHEEL_RUNS.labels(namespace, policy, outcome)
+    for trigger in PROMOTION_TRIGGERS:
+        FLYWHEEL_PROMOTIONS.labels(namespace, policy, trigger)
 
 
 def observe_flywheel_run(namespace: str, policy: str, succeeded: bool) -> None:
     """For the FlywheelPolicy reconciler: one run finished (AcgsFlywheelRunFailed pages on failures)."""
     observe_flywheel_policy(namespace, policy)
     FLYWHEEL_RUNS.labels(namespace, policy, "succeeded" if succeeded else "failed").inc()
+
+
+def observe_flywheel_candidates(namespace: str, policy: str, candidates: list[dict[str, Any]]) -> None:
+    """A run finished with these candidates (status.candidates entries)."""
+    for c in candidates:
+        FLYWHEEL_CANDIDATES.labels(namespace, policy, str(c.get("kind")), str(c.get("state"))).inc()
+
+
+def observe_flywheel_promotion(namespace: str, policy: str, trigger: str) -> None:
+    FLYWHEEL_PROMOTIONS.labels(namespace, policy, trigger).inc()
+
+
+def observe_flywheel_records(namespace: str, policy: str, usable: int, excluded: dict[str, int]) -> None:
+    FLYWHEEL_RECORDS.labels(namespace, policy, "usable").set(usable)
+    for reason, count in excluded.items():
+        FLYWHEEL_RECORDS.labels(namespace, policy, reason).set(count)
+
+
+def observe_flywheel_budget(namespace: str, policy: str, budget: dict[str, Any] | None) -> None:
+    if budget and budget.get("maxEpsilon") is not None:
+        FLYWHEEL_BUDGET_EPSILON.labels(namespace, policy).set(float(budget["maxEpsilon"]))
+    if budget and budget.get("retiredRecords") is not None:
+        FLYWHEEL_RETIRED.labels(namespace, policy).set(float(budget["retiredRecords"]))

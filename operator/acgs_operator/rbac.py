@@ -45,12 +45,19 @@ RULES: tuple[Rule, ...] = (
          "a ModelVersion by name, the Deployment a reconcile re-reads"),
     Rule(ACGS, ("modelversions",), ("create",),
          "handlers/trainingjob.ensure_model_version: a finished run records its ModelVersion"),
+    Rule(ACGS, ("trainingjobs",), ("create",),
+         "handlers/flywheel_run: a flywheel run's FineTune candidate is a child TrainingJob (kube.apply)"),
+    Rule(ACGS, ("modelversions",), ("patch",),
+         "handlers/flywheel_run._promote: a flywheel winner's ModelVersion moves to spec.stage production "
+         "(autoPromote or acgs.io/promote); the only spec field the operator writes"),
     Rule(ACGS, tuple(f"{k}/status" for k in KINDS), ("patch",),
          "kube.patch_status (every reconciler, the progress endpoint) and kopf's initial status"),
     Rule("batch", ("jobs",), ("get", "list", "watch", "create", "patch"),
-         "kube.get/apply of trainer, verification and flywheel collector Jobs; kopf.on.event watches them"),
-    Rule("", ("persistentvolumeclaims",), ("get",),
-         "handlers/flywheel: the Deployment's interactionLogPvc exists before a collector mounts it"),
+         "kube.get/apply of trainer, verification and flywheel collector, prepare and eval Jobs; "
+         "kopf.on.event watches them"),
+    Rule("", ("persistentvolumeclaims",), ("get", "create"),
+         "handlers/flywheel: the Deployment's interactionLogPvc exists before a collector mounts it; "
+         "handlers/flywheel_run: the policy's own workspace claim is created (owned) when spec.workspacePvc is unset"),
     Rule("apps", ("deployments",), ("get", "create", "patch"),
          "handlers/deployment: kube.get of each color, kube.apply, the scale-down patch"),
     Rule("", ("services", "configmaps", "secrets"), ("create", "patch"),

@@ -25,10 +25,13 @@ def fwp(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
 
 
 def policy(namespace: str, name: str, deployment: str, min_records: int = 1000) -> dict[str, Any]:
+    # The workspace claim does not exist: a triggered run waits in Preparing (this test is about
+    # collect and trigger; test_flywheel_loop runs whole turns).
     return {"apiVersion": "acgs.io/v1alpha1", "kind": "FlywheelPolicy",
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"constitutionalHash": CONSTITUTIONAL_HASH, "deploymentRef": deployment,
-                     "thresholds": {"minRecords": min_records}, "intervalSeconds": 60}}
+                     "thresholds": {"minRecords": min_records}, "intervalSeconds": 60,
+                     "workspacePvc": "no-such-workspace"}}
 
 
 def write_log(directory: Path) -> dict[str, int]:
@@ -88,7 +91,11 @@ def test_collects_counts_into_status_and_runs_on_annotation(operator, podrunner,
     run = wait_until(lambda: (fwp(cluster, namespace, "fw").get("status") or {}).get("currentRun"), 180,
                      "a run on the annotation")
     assert (run["trigger"], run["phase"], run["records"], run["snapshotDigest"]) == (
-        "RunNow", "Pending", expected["usable"], local.snapshot_digest())
+        "RunNow", "Preparing", expected["usable"], local.snapshot_digest())
+    waiting = wait_until(lambda: "no-such-workspace" in (fwp(cluster, namespace, "fw")["status"]["currentRun"]
+                                                          .get("message") or "") and fwp(cluster, namespace, "fw"),
+                         60, "the run to say what it waits for")
+    assert waiting["status"]["phase"] == "Evaluating"
     events = cluster.get_json("events", "-n", namespace, "--field-selector", "involvedObject.name=fw")["items"]
     assert any(e["reason"] == "RunTriggered" and run["id"] in e["message"] for e in events)
 

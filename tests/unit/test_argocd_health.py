@@ -64,6 +64,13 @@ def kstatus(true: str, generation: int) -> list[dict]:
      "Progressing"),
     ("FlywheelPolicy", {"phase": "Collecting", "observedGeneration": 1, "conditions": kstatus("Ready", 1)}, 1,
      "Healthy"),
+    # A run in progress, or a decided one, is the policy working as meant (a sync never waits on a run).
+    *(("FlywheelPolicy", {"phase": phase, "observedGeneration": 1, "conditions": kstatus("Ready", 1)}, 1, "Healthy")
+      for phase in ("Evaluating", "Recommending", "Idle")),
+    # A failed run: Ready False but not Stalled (the next trigger tries again); Argo CD shows Degraded.
+    ("FlywheelPolicy", {"phase": "Failed", "message": "run run-1 failed: every candidate failed",
+                        "lastRunResult": {"id": "run-1", "phase": "Failed"}, "observedGeneration": 1,
+                        "conditions": kstatus("Reconciling", 1)}, 1, "Degraded"),
 ])
 def test_health(kind, status, generation, expected):
     obj = {"apiVersion": "acgs.io/v1alpha1", "kind": kind, "metadata": {"name": "x", "generation": generation}}

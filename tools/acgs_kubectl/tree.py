@@ -183,8 +183,8 @@ def flywheel_node(snap: Snapshot, policy: dict[str, Any]) -> Node:
                                 f"last-run:{st['lastRun']}" if st.get("lastRun") else "") if x)
     node = Node("FlywheelPolicy", _name(policy), st.get("phase", ""), info, policy["metadata"].get("creationTimestamp"))
     for cand in st.get("candidates") or []:
-        cinfo = " ".join(f"{k}:{cand[k]}" for k in ("trainingJob", "modelVersion", "complianceScore", "accuracy")
-                         if cand.get(k) is not None)
+        keys = ("trainingJob", "modelVersion", "complianceScore", "accuracy", "costRatio")
+        cinfo = " ".join(f"{k}:{cand[k]}" for k in keys if cand.get(k) is not None)
         node.children.append(Node("Candidate", cand.get("name", "?"), cand.get("state") or "", cinfo))
     return node
 

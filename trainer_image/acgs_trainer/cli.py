@@ -1,7 +1,8 @@
 """``acgs-train``: parse the config, run ``pipeline.main``, map the outcome to an exit code and a
 result JSON (``<output>/result.json`` and the termination-message path). ``acgs-train verify ...``
 checks an artifact instead (verify_cli.py); ``acgs-train build-base`` pre-trains and caches a
-built-in base (bases.py). See README.md."""
+built-in base (bases.py); ``acgs-train flywheel-eval ...`` scores a flywheel candidate on its run's
+eval set (flywheel_eval.py). See README.md."""
 
 from __future__ import annotations
 
@@ -84,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .bases import main as build_base
 
         return build_base(args[1:])
+    if args[:1] == ["flywheel-eval"]:
+        from .flywheel_eval import main as flywheel_eval
+
+        return flywheel_eval(args[1:])
     from .config import parse_config
     from .reporting import write_result
 

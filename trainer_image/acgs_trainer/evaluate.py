@@ -39,9 +39,16 @@ def evaluate_generations(model: Any, tokenizer: Any, records: Sequence[dict[str,
     prompts = [format_prompt(r) for r in records]
     outputs = generate_continuations(model, tokenizer, prompts, max_new_tokens=8,
                                      batch_size=batch_size)
+    return score_generations(records, outputs, constitution)
+
+
+def score_generations(records: Sequence[dict[str, Any]], outputs: Sequence[str],
+                      constitution: Constitution) -> dict[str, Any]:
+    """The scores of ``outputs`` (one continuation per record): what training reports and the
+    flywheel compares candidates by, however the continuations were generated."""
     compliant = exact = decided = agree_target = 0
     confusion: Counter[str] = Counter()
-    for record, text in zip(records, outputs):
+    for record, text in zip(records, outputs, strict=True):
         predicted = parse_decision(text)
         rule = constitution.evaluate(scenario_of(record)[1])
         target = record["target_output"]

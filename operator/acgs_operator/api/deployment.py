@@ -97,6 +97,12 @@ class DeploymentSpec(ApiModel):
     interaction_log_pvc: ObjectName | None = Field(
         default=None, description="PVC for interaction logs read by the flywheel (default: emptyDir)."
     )
+    interaction_log_max_bytes: int | None = Field(
+        default=None, ge=1024, le=1 << 30,
+        description="Start a new interaction-log file past this size (the server's default: 64 MiB). A "
+                    "FlywheelPolicy reads only closed files: a low-traffic Deployment sees its records sooner "
+                    "with smaller files.",
+    )
 
     @model_validator(mode="after")
     def _ports_differ(self) -> DeploymentSpec:

@@ -75,6 +75,9 @@ def _env(spec: DeploymentSpec, mv: ModelVersionSpec, artifact_dir: str,
     # The content pinned to the hash by the operator's configuration: the server refuses an
     # artifact whose constitution is anything else.
     pinned = [{"name": env.CONSTITUTION_DIGEST, "value": constitution_digest}] if constitution_digest else []
+    if spec.interaction_log_max_bytes is not None:
+        pinned.append({"name": env.server_var("interaction_log_max_bytes"),
+                       "value": str(spec.interaction_log_max_bytes)})
     return [*pinned,
         # The pod's own IP: listening there (not 0.0.0.0) works in a cluster and on the local runner,
         # where every pod is a process on a loopback address.

@@ -19,6 +19,7 @@ from acgs_contract.result import SUCCEEDED
 from .. import conditions as cond
 from ..api.flywheel import FlywheelPolicyPhase, FlywheelPolicySpec, FlywheelRun, RunPhase
 from ..events import NORMAL, WARNING, Event
+from . import flywheel_decide as fd
 
 ANNOTATION_RUN_NOW = "acgs.io/run-now"
 # How often the interaction log is counted again (a collection is one short Job).
@@ -35,6 +36,7 @@ COLLECT_FAILED = "CollectFailed"
 RUN_TRIGGERED = "RunTriggered"
 RUN_IN_PROGRESS = "RunInProgress"
 NOT_ENOUGH_RECORDS = "NotEnoughRecords"
+RUN_FAILED = "RunFailed"
 
 
 @dataclass
@@ -100,12 +102,12 @@ def collected(old: dict[str, Any], spec: FlywheelPolicySpec, result: contract.Co
         reason = NOT_ENOUGH_RECORDS
     elif trigger:
         digest = str(result.snapshot_digest)
-        run = FlywheelRun(id=run_id(policy_uid, now, digest), phase=RunPhase.PENDING.value, trigger=trigger,
+        run = FlywheelRun(id=run_id(policy_uid, now, digest), phase=RunPhase.PREPARING.value, trigger=trigger,
                           started=now, records=result.records_usable, snapshot_digest=digest)
         status["currentRun"] = run.to_api()
         status["lastRun"] = now
         message = (f"run {run.id} triggered ({trigger}) on {run.records} usable records, snapshot {digest}; "
-                   "it waits for candidate evaluation, which this operator does not do yet")
+                   "preparing its data")
         events.append(Event(NORMAL, RUN_TRIGGERED, message))
         reason = RUN_TRIGGERED
     else:
@@ -115,8 +117,34 @@ def collected(old: dict[str, Any], spec: FlywheelPolicySpec, result: contract.Co
             message += f"; a run starts at {spec.thresholds.min_records} (thresholds.minRecords)"
         elif not current:
             message += f"; next run after spec.intervalSeconds={spec.interval_seconds} from the last one"
-    phase = FlywheelPolicyPhase.COLLECTING.value
-    status.update(phase=phase, message=message[:2000],
-                  conditions=cond.kstatus(old.get("conditions"), ready=True, stalled=False, reason=reason,
-                                          message=message, generation=generation))
-    return Decision(status, events)
+    return Decision({**status, **standing({**old, **status}, reason, message, generation)}, events)
+
+
+def policy_phase(status: dict[str, Any]) -> str:
+    """Evaluating while a run is in progress; else what the last run left: Failed, Recommending (a
+    winner with a ModelVersion not promoted yet), Idle (decided); Collecting before any run."""
+    if status.get("currentRun"):
+        return FlywheelPolicyPhase.EVALUATING.value
+    last = status.get("lastRunResult") or {}
+    if not last:
+        return FlywheelPolicyPhase.COLLECTING.value
+    if last.get("phase") == RunPhase.FAILED.value:
+        return FlywheelPolicyPhase.FAILED.value
+    winner = next((c for c in status.get("candidates") or [] if c.get("name") == last.get("winner")), None)
+    if winner is not None and not last.get("promoted") and fd.promotable(winner) is None:
+        return FlywheelPolicyPhase.RECOMMENDING.value
+    return FlywheelPolicyPhase.IDLE.value
+
+
+def standing(status: dict[str, Any], reason: str, message: str, generation: int | None) -> dict[str, Any]:
+    """phase, message and the kstatus conditions of a collecting policy with `status` (merged): a
+    failed last run makes it not Ready (Argo CD: Degraded) until the next run succeeds; it is not
+    Stalled, as the next trigger tries again."""
+    phase = policy_phase(status)
+    last = status.get("lastRunResult") or {}
+    ready = phase != FlywheelPolicyPhase.FAILED.value
+    if not ready:
+        reason, message = RUN_FAILED, f"run {last.get('id')} failed: {last.get('message')}; {message}"
+    return {"phase": phase, "message": message[:2000],
+            "conditions": cond.kstatus(status.get("conditions"), ready=ready, stalled=False, reason=reason,
+                                       message=message, generation=generation)}

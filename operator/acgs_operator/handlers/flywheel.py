@@ -1,7 +1,7 @@
 """FlywheelPolicy: collect (count the Deployment's usable logged interactions with a short,
 owned collector Job) and trigger (record a run on a snapshot when due). `decisions.flywheel`
-decides the status; this module observes, calls it and applies. Candidate evaluation, fine-tunes
-and promotion are not built yet (docs/flywheel.md)."""
+decides the status; this module observes, calls it and applies. Each tick first moves a run in
+progress on and acts on an acgs.io/promote request (handlers.flywheel_run), then collects."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from ..config import Settings
 from ..constants import API_VERSION, GROUP, VERSION
 from ..decisions import flywheel as decide
 from ..decisions import jobrun
-from ..metrics import observe_flywheel_policy
+from ..metrics import observe_flywheel_policy, observe_flywheel_records
+from . import flywheel_run
 
 KIND = "FlywheelPolicy"
 PLURAL = "flywheelpolicies"
@@ -54,6 +55,9 @@ def _finish_collection(policy: dict[str, Any], spec: FlywheelPolicySpec, job: di
                                 run_now=(meta.get("annotations") or {}).get(decide.ANNOTATION_RUN_NOW),
                                 generation=meta.get("generation"), now=timefmt.now())
     _write_status(policy, {**decision.status, "collectorJob": None})
+    if result.phase != FAILED:
+        observe_flywheel_records(policy["metadata"]["namespace"], policy["metadata"]["name"],
+                                 result.records_usable, result.excluded)
     for event in decision.events:
         events.post(policy, event)
     return True
@@ -91,6 +95,11 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
         _write_status(policy, decide.blocked(status, "InvalidSpec", errors.describe(exc), meta.get("generation")))
         return
     observe_flywheel_policy(meta["namespace"], meta["name"])
+    # A run or a promotion that changed status ends this tick: the next one reads the new status.
+    if status.get("currentRun") and flywheel_run.advance_run(policy, spec, settings, logger):
+        return
+    if flywheel_run.handle_promote_annotation(policy):
+        return
     owner = Owner.of(policy)
     if status.get("collectorJob"):
         job = kube.get("batch/v1", "Job", owner.namespace, status["collectorJob"])

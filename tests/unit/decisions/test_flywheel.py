@@ -45,7 +45,7 @@ def test_counts_reach_the_status_and_no_run_below_min_records():
 def test_min_records_triggers_one_run_on_the_snapshot():
     d = collected({}, 10, T0)
     run = d.status["currentRun"]
-    assert (run["phase"], run["trigger"], run["records"], run["snapshotDigest"]) == ("Pending", "Threshold", 10,
+    assert (run["phase"], run["trigger"], run["records"], run["snapshotDigest"]) == ("Preparing", "Threshold", 10,
                                                                                     DIGEST)
     assert d.status["lastRun"] == T0 and [e.reason for e in d.events] == ["RunTriggered"]
     again = collected({**d.status}, 50, LATER)  # interval passed, but a run is in progress
