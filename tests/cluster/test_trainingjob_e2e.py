@@ -375,7 +375,7 @@ def test_two_workers_are_one_queued_indexed_job_behind_a_headless_service(cluste
     # where <job>-0.<service> does not resolve (tests/trainer/test_distributed.py runs the gang).
     cluster.kubectl("apply", "-f", "-", check=True,
                     input=training_job(namespace, "gang", queueName="gpu-queue", workers=2))
-    wait_until(lambda: phase_in(cluster, namespace, "gang", "Suspended"), 30, "the Suspended phase")
+    wait_until(lambda: phase_in(cluster, namespace, "gang", "Queued"), 30, "the Queued phase")
     job = cluster.get_json("job", "gang-train", "-n", namespace)
     assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["suspend"] is True
     assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (2, 2)
