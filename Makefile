@@ -137,7 +137,7 @@ test-realnode: setup ## NetworkPolicies and pods on a real kubelet node (own clu
 	  rc=$$?; $(REALNODE_ENV) $(BIN)/python hack/localcluster.py down; exit $$rc'
 
 bench: base ## Benchmarks; results in bench/RESULTS.md
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH)
 
 # ---- Laptops with Docker ---------------------------------------------------------------------
 images-docker: ## Build the operator, trainer and server images with Docker
