@@ -114,7 +114,7 @@ test-cluster: base ## Only the tests on the local control plane (chaos ones asid
 	$(BIN)/python -m pytest -m "cluster and not chaos"
 
 CHAOS ?= chaos
-test-chaos: setup ## Fault tests: operator HA and SIGKILLs, apiserver/etcd restarts, webhook down, API fuzzing (~10 min)
+test-chaos: setup ## Fault tests: operator HA and SIGKILLs, apiserver/etcd restarts, webhook down, API fuzzing (~5.5 min)
 	$(BIN)/python -m pytest -m "$(CHAOS)" tests/chaos
 
 lint: setup ## ruff (configuration in pyproject.toml)

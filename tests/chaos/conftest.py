@@ -80,7 +80,7 @@ class Operators:
     started: list[OperatorProcess] = field(default_factory=list)
 
     def start(self, name: str, *, webhook_port: int | None = None, health_port: int | None = None,
-              wait_leader: bool = True, restart_on_lost_lease: bool = False, **env: str) -> OperatorProcess:
+              wait_leader: bool = True, **env: str) -> OperatorProcess:
         import install
 
         webhook_port = webhook_port or install.WEBHOOK_PORT
@@ -90,7 +90,7 @@ class Operators:
                        "ACGS_METRICS_PORT": "0", "ACGS_PROGRESS_PORT": "0", "ACGS_LEADER_IDENTITY": identity,
                        **env}
         (localcluster.LOGS / f"{name}.log").unlink(missing_ok=True)
-        proc = install.spawn_operator(name, environment, restart_on_lost_lease)
+        proc = install.spawn_operator(name, environment)
         op = OperatorProcess(name, proc, identity, health_port, localcluster.LOGS / f"{name}.log")
         self.started.append(op)
         wait_until(lambda: proc.poll() is not None or install.healthy(health_port), 60, f"operator {name} to start")

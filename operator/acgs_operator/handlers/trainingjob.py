@@ -42,6 +42,12 @@ def _parse(tj: dict[str, Any]) -> TrainingJobSpec:
     if not spec.output.pvc:
         raise errors.SpecError(cond.INVALID_SPEC, "spec.output.pvc: required - the artifact must be written to a "
                                "PersistentVolumeClaim so it outlives the pod and the ModelVersion can point at it")
+    hostname = f"{tjb.job_name(tj['metadata']['name'])}-{spec.workers - 1}"
+    if spec.workers > 1 and len(hostname) > 63:
+        raise errors.SpecError(cond.INVALID_SPEC, f"metadata.name {tj['metadata']['name']!r}: too long for "
+                               f"spec.workers={spec.workers}; its pods' hostnames (like {hostname!r}) would "
+                               "exceed 63 characters; expected a name of at most "
+                               f"{63 - len('-train-') - len(str(spec.workers - 1))} characters")
     return spec
 
 
@@ -59,9 +65,12 @@ def apply_children(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings
                    parent_version: str | None) -> dict[str, Any]:
     owner = Owner.of(tj)
     token = progress_token(key, owner.namespace, owner.name, owner.uid)
-    for child in (tjb.build_config_map(spec, owner, settings, parent_version),
-                  tjb.build_progress_secret(spec, owner, token),
-                  tjb.build_network_policy(spec, owner, settings)):
+    children = [tjb.build_config_map(spec, owner, settings, parent_version),
+                tjb.build_progress_secret(spec, owner, token),
+                tjb.build_network_policy(spec, owner, settings)]
+    if spec.workers > 1:
+        children.append(tjb.build_headless_service(spec, owner))  # before the pods need their names
+    for child in children:
         kube.apply(child)
     job = kube.get("batch/v1", "Job", owner.namespace, tjb.job_name(owner.name))
     if job is None:
