@@ -169,3 +169,17 @@ def test_dies_with_the_operator_even_when_it_is_sigkilled(certs: Path, tmp_path:
         assert not listening(port)
     finally:
         parent.kill()
+
+
+def test_kopf_serves_no_webhook_unless_the_benchmark_baseline_asks() -> None:
+    """Admission is the webhook process's alone: neither the leader's nor the standby's kopf
+    registers webhook handlers (kopf would otherwise answer on the event loop reconciliation uses)."""
+    from acgs_operator import main
+
+    def webhook_ids(registry) -> set[str]:  # type: ignore[no-untyped-def]
+        return {h.id for h in registry._webhooks.get_all_handlers()}  # noqa: SLF001
+
+    assert webhook_ids(main.registry()) == set()
+    assert webhook_ids(main.registry(admission_only=True)) == set()
+    assert webhook_ids(main.registry(in_loop_webhook=True)) == {
+        "validate-trainingjobs", "validate-modelversions", "validate-deployments", "validate-flywheelpolicies"}
