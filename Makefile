@@ -38,7 +38,7 @@ KUEUE_TEST_ENV := ACGS_KUEUE=1 ACGS_CLUSTER_DIR=$(CURDIR)/.cluster-kueue ACGS_AP
 
 .PHONY: help setup crds crds-check cluster-build cluster-up cluster-down cluster-status install run \
         operator-bg base demo test test-unit test-cluster bench images images-docker node-build test-images \
-        test-realnode test-realnode-e2e kind-up kind-load deploy webhook-secret clean kstatus promtool browser \
+        test-realnode test-realnode-e2e test-chaos kind-up kind-load deploy webhook-secret clean kstatus promtool browser \
         monitoring monitoring-check lint typecheck kueue-build kueue-up kueue-down test-kueue
 
 help: ## Show the targets
@@ -117,14 +117,18 @@ base: setup ## Pre-train the built-in tiny base on public data, once (cached in 
 demo: base operator-bg ## Local control plane + operator + the sample pipeline (REAL_NODE=1: pods as containers on the real node)
 	$(CLUSTER_ENV) bash hack/demo.sh $(DEMO_NS)
 
-test: base ## Run every test (starts the local control plane when none is up)
-	$(BIN)/python -m pytest
+test: base ## Run every test but the chaos ones (starts the local control plane when none is up)
+	$(BIN)/python -m pytest -m "not chaos"
 
 test-unit: base ## Only the tests that need no cluster
 	$(BIN)/python -m pytest -m "not cluster"
 
-test-cluster: base ## Only the tests on the local control plane
-	$(BIN)/python -m pytest -m cluster
+test-cluster: base ## Only the tests on the local control plane (chaos ones aside)
+	$(BIN)/python -m pytest -m "cluster and not chaos"
+
+CHAOS ?= chaos
+test-chaos: setup ## Fault tests: operator HA and SIGKILLs, apiserver/etcd restarts, webhook down, API fuzzing (~5.5 min)
+	$(BIN)/python -m pytest -m "$(CHAOS)" tests/chaos
 
 lint: setup ## ruff (configuration in pyproject.toml)
 	$(BIN)/python -m ruff check .

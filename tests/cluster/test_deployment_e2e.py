@@ -382,3 +382,45 @@ def test_metrics_below_the_default_gate_never_start_a_pod(env: Env) -> None:
     assert status.get("activeColor") is None and env.condition(status, "Available")["status"] == "False"
     pods = env.cluster.get_json("pods", "-n", env.namespace, "-l", "acgs.io/owner-name=gated")["items"]
     assert not [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def test_autoscaler_and_disruption_budget_follow_the_active_color(env: Env) -> None:
+    """spec.autoscaling → an autoscaling/v2 HPA on the ACTIVE color's apps/v1 Deployment, retargeted
+    by the switch (with the PDB). The controller-manager's HPA controller runs here and takes the
+    HPA up, but it cannot scale on CPU: this control plane has no metrics-server (the Metrics API,
+    metrics.k8s.io, is not served; kwok and pod-runner pods report no usage), so the controller
+    reports ScalingActive=False/FailedGetResourceMetric - the test checks for exactly that."""
+    v1, v2 = f"{MODEL}-1-0-0", f"{MODEL}-2-0-0"
+    spec = deployment("auto")
+    spec["spec"]["model"] = {"versionRef": v2}
+    spec["spec"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 3, "target": 80}
+    apply(env.cluster, {**spec, "metadata": {"name": "auto", "namespace": env.namespace}})
+    live = env.wait_status("auto to go live", lambda s: s.get("phase") == "Healthy", name="auto")
+    first = live["activeColor"]
+
+    def targets() -> tuple[str, str]:
+        hpa = env.get("hpa", "auto-server")
+        pdb = env.get("pdb", "auto-server")
+        return hpa["spec"]["scaleTargetRef"]["name"], pdb["spec"]["selector"]["matchLabels"]["acgs.io/color"]
+
+    assert targets() == (f"auto-{first}", first)
+    assert env.get("deployment.apps", f"auto-{first}")["spec"]["replicas"] == 1  # minReplicas
+    env.kubectl("patch", "deployments.acgs.io", "auto", "--type=merge", "-p",
+                json.dumps({"spec": {"model": {"versionRef": v1}}}))
+    switched = env.wait_status("the switch", lambda s: s.get("activeModelVersion") == v1
+                               and s.get("phase") == "Healthy", name="auto")
+    second = switched["activeColor"]
+    assert second != first
+    assert wait_until(lambda: targets() == (f"auto-{second}", second) or None, 30, "the HPA to follow the switch")
+    # The HPA controller took it up, and says why it cannot act on CPU here (no Metrics API).
+    hpa = wait_until(lambda: (h := env.get("hpa", "auto-server")).get("status", {}).get("conditions") and h, 60,
+                     "the HPA controller to report")
+    conditions = {c["type"]: c for c in hpa["status"]["conditions"]}
+    assert conditions["AbleToScale"]["status"] == "True"
+    assert conditions["ScalingActive"]["status"] == "False"
+    assert conditions["ScalingActive"]["reason"] == "FailedGetResourceMetric"
+    # Autoscaling removed: the HPA goes, spec.replicas rules again.
+    env.kubectl("patch", "deployments.acgs.io", "auto", "--type=json",
+                "-p", '[{"op":"remove","path":"/spec/autoscaling"}]')
+    wait_until(lambda: env.cluster.kubectl("get", "hpa", "auto-server", "-n", env.namespace).returncode != 0, 30,
+               "the HPA to be removed")

@@ -369,3 +369,23 @@ def test_queued_job_is_created_suspended_with_the_kueue_label(cluster, namespace
     assert job["spec"]["suspend"] is True
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     assert pods_of_job(cluster, namespace, "queued-train") == []
+
+
+def test_two_workers_are_one_queued_indexed_job_behind_a_headless_service(cluster, namespace, artifacts):
+    # Queued, so the gang is built but no pod starts: the pod runner runs pods as host processes,
+    # where <job>-0.<service> does not resolve (tests/trainer/test_distributed.py runs the gang).
+    cluster.kubectl("apply", "-f", "-", check=True,
+                    input=training_job(namespace, "gang", queueName="gpu-queue", workers=2))
+    wait_until(lambda: phase_in(cluster, namespace, "gang", "Queued"), 30, "the Queued phase")
+    job = cluster.get_json("job", "gang-train", "-n", namespace)
+    assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["suspend"] is True
+    assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (2, 2)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["subdomain"] == "gang-train"
+    assert "--rdzv-endpoint=gang-train-0.gang-train:29400" in pod["containers"][0]["command"]
+    svc = cluster.get_json("service", "gang-train", "-n", namespace)
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
+    assert svc["metadata"]["ownerReferences"][0]["name"] == "gang"
+    policy = cluster.get_json("networkpolicy", "gang-train", "-n", namespace)
+    peer = [{"podSelector": {"matchLabels": svc["spec"]["selector"]}}]
+    assert {"from": peer, "ports": [{"protocol": "TCP"}]} in policy["spec"]["ingress"]
