@@ -67,10 +67,15 @@ def delete(api_version: str, kind: str, namespace: str | None, name: str) -> boo
 
 
 def patch_status(api_version: str, kind: str, namespace: str | None, name: str,
-                 status: dict[str, Any]) -> dict[str, Any]:
-    """Merge-patch the status subresource (for writes outside a kopf handler's own patch)."""
+                 status: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
+    """Merge-patch the status subresource (for writes outside a kopf handler's own patch). With
+    ``resource_version`` the write is conditional: the apiserver answers 409 Conflict when the
+    object changed since that version was read (see `is_conflict`)."""
     res = resource(api_version, kind)
-    out = res.status.patch(body={"status": status}, name=name, namespace=namespace,
+    body: dict[str, Any] = {"status": status}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
+    out = res.status.patch(body=body, name=name, namespace=namespace,
                            content_type="application/merge-patch+json")
     patched: dict[str, Any] = out.to_dict()
     return patched
@@ -90,13 +95,21 @@ def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in new.items() if _without_nulls(old.get(k)) != _without_nulls(v)}
 
 
-def patch_status_changes(obj: dict[str, Any], status: dict[str, Any]) -> None:
+def patch_status_changes(obj: dict[str, Any], status: dict[str, Any], *, conditional: bool = False) -> None:
     """Patch only the status fields that differ from the object's current status (kubeflow's habit:
-    no write, no event, no watch traffic when nothing changed). The one "status changed" check."""
+    no write, no event, no watch traffic when nothing changed). The one "status changed" check.
+    ``conditional``: only if ``obj`` is still the stored version (409 Conflict otherwise), for a
+    writer whose ``obj`` may be older than another writer's update."""
     changed = changed_fields(obj.get("status") or {}, status)
     if changed:
         meta = obj["metadata"]
-        patch_status(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], changed)
+        patch_status(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], changed,
+                     meta.get("resourceVersion") if conditional else None)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A conditional write lost to a newer version of the object (HTTP 409)."""
+    return isinstance(exc, ApiException) and exc.status == 409
 
 
 def error_message(e: ApiException) -> str:

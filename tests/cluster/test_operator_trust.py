@@ -9,6 +9,7 @@ exercised paths make is checked against manifests/base/rbac.yaml.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -28,11 +29,18 @@ RBAC = ROOT / "manifests/base/rbac.yaml"
 
 
 def can_i(cluster: Cluster, verb: str, resource: str, namespace: str | None = None) -> bool:
-    args = ["auth", "can-i", verb, resource, f"--as={SA}"]
-    args += ["-n", namespace] if namespace else ["--all-namespaces"]
-    out = cluster.kubectl(*args)
-    assert out.stdout.strip() in ("yes", "no"), out.stderr
-    return out.stdout.strip() == "yes"
+    """The apiserver's own answer (a SubjectAccessReview, as `kubectl auth can-i` sends) for the
+    operator's ServiceAccount; ``resource`` is `plural[/sub].group` — the group need not be served
+    (Kueue's rules are checked on a cluster without Kueue)."""
+    name, _, group = resource.partition(".")
+    plural, _, sub = name.partition("/")
+    attributes = {"verb": verb, "group": group, "resource": plural, "subresource": sub, "namespace": namespace or ""}
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+              "spec": {"user": SA, "groups": ["system:serviceaccounts", "system:serviceaccounts:acgs-system",
+                                              "system:authenticated"],
+                       "resourceAttributes": attributes}}
+    out = cluster.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(review), check=True)
+    return bool(json.loads(out.stdout)["status"].get("allowed"))
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +66,8 @@ class TestRbac:
     @pytest.mark.parametrize("verb, resource", [
         ("get", "secrets"), ("list", "secrets"), ("watch", "secrets"),  # reads no Secret anywhere
         ("delete", "jobs.batch"), ("delete", "trainingjobs.acgs.io"), ("create", "pods"),
-        ("get", "configmaps"), ("update", "deployments.apps"), ("create", "trainingjobs.acgs.io"),
+        ("get", "configmaps"), ("update", "deployments.apps"), ("create", "flywheelpolicies.acgs.io"),
+        ("update", "trainingjobs.acgs.io"),
         ("escalate", "clusterroles.rbac.authorization.k8s.io"), ("bind", "clusterroles.rbac.authorization.k8s.io"),
         ("create", "rolebindings.rbac.authorization.k8s.io"), ("impersonate", "serviceaccounts"),
         ("impersonate", "users"), ("create", "serviceaccounts/token"), ("list", "customresourcedefinitions"),
@@ -133,11 +142,16 @@ class OperatorAs:
         install.stop_pidfile(localcluster.PIDS / "operator.pid")
         with open(self.log, "ab") as out:
             out.write(f"\n=== operator with {sorted(env)} ===\n".encode())
-            proc = subprocess.Popen([str(ROOT / ".venv/bin/acgs-operator")], env={**install.operator_env(), **env},
+            identity = f"local-{os.urandom(4).hex()}"
+            proc = subprocess.Popen([str(ROOT / ".venv/bin/acgs-operator")],
+                                    env={**install.operator_env(), **install.LOCAL_LEASE,
+                                         "ACGS_LEADER_IDENTITY": identity, **env},
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         (localcluster.PIDS / "operator.pid").write_text(str(proc.pid))
-        wait_until(lambda: proc.poll() is not None or install.healthy(), 60, "the operator to start")
+        # Up means what install.start_operator waits for: healthy, leading, and its webhook process serving.
+        wait_until(lambda: proc.poll() is not None or (install.healthy() and install.lease_holder() == identity
+                                                        and install.serving()), 90, "the operator to start")
         assert proc.poll() is None, f"operator exited: {self.log.read_text()[-3000:]}"
 
     def restore(self) -> None:

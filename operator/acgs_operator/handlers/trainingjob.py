@@ -134,8 +134,33 @@ def ensure_model_version(tj: dict[str, Any], spec: TrainingJobSpec, job: dict[st
                            f"{owner.namespace!r}; expected a free version within 100 bumps")
 
 
+# Conditional status writes lost to a newer version before sync_status gives up (the next Job event
+# or resume reconciles again).
+STATUS_WRITE_ATTEMPTS = 5
+
+
 def sync_status(tj: dict[str, Any]) -> None:
-    """Observe the child Job (and its pods), let `decisions.trainingjob` decide, write what changed."""
+    """Observe the child Job (and its pods), let `decisions.trainingjob` decide, write what changed.
+
+    The write is conditional on the TrainingJob's resourceVersion: the create handler's body and a
+    Job event's read race (a fast Job can finish before the create handler writes), and an
+    unconditional patch from the older view would put a finished TrainingJob back to Pending for
+    good. On a conflict the TrainingJob is read again and the decision made again."""
+    for _ in range(STATUS_WRITE_ATTEMPTS - 1):
+        try:
+            _sync_status_once(tj)
+            return
+        except kube.ApiException as exc:
+            if not kube.is_conflict(exc):
+                raise
+        fresh = kube.get(API_VERSION, KIND, tj["metadata"]["namespace"], tj["metadata"]["name"])
+        if fresh is None or fresh["metadata"]["uid"] != tj["metadata"]["uid"]:
+            return
+        tj = fresh
+    _sync_status_once(tj)
+
+
+def _sync_status_once(tj: dict[str, Any]) -> None:
     meta = tj["metadata"]
     spec = _parse(tj)
     owner = Owner.of(tj)
@@ -156,7 +181,7 @@ def sync_status(tj: dict[str, Any]) -> None:
         mv = ensure_model_version(tj, spec, job, decision.result)
         created = decide.CreatedModelVersion(mv["metadata"]["name"], mv["spec"]["artifact"]["digest"])
         decision = decide.decide(run, job_name, old, generation, created)
-    kube.patch_status_changes({"apiVersion": API_VERSION, "kind": KIND, **tj}, decision.status)
+    kube.patch_status_changes({"apiVersion": API_VERSION, "kind": KIND, **tj}, decision.status, conditional=True)
     if decision.event:
         events.post(tj, decision.event)
     RECONCILES.labels(KIND, decision.phase.value).inc()
