@@ -20,6 +20,8 @@ from acgs_trainer.prompting import DECISION_MARKER, format_prompt, target_of
 from .conftest import child_env, read_result, run_cli
 from .flywheel_logs import interactions, write_log
 
+pytestmark = pytest.mark.ml
+
 TINY = "builtin:tiny-llama"
 EVAL_SIZE = 4
 

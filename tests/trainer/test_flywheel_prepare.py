@@ -169,3 +169,12 @@ def test_a_corrupt_ledger_fails_the_run_by_name_and_is_left_alone(log: Path, tmp
     assert (code, result["reason"]) == (1, fw.REASON_UNREADABLE) and "ledger.json" in result["message"]
     assert (tmp_path / "ws" / fw.LEDGER_FILE).read_text() == '{"version": 1, "records": '
     assert not (tmp_path / "ws" / fw.run_dir("r1")).exists()
+
+
+def test_a_run_without_fine_tunes_charges_nothing_and_still_leaves_retired_records_out() -> None:
+    ledger = Ledger()
+    ledger.charge("r1", ["a"], 8.0, 1e-5, limit=8)
+    assert ledger.charge("r2", ["a", "b"], 0.0, 0.0, limit=8) == (["a", "b"], [])
+    assert set(ledger.records) == {"a"} and ledger.records["a"].charges == {"r1": 8.0}
+    ledger.charge("r3", ["a"], 8.0, 1e-5, limit=8)
+    assert ledger.charge("r4", ["a", "b"], 0.0, 0.0, limit=8) == (["b"], ["a"])

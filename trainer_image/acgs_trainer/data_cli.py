@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from acgs_contract import flywheel as fw
 from acgs_contract.result import SUCCEEDED
 
-from .constitution import CONSTITUTIONAL_HASH, ConstitutionError, load_constitution
+from .constitution import CONSTITUTIONAL_HASH, Constitution, ConstitutionError, load_constitution
 from .dataio import DataReadError, read_records, write_records
 from .datasets import DATASET_TYPES, check_record, generate
 from .exitcodes import INVALID_CONFIG, INVALID_DATA, SUCCESS, UNEXPECTED_ERROR
@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 _DATA_REASONS = (fw.REASON_NOT_ENOUGH_RECORDS, fw.REASON_BUDGET_EXHAUSTED)
 
 
-def _prepare(args: argparse.Namespace, constitution: Any) -> int:
+def _prepare(args: argparse.Namespace, constitution: Constitution) -> int:
     result = prepare(PrepareOptions(
         log_dir=Path(args.log_dir), workspace=Path(args.workspace), run_id=args.run_id, seed=args.seed,
         eval_size=args.eval_size, val_ratio=args.val_ratio, record_epsilon_limit=args.record_epsilon_limit,

@@ -87,9 +87,6 @@ class Ledger:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
 
-    def budget(self, key: str) -> RecordBudget:
-        return self.records.setdefault(key, RecordBudget())
-
     def retired_total(self) -> int:
         return sum(1 for entry in self.records.values() if entry.retired_by is not None)
 
@@ -111,13 +108,16 @@ class Ledger:
         charged: list[str] = []
         retired: list[str] = []
         for key in keys:
-            entry = self.budget(key)
+            entry = self.records.get(key, RecordBudget())
             # a relative tolerance: 0.1 + 0.1 + 0.1 charged against a limit of 0.3 is within it
             if entry.retired_by is None and entry.spent() + epsilon <= limit * (1 + 1e-9):
+                charged.append(key)
+                if epsilon == 0 and delta == 0:
+                    continue  # a run without fine-tunes trains nothing: no entry to keep
                 entry.charges[run_id] = epsilon
                 entry.deltas[run_id] = delta
-                charged.append(key)
             else:
                 entry.retired_by = entry.retired_by or run_id
                 retired.append(key)
+            self.records[key] = entry
         return charged, retired
