@@ -16,11 +16,17 @@ REAL_NODE ?=
 OWN_CLUSTER_ENV := ACGS_CLUSTER_DIR=$(CURDIR)/.cluster-real ACGS_API_PORT=16443 ACGS_ETCD_PORT=12379 \
   ACGS_CM_PORT=20257 ACGS_SCHEDULER_PORT=20259 ACGS_KWOK_PORT=20247 ACGS_PODRUNNER_CIDR=198.18.1.0/24
 REALNODE_ENV := ACGS_REAL_NODE=1 $(OWN_CLUSTER_ENV)
+# `make test-kueue` runs on a cluster of its own too (ports, pod CIDR, the operator's and Kueue's
+# ports), so it never waits for the shared one's lock.
+KUEUE_TEST_ENV := ACGS_KUEUE=1 ACGS_CLUSTER_DIR=$(CURDIR)/.cluster-kueue ACGS_API_PORT=36443 ACGS_ETCD_PORT=32379 \
+  ACGS_CM_PORT=40257 ACGS_SCHEDULER_PORT=40259 ACGS_KWOK_PORT=40247 ACGS_PODRUNNER_CIDR=198.18.57.0/24 \
+  ACGS_WEBHOOK_PORT=39443 ACGS_HEALTH_PORT=38081 ACGS_METRICS_PORT=38082 ACGS_PROGRESS_PORT=38083 \
+  ACGS_KUEUE_WEBHOOK_PORT=39543 ACGS_KUEUE_HEALTH_PORT=39581 ACGS_KUEUE_METRICS_PORT=39582 ACGS_KUEUE_VISIBILITY_PORT=39583
 
 .PHONY: help setup crds crds-check cluster-build cluster-up cluster-down cluster-status install run \
         operator-bg base demo test test-unit test-cluster bench images images-docker node-build test-images \
         test-realnode kind-up kind-load deploy webhook-secret clean kstatus promtool browser monitoring monitoring-check \
-        lint typecheck
+        lint typecheck kueue-build kueue-up kueue-down test-kueue
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -67,6 +73,15 @@ cluster-up: setup ## Start the local control plane (.cluster/kubeconfig, logs in
 node-build: ## Build kubelet, kube-proxy, CoreDNS, kube-network-policies and pause for the real node (cached)
 	bash hack/build-node.sh
 
+kueue-build: ## Build the Kueue controller manager from sigs.k8s.io/kueue, with its CRDs (cached; cold ~10+ min)
+	bash hack/build-kueue.sh
+
+kueue-up: cluster-up ## Kueue on the local control plane (root): ResourceFlavor, ClusterQueue (4 GPUs), LocalQueue in DEMO_NS
+	$(BIN)/python hack/kueue.py up --namespace $(DEMO_NS)
+
+kueue-down: ## Stop Kueue and remove its webhooks (its CRDs and queues stay until cluster-down)
+	$(BIN)/python hack/kueue.py down
+
 cluster-down: ## Stop the local control plane and everything started against it
 	$(BIN)/python hack/localcluster.py down
 
@@ -101,12 +116,17 @@ test-cluster: base ## Only the tests on the local control plane
 lint: setup ## ruff (configuration in pyproject.toml)
 	$(BIN)/python -m ruff check .
 
-typecheck: setup ## mypy: strict on the operator, as strict as practical elsewhere (pyproject.toml)
+typecheck: setup ## mypy: strict on the operator and tools/ (kubectl plugin, monitoring), as strict as practical elsewhere
 	$(BIN)/python -m mypy
 
 
 images: ## Build the operator, trainer and server images with podman from a Debian-archive base (no Docker)
 	bash hack/build-images.sh
+
+test-kueue: base ## Two over-quota TrainingJobs queued by a real Kueue (root; builds Kueue once; own cluster on 36443; not in CI)
+	bash hack/build-kueue.sh >/dev/null
+	flock /tmp/acgs-kueue.lock bash -c '$(KUEUE_TEST_ENV) $(BIN)/python -m pytest -m kueue tests/kueue; \
+	  rc=$$?; $(KUEUE_TEST_ENV) $(BIN)/python hack/localcluster.py down; exit $$rc'
 
 test-images: setup ## Run each image as UID 65532 with a read-only root (needs `make images`; own cluster on 16443)
 	flock /tmp/acgs-realnode.lock bash -c '$(OWN_CLUSTER_ENV) $(BIN)/python -m pytest -m images tests/images; \
@@ -117,7 +137,7 @@ test-realnode: setup ## NetworkPolicies and pods on a real kubelet node (own clu
 	  rc=$$?; $(REALNODE_ENV) $(BIN)/python hack/localcluster.py down; exit $$rc'
 
 bench: base ## Benchmarks; results in bench/RESULTS.md
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH)
 
 # ---- Laptops with Docker ---------------------------------------------------------------------
 images-docker: ## Build the operator, trainer and server images with Docker

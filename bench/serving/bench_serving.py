@@ -16,6 +16,7 @@ not different work.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import asyncio
 import gc
 import json
@@ -174,15 +175,14 @@ def metrics_text(base: str, metrics_port: int) -> str:
     raise RuntimeError(f"no /metrics on port {metrics_port} nor at {base}")
 
 
-def measure_server(artifact: Path, bodies: Sequence[dict[str, Any]], args: argparse.Namespace, work: Path,
-                   min_new_tokens: int, command: Sequence[str] | None = None,
-                   env: dict[str, str] | None = None) -> tuple[Measurement, dict[str, Any]]:
-    """(c): `command` (default `acgs-serve`) started with the benchmark's flags, under HTTP load."""
-
+@contextlib.contextmanager
+def _serving(artifact: Path, args: argparse.Namespace, work: Path, min_new_tokens: int, wait_ms: float,
+             command: Sequence[str] | None = None, env: dict[str, str] | None = None) -> Any:
+    """`command` (default `acgs-serve`) started with the benchmark's flags; yields (base URL, metrics port)."""
     port = _free_port()
-    log_dir = work / f"interactions-{min_new_tokens}"
+    log_dir = work / f"interactions-{min_new_tokens}-{wait_ms}"
     cmd = [*(command or [_tool("acgs-serve")]), "--artifact", str(artifact), "--host", "127.0.0.1", "--port", str(port),
-           "--max-batch-size", str(args.max_batch_size), "--max-batch-wait-ms", str(args.max_batch_wait_ms),
+           "--max-batch-size", str(args.max_batch_size), "--max-batch-wait-ms", str(wait_ms),
            "--max-new-tokens", str(args.max_new_tokens), "--min-new-tokens", str(min_new_tokens),
            "--interaction-log-dir", str(log_dir),
            "--log-level", "WARNING"]
@@ -208,21 +208,100 @@ def measure_server(artifact: Path, bodies: Sequence[dict[str, Any]], args: argpa
             time.sleep(0.2)
         else:
             raise RuntimeError("server did not become ready")
-        # Warm the HTTP path and the batcher before timing.
-        asyncio.run(_load(base + "/v1/predict", bodies[: args.concurrency * 2], args.concurrency, 30))
-        before = _batch_mean(metrics_text(base, metrics_port))
-        latencies, errors, seconds = asyncio.run(
-            _load(base + "/v1/predict", bodies, args.concurrency, args.duration))
-        scraped = metrics_text(base, metrics_port)
-        stats = _get_json(base + "/v1/interactions/stats")[1]
-        del before
-        measurement = Measurement("server", len(latencies), seconds, common.percentile(latencies, 0.5),
-                                  common.percentile(latencies, 0.99), errors, _batch_mean(scraped))
-        return measurement, {"interactions_logged": stats.get("total"), "interactions_dropped": stats.get("dropped")}
+        yield base, metrics_port
     finally:
         proc.terminate()
         proc.wait(30)
         server_log.close()
+
+
+def measure_server(artifact: Path, bodies: Sequence[dict[str, Any]], args: argparse.Namespace, work: Path,
+                   min_new_tokens: int, command: Sequence[str] | None = None,
+                   env: dict[str, str] | None = None) -> tuple[Measurement, dict[str, Any]]:
+    """(c): the server under closed-loop HTTP load (saturation)."""
+    with _serving(artifact, args, work, min_new_tokens, args.max_batch_wait_ms, command, env) as (base, metrics_port):
+        # Warm the HTTP path and the batcher before timing.
+        asyncio.run(_load(base + "/v1/predict", bodies[: args.concurrency * 2], args.concurrency, 30))
+        latencies, errors, seconds = asyncio.run(
+            _load(base + "/v1/predict", bodies, args.concurrency, args.duration))
+        scraped = metrics_text(base, metrics_port)
+        stats = _get_json(base + "/v1/interactions/stats")[1]
+        measurement = Measurement("server", len(latencies), seconds, common.percentile(latencies, 0.5),
+                                  common.percentile(latencies, 0.99), errors, _batch_mean(scraped))
+        return measurement, {"interactions_logged": stats.get("total"), "interactions_dropped": stats.get("dropped")}
+
+
+async def _open_loop(url: str, bodies: Sequence[dict[str, Any]], rate: float, seconds: float) -> dict[str, Any]:
+    """Fixed arrival rate: request i is sent at t0 + i/rate whether or not earlier ones finished;
+    latency from its scheduled send time (so a lagging client or server queue is counted)."""
+    import aiohttp
+
+    n = int(rate * seconds)
+    latencies: list[float] = []
+    errors = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async def one(i: int, due: float) -> None:
+            nonlocal errors
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            try:
+                async with session.post(url, json=bodies[i % len(bodies)]) as resp:
+                    payload = await resp.json()
+                    ok = resp.status == 200 and "decision" in payload
+            except aiohttp.ClientError:
+                ok = False
+            if ok:
+                latencies.append((time.perf_counter() - due) * 1000)
+            else:
+                errors += 1
+
+        t0 = time.perf_counter() + 0.2
+        await asyncio.gather(*(one(i, t0 + i / rate) for i in range(n)))
+        elapsed = time.perf_counter() - t0
+    return {"rate": rate, "requests": n, "achieved": len(latencies) / elapsed, "errors": errors,
+            "latencies": latencies}
+
+
+def measure_open_loop(artifact: Path, bodies: Sequence[dict[str, Any]], args: argparse.Namespace, work: Path,
+                      waits: Sequence[float]) -> dict[float, list[dict[str, Any]]]:
+    """(d): p50/p99 at each fixed arrival rate for one server per `--max-batch-wait-ms` value, all
+    started together and measured interleaved per rate (A B B A: two halves each, pooled), so the
+    shared machine's drift hits each alike."""
+    with contextlib.ExitStack() as stack:
+        servers = {wait: stack.enter_context(_serving(artifact, args, work, 0, wait)) for wait in waits}
+        for base, _ in servers.values():
+            asyncio.run(_load(base + "/v1/predict", bodies[:200], 16, 30))  # warm-up
+        out: dict[float, list[dict[str, Any]]] = {wait: [] for wait in waits}
+        for rate in args.open_rates:
+            halves: dict[float, list[dict[str, Any]]] = {wait: [] for wait in waits}
+            for wait in [*waits, *reversed(waits)]:
+                base, metrics_port = servers[wait]
+                before = metrics_text(base, metrics_port)
+                result = asyncio.run(_open_loop(base + "/v1/predict", bodies, rate, args.open_seconds / 2))
+                result["batch_mean"] = _batch_mean_between(before, metrics_text(base, metrics_port))
+                halves[wait].append(result)
+            for wait, parts in halves.items():
+                lat = [x for p in parts for x in p["latencies"]]
+                batches = [p["batch_mean"] for p in parts if p["batch_mean"]]
+                out[wait].append({"rate": rate, "requests": sum(p["requests"] for p in parts),
+                                  "achieved": min(p["achieved"] for p in parts),
+                                  "errors": sum(p["errors"] for p in parts),
+                                  "p50_ms": common.percentile(lat, 0.5), "p99_ms": common.percentile(lat, 0.99),
+                                  "batch_mean": sum(batches) / len(batches) if batches else None})
+        return out
+
+
+def _batch_mean_between(before: str, after: str) -> float | None:
+    def sums(text: str) -> tuple[float, float]:
+        total = count = 0.0
+        for line in text.splitlines():
+            if line.startswith("acgs_server_batch_size_sum"):
+                total = float(line.rsplit(" ", 1)[1])
+            elif line.startswith("acgs_server_batch_size_count"):
+                count = float(line.rsplit(" ", 1)[1])
+        return total, count
+
+    (t0, c0), (t1, c1) = sums(before), sums(after)
+    return (t1 - t0) / (c1 - c0) if c1 > c0 else None
 
 
 def machine() -> dict[str, Any]:
@@ -264,7 +343,37 @@ def render_section(title: str, results: dict[str, Any], cfg: dict[str, Any]) -> 
         f"{results['extra'].get('raw_batched_rps_before_after')} req/s. Interaction records written: "
         f"{results['extra'].get('interactions_logged')}, dropped: {results['extra'].get('interactions_dropped')}.",
         "",
+        *_render_open_loop(results["extra"].get("open_loop"), b["rps"]),
     ]
+
+
+def _render_open_loop(runs: dict[float, list[dict[str, Any]]] | None, raw_rps: float) -> list[str]:
+    if not runs:
+        return []
+    lines = ["### (d) latency under load: open loop (fixed arrival rate)", "",
+             "Request i is sent at t0 + i/rate whatever happened to earlier ones; latency from its "
+             "scheduled send time, client-measured (the client shares the 2 cores). One server per "
+             "`--max-batch-wait-ms`: 5 ms is the batcher as it was (an idle model waited up to 5 ms for "
+             "batch-mates), 0 the fix (an idle model takes what is queued at once; while it is busy, "
+             "batches still fill). Both servers run side by side and are measured interleaved per rate "
+             "(A B B A, halves pooled).", "",
+             "| max_batch_wait_ms | rate req/s | achieved req/s | p50 ms | p99 ms | mean batch | errors |",
+             "|---|---|---|---|---|---|---|"]
+    for wait, results in runs.items():
+        for r in results:
+            batch = f"{r['batch_mean']:.1f}" if r.get("batch_mean") else "–"
+            lines.append(f"| {wait:g} | {r['rate']:g} | {r['achieved']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+                         f"| {batch} | {r['errors']} |")
+    at_200 = {wait: next((r for r in results if r["rate"] == 200), None) for wait, results in runs.items()}
+    lines.append("")
+    for wait, r in at_200.items():
+        if r is not None:
+            ok = r["p99_ms"] <= 5 and r["errors"] == 0
+            lines.append(f"- p99 ≤ 5 ms at 200 req/s, max_batch_wait_ms={wait:g}: {r['p99_ms']:.1f} ms, "
+                         f"{'met' if ok else 'NOT met'}.")
+    lines += [f"- Saturation (closed loop above, server) against the raw batched limit (b), {raw_rps:.0f} req/s: "
+              "see the target table.", ""]
+    return lines
 
 
 def render(all_results: dict[str, Any]) -> str:
@@ -308,7 +417,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--naive-requests", type=int, default=300)
     p.add_argument("--raw-requests", type=int, default=1920)
     p.add_argument("--max-batch-size", type=int, default=32)
-    p.add_argument("--max-batch-wait-ms", type=float, default=5.0)
+    p.add_argument("--max-batch-wait-ms", type=float, default=0.0,
+                   help="the server's (0: an idle model takes what is queued at once)")
+    p.add_argument("--open-rates", type=lambda v: [float(x) for x in v.split(",")], default=[50.0, 200.0, 800.0],
+                   help="(d) fixed arrival rates, req/s, comma-separated")
+    p.add_argument("--open-seconds", type=float, default=8.0, help="(d) seconds per rate and server")
+    p.add_argument("--workloads", default="eos,fixed", help="eos, fixed or both (comma-separated)")
+    p.add_argument("--open-waits", type=lambda v: [float(x) for x in v.split(",")], default=[5.0, 0.0],
+                   help="(d) --max-batch-wait-ms values to compare, one server each (5: before the fix)")
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--server-threads", type=int, default=1,
                    help="torch threads in the server's model process "
@@ -330,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ref_threads = args.ref_threads or args.server_threads or default_torch_threads()
         all_results: dict[str, Any] = {"machine": machine()}
         for key, min_new_tokens in (("eos", 0), ("fixed", args.max_new_tokens)):
+            if key not in args.workloads.split(","):
+                continue
             log.info("workload %s (min_new_tokens=%d)", key, min_new_tokens)
             backend = ArtifactBackend(artifact, None, HASH, args.max_new_tokens, device=args.device,
                                       torch_threads=ref_threads, min_new_tokens=min_new_tokens)
@@ -345,6 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The machine is shared: measure the limit again after (c) and pool the two.
             raw_after = measure_batched(backend, prompts[: args.raw_requests], args.max_batch_size)
             extra["raw_batched_rps_before_after"] = [round(raw.rps, 1), round(raw_after.rps, 1)]
+            if key == "eos" and args.open_rates:
+                extra["open_loop"] = measure_open_loop(artifact, bodies, args, work, args.open_waits)
             raw.requests += raw_after.requests
             raw.seconds += raw_after.seconds
             raw.p99_ms = max(raw.p99_ms or 0, raw_after.p99_ms or 0)
@@ -377,7 +497,7 @@ def run() -> str:
     os.close(fd)
     out = Path(name)
     try:
-        if main(["--out", str(out), "--duration", "20", "--requests", "3000"]) != 0:
+        if main(["--out", str(out), "--duration", "20", "--requests", "3000", "--open-seconds", "6"]) != 0:
             raise RuntimeError("serving benchmark failed")
         return out.read_text().replace("# Serving benchmark", "## Serving benchmark", 1)
     finally:

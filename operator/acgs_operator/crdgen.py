@@ -159,6 +159,8 @@ def render_argocd(root: Path) -> str:
     data = {f"resource.customizations.health.{GROUP}_{info.kind}":
             (health / f"{info.kind}.lua").read_text().replace("-- @common\n", common)
             for info in KINDS}
+    # The app-of-apps (manifests/argocd/app-of-apps.yaml) orders its sync waves by Application health.
+    data["resource.customizations.health.argoproj.io_Application"] = (health / "Application.lua").read_text()
     cm = {"apiVersion": "v1", "kind": "ConfigMap",
           "metadata": {"name": "argocd-cm", "namespace": "argocd",
                        "labels": {"app.kubernetes.io/name": "argocd-cm", "app.kubernetes.io/part-of": "argocd"}},

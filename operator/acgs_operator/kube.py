@@ -10,6 +10,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException as ApiException  # re-exported for handlers
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
+from kubernetes.dynamic.exceptions import ResourceNotFoundError as ResourceNotFoundError  # kind not served
 
 from .constants import FIELD_MANAGER
 

@@ -67,6 +67,9 @@ RULES: tuple[Rule, ...] = (
          "kube.apply of the trainer and server NetworkPolicies"),
     Rule("", ("pods",), ("list",),
          "kube.list_ of a Job's pods (termination messages) and of a Deployment's server pods (IPs)"),
+    Rule("kueue.x-k8s.io", ("workloads",), ("list", "watch"),
+         "handlers/trainingjob: a queued Job's Kueue Workload (kube.list_ by its job-uid label) for the "
+         "reason it waits; kopf.on.event watches Workloads (read only: Kueue owns a queued Job's suspend)"),
     Rule("", ("events",), ("create",),
          "kopf.info/warn/event: events on our objects for kubectl describe"),
 )

@@ -59,7 +59,9 @@ class ServerConfig(BaseModel):
     interaction_log_max_files: int = Field(20, ge=1, description="Keep at most this many log files from this server.")
     interaction_log_queue_size: int = Field(10000, ge=1, description="Records buffered before new ones are dropped.")
     max_batch_size: int = Field(32, ge=1, le=1024, description="Most requests generated together.")
-    max_batch_wait_ms: float = Field(5.0, ge=0, le=10000, description="Longest a request waits for batch-mates.")
+    max_batch_wait_ms: float = Field(0.0, ge=0, le=10000, description=(
+        "Longest a request waits for batch-mates while the model is idle (0: an idle model takes what is "
+        "queued at once; while it is busy, batches fill anyway)."))
     max_new_tokens: int = Field(16, ge=1, le=2048, description="Tokens generated per request.")
     min_new_tokens: int = Field(
         0, ge=0, le=2048,

@@ -361,8 +361,9 @@ def test_model_version_verification_names_the_tampered_file(cluster, namespace, 
 
 def test_queued_job_is_created_suspended_with_the_kueue_label(cluster, namespace, artifacts):
     cluster.kubectl("apply", "-f", "-", check=True, input=training_job(namespace, "queued", queueName="gpu-queue"))
-    done = wait_until(lambda: phase_in(cluster, namespace, "queued", "Suspended"), 30, "the Suspended phase")
-    assert condition(done, "Suspended")["status"] == "True"
+    done = wait_until(lambda: phase_in(cluster, namespace, "queued", "Queued"), 30, "the Queued phase")
+    queued = condition(done, "Queued")
+    assert queued["status"] == "True" and "gpu-queue" in queued["message"]  # no Kueue here: nobody admits it
     job = cluster.get_json("job", "queued-train", "-n", namespace)
     assert job["spec"]["suspend"] is True
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"

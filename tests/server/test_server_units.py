@@ -180,6 +180,30 @@ class TestBatcher:
 
         assert asyncio.run(run()) == [f"p{i}!" for i in range(30)]
 
+    @pytest.mark.parametrize("max_wait_s, expected", [(0.0, [1, 1]), (2.0, [2])])
+    def test_idle_model_takes_a_lone_request_at_once(self, max_wait_s: float, expected: list[int]) -> None:
+        """max_wait_s=0 (the server's default): a request that finds the model idle is sent alone,
+        not held for batch-mates; one arriving 20 ms later gets its own batch. With a wait (the
+        old default was 5 ms), the first is held and the two share a batch."""
+        sizes: list[int] = []
+
+        def generate(prompts: Sequence[str]) -> list[str]:
+            sizes.append(len(prompts))
+            return list(prompts)
+
+        async def run() -> list[str]:
+            batcher = DynamicBatcher(generate, max_batch_size=8, max_wait_s=max_wait_s)
+            batcher.start()
+            first = asyncio.ensure_future(batcher.submit("a"))
+            await asyncio.sleep(0.02)
+            second = await batcher.submit("b")
+            out = [await first, second]
+            await batcher.stop()
+            return out
+
+        assert asyncio.run(run()) == ["a", "b"]
+        assert sizes == expected
+
     def test_generate_failure_reaches_every_waiter(self) -> None:
         def generate(prompts: Sequence[str]) -> list[str]:
             raise RuntimeError("out of memory")

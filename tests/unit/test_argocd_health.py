@@ -41,6 +41,8 @@ def kstatus(true: str, generation: int) -> list[dict]:
     ("TrainingJob", {"phase": "Failed", "message": "PrivacyBudgetExhausted", "observedGeneration": 1}, 1, "Degraded"),
     ("TrainingJob", {"phase": "Succeeded", "observedGeneration": 1}, 2, "Progressing"),
     ("TrainingJob", {"phase": "Suspended", "observedGeneration": 1}, 1, "Suspended"),
+    ("TrainingJob", {"phase": "Queued", "message": "Kueue Workload w: insufficient quota", "observedGeneration": 1},
+     1, "Progressing"),  # waiting for Kueue's quota: not the user's pause
     ("ModelVersion", {"phase": "Ready"}, 1, "Healthy"),
     ("ModelVersion", {"phase": "Invalid", "message": "digest mismatch"}, 1, "Degraded"),
     ("ModelVersion", {"phase": "Pending"}, 1, "Progressing"),

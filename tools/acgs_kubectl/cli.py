@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from acgs_contract import timefmt
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from . import completion, tree
 from .client import ALIASES, Kube, PluginError, resolve_kind
@@ -105,8 +105,9 @@ class CobraParser(argparse.ArgumentParser):
 
 
 def _parser(name: str, parent: Any, help_: str, usage: str) -> argparse.ArgumentParser:
-    parser = parent.add_parser(name, help=help_, description=help_, examples=EXAMPLES.get(name),
-                               usage=f"kubectl acgs {name} {usage}", prog=f"kubectl acgs {name}")
+    parser: argparse.ArgumentParser = parent.add_parser(
+        name, help=help_, description=help_, examples=EXAMPLES.get(name),
+        usage=f"kubectl acgs {name} {usage}", prog=f"kubectl acgs {name}")
     if name != "completion":
         parser.add_argument("-n", "--namespace", help="If present, the namespace scope for this CLI request")
         parser.add_argument("--kubeconfig", help="Path to the kubeconfig file to use for CLI requests.")

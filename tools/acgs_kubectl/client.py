@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from acgs_operator.api import KINDS
 from acgs_operator.constants import GROUP, VERSION
@@ -18,6 +19,11 @@ PLURALS = {info.kind: info.plural for info in KINDS}
 # Every name kubectl would accept for these kinds (kind, plural, singular, short names).
 ALIASES = {alias: info.kind for info in KINDS
            for alias in (info.kind.lower(), info.plural, info.singular, *info.short_names)}
+
+
+def _json(decoded: object) -> dict[str, Any]:
+    """A custom-objects call's decoded JSON body (the client declares it `object`)."""
+    return cast(dict[str, Any], decoded)
 
 
 class PluginError(Exception):
@@ -40,12 +46,12 @@ class Kube:
     @classmethod
     def connect(cls, kubeconfig: str | None, context: str | None, namespace: str | None) -> Kube:
         try:
-            config.load_kube_config(config_file=kubeconfig, context=context)
-            _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+            config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+            _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         except (config.ConfigException, FileNotFoundError) as error:
             raise PluginError(f"cannot load kubeconfig: {error}") from None
         if context:
-            contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)
+            contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
             active = next((c for c in contexts if c["name"] == context), active)
         default_ns = ((active or {}).get("context") or {}).get("namespace") or "default"
         return cls(client.ApiClient(), namespace or default_ns)
@@ -56,27 +62,30 @@ class Kube:
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
         try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURALS[kind], name)
+            return _json(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURALS[kind], name))
         except ApiException as error:
             if error.status == 404:
                 raise PluginError(f'{PLURALS[kind]}.{GROUP} "{name}" not found in namespace '
                                   f'"{self.namespace}"') from None
             raise
 
-    def list(self, kind: str) -> list[dict[str, Any]]:
-        return self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURALS[kind])["items"]
+    def objects(self, kind: str) -> list[dict[str, Any]]:
+        listed = _json(self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURALS[kind]))
+        return cast(list[dict[str, Any]], listed["items"])
 
     def names(self, kind: str) -> list[str]:
-        return sorted(o["metadata"]["name"] for o in self.list(kind))
+        return sorted(str(o["metadata"]["name"]) for o in self.objects(kind))
 
     def patch(self, kind: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURALS[kind], name, body)
+        return _json(self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURALS[kind], name,
+                                                                body))
 
     def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURALS[kind], body)
+        return _json(self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURALS[kind], body))
 
     def snapshot(self) -> Snapshot:
-        ns, plain = self.namespace, self.api.sanitize_for_serialization
+        ns = self.namespace
+        plain: Callable[[Any], dict[str, Any]] = self.api.sanitize_for_serialization
 
         def items(result: Any) -> list[dict[str, Any]]:
             return [plain(i) for i in result.items]
@@ -84,10 +93,10 @@ class Kube:
         managed = "app.kubernetes.io/managed-by=acgs-operator"
         return Snapshot(
             namespace=ns,
-            training_jobs=self.list("TrainingJob"),
-            model_versions=self.list("ModelVersion"),
-            deployments=self.list("Deployment"),
-            flywheel_policies=self.list("FlywheelPolicy"),
+            training_jobs=self.objects("TrainingJob"),
+            model_versions=self.objects("ModelVersion"),
+            deployments=self.objects("Deployment"),
+            flywheel_policies=self.objects("FlywheelPolicy"),
             apps_deployments=items(client.AppsV1Api(self.api).list_namespaced_deployment(ns, label_selector=managed)),
             jobs=items(client.BatchV1Api(self.api).list_namespaced_job(ns, label_selector=managed)),
             pods=items(client.CoreV1Api(self.api).list_namespaced_pod(ns, label_selector=managed)),

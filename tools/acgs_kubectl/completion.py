@@ -50,7 +50,8 @@ def _namespaces(words: list[str]) -> list[str]:
     from .client import Kube
 
     kube = Kube.connect(_flag_value(words, "--kubeconfig"), _flag_value(words, "--context"), None)
-    return sorted(n.metadata.name for n in client.CoreV1Api(kube.api).list_namespace().items)
+    return sorted(n.metadata.name for n in client.CoreV1Api(kube.api).list_namespace().items
+                  if n.metadata and n.metadata.name)
 
 
 def candidates(args: list[str], parser: argparse.ArgumentParser, aliases: dict[str, str]) -> list[str]:

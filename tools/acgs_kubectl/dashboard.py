@@ -22,6 +22,7 @@ from acgs_operator.constants import GROUP, VERSION
 from . import dashboard_state
 from .client import PLURALS, Kube
 from .dashboard_page import PAGE
+from .tree import Snapshot
 
 SCRAPE_SECONDS = 5.0
 RESYNC_SECONDS = 5.0  # pods' readiness and the servers' latency also change without an acgs.io event
@@ -34,7 +35,7 @@ class Live:
         self.kube = kube
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._lock = threading.Lock()
-        self._serving: dict[str, dict[str, float]] = {}
+        self._serving: dict[str, dashboard_state.Serving] = {}
         self._scraped_at = 0.0
         self._stop = threading.Event()
 
@@ -52,7 +53,8 @@ class Live:
         def run() -> None:
             while not self._stop.is_set():
                 try:
-                    for _ in watch.Watch().stream(func, *args, timeout_seconds=60, **kwargs):
+                    stream = watch.Watch().stream(func, *args, timeout_seconds=60, **kwargs)  # type: ignore[no-untyped-call]
+                    for _ in stream:
                         self.notify()
                         if self._stop.is_set():
                             return
@@ -79,10 +81,10 @@ class Live:
             with self._lock:
                 self._waiters.discard(entry)
 
-    def _scrape(self, snap: dashboard_state.Snapshot) -> dict[str, dict[str, float]]:
+    def _scrape(self, snap: Snapshot) -> dict[str, dashboard_state.Serving]:
         if time.monotonic() - self._scraped_at < SCRAPE_SECONDS:
             return self._serving
-        core, texts = client.CoreV1Api(self.kube.api), {}
+        core, texts = client.CoreV1Api(self.kube.api), dict[str, list[str]]()
         for pod in snap.pods:
             labels = pod["metadata"].get("labels") or {}
             if labels.get("app.kubernetes.io/component") != "model-server" or \

@@ -7,6 +7,9 @@ from typing import Any
 
 from .tree import Snapshot
 
+# A Deployment's serving figures from its servers' /metrics (meanLatencySeconds None: no request yet).
+Serving = dict[str, float | None]
+
 GATE_CONDITIONS = ("PromotionBlocked", "Available", "Progressing", "Ready")
 
 
@@ -39,7 +42,7 @@ def model_versions(snap: Snapshot) -> list[dict[str, Any]]:
     return out
 
 
-def deployments(snap: Snapshot, serving: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+def deployments(snap: Snapshot, serving: dict[str, Serving]) -> list[dict[str, Any]]:
     out = []
     for dep in sorted(snap.deployments, key=lambda o: o["metadata"]["name"]):
         name, st, spec = dep["metadata"]["name"], _s(dep, "status"), _s(dep, "spec")
@@ -62,12 +65,12 @@ def flywheel(snap: Snapshot) -> list[dict[str, Any]]:
             for p in sorted(snap.flywheel_policies, key=lambda o: o["metadata"]["name"])]
 
 
-def state(snap: Snapshot, serving: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+def state(snap: Snapshot, serving: dict[str, Serving] | None = None) -> dict[str, Any]:
     return {"namespace": snap.namespace, "trainingJobs": training_jobs(snap), "modelVersions": model_versions(snap),
             "deployments": deployments(snap, serving or {}), "flywheelPolicies": flywheel(snap)}
 
 
-def latency_from_metrics(texts: list[str]) -> dict[str, float]:
+def latency_from_metrics(texts: list[str]) -> Serving:
     """Requests and mean latency (s) over the servers' /metrics texts of one Deployment."""
     total, count, requests, errors = 0.0, 0.0, 0.0, 0.0
     for text in texts:

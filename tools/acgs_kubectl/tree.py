@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from acgs_operator.builders.deployment import LABEL_COLOR, deployment_name
@@ -47,7 +48,7 @@ class Node:
 
 
 def _name(obj: dict[str, Any]) -> str:
-    return obj["metadata"]["name"]
+    return str(obj["metadata"]["name"])
 
 
 def _status(obj: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +193,7 @@ def flywheel_node(snap: Snapshot, policy: dict[str, Any]) -> Node:
 def roots(snap: Snapshot, kind: str | None = None, name: str | None = None) -> list[Node]:
     """The trees for `get [KIND [NAME]]`: by default every Deployment, then TrainingJobs whose
     version no Deployment serves, then ModelVersions in neither."""
-    builders = {
+    builders: dict[str, tuple[list[dict[str, Any]], Callable[[dict[str, Any]], Node]]] = {
         "TrainingJob": (snap.training_jobs, lambda o: training_job_node(snap, o)),
         "ModelVersion": (snap.model_versions, lambda o: model_version_node(snap, o)),
         "Deployment": (snap.deployments, lambda o: deployment_node(snap, o)),

@@ -116,7 +116,8 @@ def build() -> dict[str, Any]:
             "Reconciles", "Reconciles per second by kind and outcome (the phase each one left).", "ops",
             _query("sum by (kind, outcome) (rate(acgs_reconcile_total[5m]))", "{{kind}} {{outcome}}"), width=24))
     )
-    return json.loads(json.dumps(board.build(), cls=JSONEncoder))
+    built: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
+    return built
 
 
 def render() -> str:

@@ -32,6 +32,7 @@ class TrainingJobPhase(str, Enum):
     PENDING = "Pending"
     RUNNING = "Running"
     SUSPENDED = "Suspended"
+    QUEUED = "Queued"  # suspended by Kueue until its Workload is admitted (spec.queueName)
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
 
@@ -181,7 +182,7 @@ class TrainingProgress(ApiModel):
 
 
 class TrainingJobStatus(StatusBase):
-    """phase: Pending, Running, Suspended, Succeeded or Failed."""
+    """phase: Pending, Queued, Running, Suspended, Succeeded or Failed."""
 
     job_name: str | None = Field(default=None, description="The batch/v1 Job running the trainer.")
     progress: TrainingProgress | None = Field(default=None, description="Live progress reported by the trainer.")

@@ -13,15 +13,17 @@ from .. import conditions as cond
 from ..api.trainingjob import TrainingJobPhase, TrainingProgress
 from ..events import NORMAL, WARNING, Event
 from . import jobrun
+from .queueing import QueueWait
 
 MESSAGE_LIMIT = 2000
 RESULT_MISSING_MESSAGE = ("the trainer pod exited 0 but left no result (digest) in its termination message; "
                           "no ModelVersion was created")
 # Condition types that follow the phase: True while the phase is theirs, False after.
-PHASE_CONDITIONS = ((cond.RUNNING, TrainingJobPhase.RUNNING), (cond.SUSPENDED, TrainingJobPhase.SUSPENDED),
+PHASE_CONDITIONS = ((cond.QUEUED, TrainingJobPhase.QUEUED), (cond.RUNNING, TrainingJobPhase.RUNNING),
+                    (cond.SUSPENDED, TrainingJobPhase.SUSPENDED),
                     (cond.SUCCEEDED, TrainingJobPhase.SUCCEEDED), (cond.FAILED, TrainingJobPhase.FAILED))
 ANNOUNCED = {TrainingJobPhase.FAILED: WARNING, TrainingJobPhase.RUNNING: NORMAL,
-             TrainingJobPhase.SUCCEEDED: NORMAL, TrainingJobPhase.SUSPENDED: NORMAL}
+             TrainingJobPhase.SUCCEEDED: NORMAL, TrainingJobPhase.SUSPENDED: NORMAL, TrainingJobPhase.QUEUED: NORMAL}
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,13 @@ class Decision:
 
 
 def decide(run: jobrun.Observation, job_name: str | None, old: dict[str, Any], generation: int | None,
-           created: CreatedModelVersion | None = None) -> Decision:
+           created: CreatedModelVersion | None = None, queued: QueueWait | None = None) -> Decision:
     """`run`: the observed Job (jobrun.observe); `old`: the current status; `created`: the
-    ModelVersion the handler made when an earlier call asked for one."""
+    ModelVersion the handler made when an earlier call asked for one; `queued`: Kueue's word on a
+    Job of a queue (spec.queueName) while it is suspended."""
     phase, reason, message = TrainingJobPhase(run.phase.value), run.reason, run.message
+    if phase is TrainingJobPhase.SUSPENDED and queued is not None:
+        phase, reason, message = TrainingJobPhase.QUEUED, queued.reason, queued.message
     status: dict[str, Any] = {"phase": phase.value, "message": message[:MESSAGE_LIMIT],
                               "observedGeneration": generation}
     if job_name is not None:

@@ -19,7 +19,7 @@ from ..builders import trainingjob as tjb
 from ..builders.common import Owner
 from ..config import Settings
 from ..constants import API_VERSION, GROUP, LABEL_COMPONENT, LABEL_OWNER_KIND, VERSION
-from ..decisions import jobrun
+from ..decisions import jobrun, queueing
 from ..decisions import trainingjob as decide
 from ..events import NORMAL, WARNING, Event
 from ..metrics import RECONCILES
@@ -133,7 +133,9 @@ def sync_status(tj: dict[str, Any]) -> None:
     run = jobrun.observe(job, pods, tjb.CONTAINER)
     job_name = job["metadata"]["name"] if job else None
     old, generation = tj.get("status") or {}, meta.get("generation")
-    decision = decide.decide(run, job_name, old, generation)
+    queued = (_queue_wait(job, spec.queue_name)
+              if job is not None and spec.queue_name and run.phase is jobrun.SUSPENDED else None)
+    decision = decide.decide(run, job_name, old, generation, queued=queued)
     if decision.needs_model_version:
         assert job is not None and decision.result is not None
         mv = ensure_model_version(tj, spec, job, decision.result)
@@ -143,6 +145,18 @@ def sync_status(tj: dict[str, Any]) -> None:
     if decision.event:
         events.post(tj, decision.event)
     RECONCILES.labels(KIND, decision.phase.value).inc()
+
+
+def _queue_wait(job: dict[str, Any], queue_name: str) -> queueing.QueueWait:
+    """Kueue's word on a suspended Job of a queue: the condition of its Workload (read only; Kueue
+    alone unsuspends or suspends the Job)."""
+    meta = job["metadata"]
+    try:
+        workloads = kube.list_(queueing.KUEUE_API_VERSION, "Workload", meta["namespace"],
+                               label_selector=f"{queueing.LABEL_JOB_UID}={meta['uid']}")
+    except (kube.ResourceNotFoundError, kube.ApiException):
+        workloads = []  # Kueue is not installed (or not readable): say so in the message
+    return queueing.wait_of(queueing.workload_of(workloads, meta["uid"]), queue_name, meta["name"])
 
 
 def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
@@ -199,10 +213,31 @@ def spec_changed(body: kopf.Body, **_: Any) -> None:
 def job_event(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
     if type == "DELETED":
         return  # the TTL controller removed a finished Job; the TrainingJob keeps its final status
-    ref = next((r for r in body.metadata.get("ownerReferences") or [] if r.get("kind") == KIND), None)
+    _sync_owner(dict(body.metadata), logger)
+
+
+def workload_event(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
+    """A Kueue Workload changed (created, quota reserved or refused, evicted): re-read the
+    TrainingJob of its Job, whose status carries Kueue's reason while the Job waits."""
+    if type == "DELETED":
+        return
+    ref = next((r for r in body.metadata.get("ownerReferences") or []
+                if r.get("kind") == "Job" and r.get("apiVersion") == "batch/v1"), None)
     if ref is None:
         return
-    tj = kube.get(API_VERSION, KIND, body.metadata.namespace, ref["name"])
+    job = kube.get("batch/v1", "Job", body.metadata.namespace, ref["name"])
+    if job is None or job["metadata"]["uid"] != ref["uid"]:
+        return
+    if (job["metadata"].get("labels") or {}).get(LABEL_OWNER_KIND) != KIND.lower():
+        return
+    _sync_owner(job["metadata"], logger)
+
+
+def _sync_owner(job_meta: dict[str, Any], logger: kopf.Logger) -> None:
+    ref = next((r for r in job_meta.get("ownerReferences") or [] if r.get("kind") == KIND), None)
+    if ref is None:
+        return
+    tj = kube.get(API_VERSION, KIND, job_meta["namespace"], ref["name"])
     if tj is None or tj["metadata"]["uid"] != ref["uid"] or tj["metadata"].get("deletionTimestamp"):
         return
     try:
@@ -223,3 +258,6 @@ def register(registry: kopf.OperatorRegistry) -> None:
     kopf.on.update(GROUP, VERSION, PLURAL, id="spec-changed", field="spec", registry=registry)(spec_changed)
     kopf.on.event("batch", "v1", "jobs", id="trainingjob-job", registry=registry,
                   labels={LABEL_OWNER_KIND: KIND.lower(), LABEL_COMPONENT: tjb.COMPONENT})(job_event)
+    # Served only where Kueue's CRDs were installed before the operator started (no CRD scanning).
+    kopf.on.event("kueue.x-k8s.io", queueing.KUEUE_API_VERSION.split("/")[1], "workloads",
+                  id="trainingjob-workload", registry=registry)(workload_event)
