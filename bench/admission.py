@@ -1,5 +1,7 @@
-"""Admission webhook cost, for two servers of the same checks: kopf's webhook inside the operator
-(what the manifests run) and the lean server (bench/lean_webhook.py, an experiment) in its own process.
+"""Admission webhook cost, for two servers of the same checks (handlers/admission.check), both run
+by one operator process: its webhook process (servers/webhook.py, what the manifests run: "process")
+and, as the baseline, kopf's webhook inside the operator's event loop (how it was served before,
+kept behind ACGS_IN_LOOP_WEBHOOK_PORT for this benchmark only: "kopf").
 
 1. Latency of the webhook itself, p50/p99, at a fixed request rate (open loop: requests are sent
    on schedule whether or not earlier ones finished), straight over TLS; the two servers alternate.
@@ -15,7 +17,6 @@ import json
 import os
 import signal
 import ssl
-import subprocess
 import sys
 import time
 import uuid
@@ -35,12 +36,14 @@ from acgs_contract.constitution import CONSTITUTIONAL_HASH  # noqa: E402
 HASH = CONSTITUTIONAL_HASH
 SPEC = {"constitutionalHash": HASH, "modelName": "constitutional-ai",
         "data": {"generate": {"type": "constitutional_ai", "size": 100}}, "privacy": {"targetEpsilon": 4}}
-HOOK_LABEL = "acgs.io/bench-webhook"  # kopf | lean; absent: no webhook
-LEAN_PORT = int(os.environ.get("ACGS_BENCH_LEAN_WEBHOOK_PORT", "9453"))
+HOOK_LABEL = "acgs.io/bench-webhook"  # kopf | process; absent: no webhook
+IN_LOOP_PORT = int(os.environ.get("ACGS_BENCH_IN_LOOP_WEBHOOK_PORT", "9453"))
+SERVERS = ("kopf", "process")
 DIRECT_SECONDS = float(os.environ.get("ACGS_BENCH_WEBHOOK_SECONDS", "10"))
 # py-spy profiles (collapsed stacks) of the operator during the first kopf half of the direct runs,
 # when set: ACGS_BENCH_PYSPY_WEBHOOK=/tmp/webhook.folded (idle) and /tmp/webhook.folded.under-load
 PYSPY_OUT = os.environ.get("ACGS_BENCH_PYSPY_WEBHOOK")
+SETTLE_SECONDS = float(os.environ.get("ACGS_BENCH_WEBHOOK_SETTLE_SECONDS", "20"))
 LOAD_OBJECTS = int(os.environ.get("ACGS_BENCH_WEBHOOK_LOAD_OBJECTS", "300"))
 
 
@@ -86,12 +89,12 @@ async def direct(rate: float, seconds: float, port: int) -> dict:
 
 
 def direct_both(rate: float, seconds: float, profile: str | None = None) -> dict[str, dict]:
-    """kopf and lean alternately, two halves each, pooled; `profile`: py-spy the operator during
+    """The two servers alternately, two halves each, pooled; `profile`: py-spy the operator during
     kopf's first half, collapsed stacks into this file."""
-    runs: dict[str, list[dict]] = {"kopf": [], "lean": []}
-    for order in (("kopf", "lean"), ("lean", "kopf")):
+    runs: dict[str, list[dict]] = {"kopf": [], "process": []}
+    for order in (SERVERS, SERVERS[::-1]):
         for name in order:
-            port = install.WEBHOOK_PORT if name == "kopf" else LEAN_PORT
+            port = IN_LOOP_PORT if name == "kopf" else install.WEBHOOK_PORT
             profiler = None
             if profile and name == "kopf" and not runs["kopf"]:
                 import burst
@@ -111,7 +114,7 @@ def direct_both(rate: float, seconds: float, profile: str | None = None) -> dict
 
 
 def under_reconcile_load(rate: float, seconds: float, objects: int) -> dict[str, dict]:
-    """Direct webhook latency, kopf and lean alternating, while the operator reconciles a burst of
+    """Direct webhook latency, the two servers alternating, while the operator reconciles a burst of
     `objects` TrainingJobs (created at once from another thread): the webhook's neighbours busy."""
     import threading
 
@@ -137,31 +140,25 @@ def under_reconcile_load(rate: float, seconds: float, objects: int) -> dict[str,
         localcluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def start_lean() -> subprocess.Popen:
-    env = install.operator_env()
-    proc = subprocess.Popen([str(ROOT / ".venv/bin/python"), str(ROOT / "bench/lean_webhook.py"),
-                             "--port", str(LEAN_PORT)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+def wait_serving(port: int, seconds: float = 30) -> None:
+    """The in-loop webhook answers an AdmissionReview (kopf starts its server after the Lease)."""
     ctx = ssl.create_default_context(cafile=str(install.WEBHOOK_DIR / "ca.crt"))
 
     async def up() -> bool:
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
-                async with s.post(f"https://127.0.0.1:{LEAN_PORT}/validate-trainingjobs",
+                async with s.post(f"https://127.0.0.1:{port}/validate-trainingjobs",
                                   data=json.dumps(review(0))) as r:
                     return r.status == 200
         except aiohttp.ClientError:
             return False
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"lean webhook exited: {proc.stderr.read().decode()[-2000:]}")
         if asyncio.run(up()):
-            return proc
+            return
         time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("lean webhook not answering after 30 s")
+    raise RuntimeError(f"no webhook answering on port {port} after {seconds:.0f} s")
 
 
 def creates(namespace: str, n: int) -> list[float]:
@@ -221,20 +218,20 @@ def through_apiserver(n: int) -> dict:
 
     k = localcluster.kubectl
     tag = uuid.uuid4().hex[:6]
-    namespaces = {"kopf": f"bench-wh-{tag}", "lean": f"bench-lean-{tag}", "none": f"bench-nowh-{tag}"}
+    namespaces = {"kopf": f"bench-wh-{tag}", "process": f"bench-proc-{tag}", "none": f"bench-nowh-{tag}"}
     for server, ns in namespaces.items():
         k("create", "namespace", ns)
         if server != "none":
             k("label", "namespace", ns, f"{HOOK_LABEL}={server}")
     ca = (install.WEBHOOK_DIR / "ca.crt").read_bytes()
     config = build_webhook_configuration(ca_bundle=ca, url_base=f"https://127.0.0.1:{install.WEBHOOK_PORT}")
-    lean = build_webhook_configuration(ca_bundle=ca, url_base=f"https://127.0.0.1:{LEAN_PORT}")
+    in_loop = build_webhook_configuration(ca_bundle=ca, url_base=f"https://127.0.0.1:{IN_LOOP_PORT}")
     for hook in config["webhooks"]:
+        hook["namespaceSelector"] = {"matchLabels": {HOOK_LABEL: "process"}}
+    for hook in in_loop["webhooks"]:
+        hook["name"] = "inloop-" + hook["name"]
         hook["namespaceSelector"] = {"matchLabels": {HOOK_LABEL: "kopf"}}
-    for hook in lean["webhooks"]:
-        hook["name"] = "lean-" + hook["name"]
-        hook["namespaceSelector"] = {"matchLabels": {HOOK_LABEL: "lean"}}
-    config["webhooks"] += lean["webhooks"]
+    config["webhooks"] += in_loop["webhooks"]
     import yaml
 
     k("apply", "-f", "-", input_=yaml.safe_dump(config))
@@ -256,13 +253,13 @@ def through_apiserver(n: int) -> dict:
             k("delete", "namespace", ns, "--wait=false")
     ms = {server: median(v) * 1e3 for server, v in times.items()}
     hook = "apiserver_admission_webhook_admission_duration_seconds"
-    split = {"kopf_call": mean_ms(before["apiserver"], after["apiserver"], hook, name="trainingjobs.validate.acgs.io",
-                                  operation="CREATE"),
-             "lean_call": mean_ms(before["apiserver"], after["apiserver"], hook,
-                                  name="lean-trainingjobs.validate.acgs.io", operation="CREATE"),
+    split = {"kopf_call": mean_ms(before["apiserver"], after["apiserver"], hook,
+                                  name="inloop-trainingjobs.validate.acgs.io", operation="CREATE"),
+             "process_call": mean_ms(before["apiserver"], after["apiserver"], hook,
+                                     name="trainingjobs.validate.acgs.io", operation="CREATE"),
              "handler": mean_ms(before["operator"], after["operator"], "acgs_admission_duration_seconds",
                                 kind="TrainingJob")}
-    return {"n": len(times["none"]), "ms": ms, "ratio": {s: ms[s] / ms["none"] for s in ("kopf", "lean")},
+    return {"n": len(times["none"]), "ms": ms, "ratio": {s: ms[s] / ms["none"] for s in SERVERS},
             "split": split}
 
 
@@ -270,18 +267,22 @@ def run() -> str:
     localcluster.up()
     install.install_crds()
     install.install_webhook()
-    install.start_operator()
-    lean = start_lean()
+    os.environ["ACGS_IN_LOOP_WEBHOOK_PORT"] = str(IN_LOOP_PORT)  # the baseline, beside the webhook process
     try:
+        install.start_operator(restart=True)
+        wait_serving(IN_LOOP_PORT)
+        # A fresh operator first lists and resumes every object left in the cluster, which would
+        # load the in-loop baseline's first half only: let that settle.
+        time.sleep(SETTLE_SECONDS)
         d = direct_both(rate=500, seconds=DIRECT_SECONDS, profile=PYSPY_OUT)
         a = through_apiserver(300)
         loaded = under_reconcile_load(500, DIRECT_SECONDS, LOAD_OBJECTS)
     finally:
-        lean.terminate()
-        lean.wait(timeout=10)
+        del os.environ["ACGS_IN_LOOP_WEBHOOK_PORT"]
+        install.start_operator(restart=True)  # as deployed again
     rows = []
-    for server, label in (("kopf", "kopf's webhook in the operator (as deployed)"),
-                          ("lean", "lean server, own process (bench/lean_webhook.py; experiment)")):
+    for server, label in (("kopf", "before: kopf's webhook in the operator's event loop"),
+                          ("process", "after: the webhook's own process (servers/webhook.py; as deployed)")):
         r = d[server]
         rows += [f"| {label} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
                  f"{verdict(r['p99_ms'], 2.0, False)} | {a['ms'][server]:.2f} ms ÷ {a['ms']['none']:.2f} ms = "
@@ -290,19 +291,19 @@ def run() -> str:
                  f"{verdict(loaded[server]['p99_ms'], 2.0, False)} |"]
     achieved = min(x["achieved_rps"] for x in d.values())
     sp = a["split"]
-    split = (f"Where a webhooked create's extra time goes (means over the same creates): kopf's webhook adds "
-             f"{a['ms']['kopf'] - a['ms']['none']:.2f} ms per create (medians); the apiserver measures its call "
-             f"to kopf's webhook at {sp['kopf_call']:.2f} ms (to the lean server {sp['lean_call']:.2f} ms), of "
-             f"which the operator's handler (`admission.validate`, acgs_admission_duration_seconds) is "
-             f"{sp['handler']:.2f} ms; the rest of the call is the HTTPS round trip and aiohttp/kopf's "
-             "request handling, and the remainder of the create's extra time is the apiserver's own "
-             "(encoding the AdmissionReview, dispatch).")
+    split = (f"Where a webhooked create's extra time goes (means over the same creates): the webhook process "
+             f"adds {a['ms']['process'] - a['ms']['none']:.2f} ms per create (medians; kopf's in-loop webhook "
+             f"{a['ms']['kopf'] - a['ms']['none']:.2f} ms); the apiserver measures its call to the webhook "
+             f"process at {sp['process_call']:.2f} ms (to kopf's {sp['kopf_call']:.2f} ms), of which the "
+             f"handler (`admission.validate`, acgs_admission_duration_seconds) is {sp['handler']:.2f} ms; the "
+             "rest of the call is the HTTPS round trip and aiohttp's request handling, and the remainder of "
+             "the create's extra time is the apiserver's own (encoding the AdmissionReview, dispatch).")
     return "\n".join([
         "## Admission webhook",
         "",
         f"Direct over TLS: open loop at 500 requests/s, {DIRECT_SECONDS:.0f} s per server in two alternating "
         f"halves ({d['kopf']['requests']} AdmissionReviews each; achieved ≥ {achieved:.0f}/s; "
-        f"rejected: kopf {d['kopf']['errors']}, lean {d['lean']['errors']}). Through the apiserver: median of "
+        f"rejected: kopf {d['kopf']['errors']}, process {d['process']['errors']}). Through the apiserver: median of "
         f"{a['n']} server-dry-run creates of the same TrainingJob per namespace, the three namespaces "
         "interleaved in five blocks; the operator reconciles nothing meanwhile. Under load: the same "
         f"direct measurement while the operator reconciles {LOAD_OBJECTS} TrainingJobs created at once.",

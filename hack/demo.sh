@@ -4,7 +4,9 @@
 set -euo pipefail
 ns="${1:-acgs-demo}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
-k() { "$root/.venv/bin/kubectl" --kubeconfig="$root/.cluster/kubeconfig" "$@"; }
+# `make demo REAL_NODE=1` runs it on the real-node cluster (ACGS_CLUSTER_DIR=.cluster-real).
+state="${ACGS_CLUSTER_DIR:-$root/.cluster}"
+k() { "$root/.venv/bin/kubectl" --kubeconfig="$state/kubeconfig" "$@"; }
 say() { printf '\n== %s\n' "$*"; }
 jp() { k get -n "$ns" "$1" -o "jsonpath=$2" 2>/dev/null || true; }
 wait_for() {  # wait_for <what> <seconds> <command...>: poll until the command prints something
@@ -41,7 +43,7 @@ fi
 mv="$(jp tj/constitutional-ai-v1 '{.status.modelVersion}')"
 
 say "ModelVersion $mv: its artifact's files and digest are verified before it is Ready"
-wait_for "ModelVersion $mv Ready" 120 bash -c "[[ \$('$root/.venv/bin/kubectl' --kubeconfig='$root/.cluster/kubeconfig' get mv -n '$ns' '$mv' -o jsonpath='{.status.phase}') == Ready ]] && echo ok"
+wait_for "ModelVersion $mv Ready" 120 bash -c "[[ \$('$root/.venv/bin/kubectl' --kubeconfig='$state/kubeconfig' get mv -n '$ns' '$mv' -o jsonpath='{.status.phase}') == Ready ]] && echo ok"
 k get mv -n "$ns" -o wide
 
 say "promote $mv to production; the Deployment follows the stage (nobody edits the Git-owned spec)"
@@ -49,7 +51,7 @@ k patch mv -n "$ns" "$mv" --type merge -p '{"spec":{"stage":"production"}}'
 # kstatus: the stage patch makes generation 2, and the operator's conditions follow it.
 k wait -n "$ns" --for=condition=Ready "mv/$mv" --timeout=30s
 dep() { jp mdeploy/constitutional-ai "$1"; }
-wait_for "a promotion decision" 120 bash -c "'$root/.venv/bin/kubectl' --kubeconfig='$root/.cluster/kubeconfig' get mdeploy -n '$ns' constitutional-ai -o jsonpath='{.status.conditions[?(@.type==\"PromotionBlocked\")].status}{.status.activeColor}' | grep -E 'True|blue|green'"
+wait_for "a promotion decision" 120 bash -c "'$root/.venv/bin/kubectl' --kubeconfig='$state/kubeconfig' get mdeploy -n '$ns' constitutional-ai -o jsonpath='{.status.conditions[?(@.type==\"PromotionBlocked\")].status}{.status.activeColor}' | grep -E 'True|blue|green'"
 if [[ -z "$(dep '{.status.activeColor}')" ]]; then
   # The default gates (compliance ≥ 0.95) are never lowered: a blocked model is a failed demo.
   echo "  blocked by the promotion gates: $(dep '{.status.message}')" >&2
@@ -93,6 +95,40 @@ curl -sS -X POST "http://$ip:$port/constitutional-ai/predict" -H 'Content-Type: 
   "constitutional_hash": "cdd01ef066bc6cf2"}'
 echo
 
+if [[ "${ACGS_REAL_NODE:-}" == 1 ]]; then
+  say "real node: the active Service by name, from pods (CoreDNS, kube-proxy, the Deployment's NetworkPolicy)"
+  client() {  # client <name>: a restricted pod from the base image, labelled app=<name>, sends one prediction
+    local code="import json, urllib.request as u
+body = json.dumps({'scenario': 'ethical_dilemma', 'user_request': 'Access to customer data for analysis',
+                   'constitutional_hash': 'cdd01ef066bc6cf2'}).encode()
+try:
+    r = u.urlopen(u.Request('http://constitutional-ai.$ns.svc/constitutional-ai/predict', body,
+                            {'Content-Type': 'application/json'}), timeout=5)
+    print('answered', r.status, json.load(r).get('generated_text'))
+except Exception as e:
+    print('refused:', type(e).__name__, e)"
+    "$root/.venv/bin/python" -c '
+import json, sys
+name, image, code = sys.argv[1:]
+print(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
+  "spec": {"nodeSelector": {"acgs.io/real-node": "true"}, "restartPolicy": "Never",
+           "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                               "seccompProfile": {"type": "RuntimeDefault"}},
+           "containers": [{"name": "client", "image": image, "imagePullPolicy": "Never",
+                           "command": ["python3", "-c", code],
+                           "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                               "capabilities": {"drop": ["ALL"]}}}]}}))' \
+      "$1" "${ACGS_BASE_IMAGE:-localhost/acgs-base:bookworm}" "$code" | k apply -n "$ns" -f - >/dev/null
+  }
+  k delete pod -n "$ns" policy-gateway curious --ignore-not-found >/dev/null
+  client policy-gateway   # listed in the sample Deployment's network.allowedClients
+  client curious          # not listed
+  for pod in policy-gateway curious; do
+    wait_for "pod $pod to finish" 120 bash -c "'$root/.venv/bin/kubectl' --kubeconfig='$state/kubeconfig' get pod -n '$ns' $pod -o jsonpath='{.status.phase}' | grep -E 'Succeeded|Failed'"
+    echo "  $pod: $(k logs -n "$ns" "$pod")"
+  done
+fi
+
 say "one flywheel turn: the servers log what they are asked; the FlywheelPolicy evaluates cheaper candidates on it"
 "$root/.venv/bin/python" - "$ip" "$port" <<'PY'
 import json, subprocess, sys, tempfile, urllib.request
@@ -110,7 +146,7 @@ for scenario in sorted(scenarios)[:40]:
 print(f"  sent {sent} requests (each logged as a hash-stamped JSONL record)")
 PY
 fwp() { jp fwp/constitutional-ai "$1"; }
-wait_for "the flywheel run to be decided" 900 bash -c "'$root/.venv/bin/kubectl' --kubeconfig='$root/.cluster/kubeconfig' get fwp -n '$ns' constitutional-ai -o jsonpath='{.status.lastRunResult.phase}'"
+wait_for "the flywheel run to be decided" 900 bash -c "'$root/.venv/bin/kubectl' --kubeconfig='$state/kubeconfig' get fwp -n '$ns' constitutional-ai -o jsonpath='{.status.lastRunResult.phase}'"
 k get fwp -n "$ns" -o wide
 "$root/.venv/bin/python" - "$(k get fwp -n "$ns" constitutional-ai -o json)" <<'PY'
 import json, sys
@@ -139,4 +175,4 @@ sed 's/cdd01ef066bc6cf2/0123456789abcdef/; s/name: constitutional-ai-v1/name: wr
   "$root/manifests/samples/trainingjob.yaml" | k apply -n "$ns" -f - 2>&1 | sed 's/^/  /' || true
 
 echo
-echo "Everything keeps running: logs in .cluster/logs/ (operator.log, pods/); 'make cluster-down' stops it all."
+echo "Everything keeps running: logs in $state/logs/ (operator.log, pods/); 'make cluster-down' (REAL_NODE=1 as for the demo) stops it all."

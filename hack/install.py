@@ -88,9 +88,21 @@ def progress_key() -> str:
     return path.read_text().strip()
 
 
+def real_node_env() -> dict[str, str]:
+    """With the real node, trainer pods POST progress to the operator process on this host, through
+    the node's bridge address (127.0.0.1 in a container is the container itself)."""
+    if not localcluster.REAL_NODE:
+        return {}
+    import realnode
+
+    port = os.environ.get("ACGS_PROGRESS_PORT", "8083")
+    return {"ACGS_PROGRESS_URL": f"http://{realnode.NODE_IP}:{port}"}
+
+
 def operator_env(port: int = WEBHOOK_PORT) -> dict[str, str]:
     return {
         **os.environ,
+        **real_node_env(),
         "KUBECONFIG": str(localcluster.KUBECONFIG),
         "ACGS_WEBHOOK_HOST": "127.0.0.1",
         "ACGS_WEBHOOK_PORT": str(port),
@@ -112,26 +124,62 @@ def healthy(port: int = HEALTH_PORT) -> bool:
         return False
 
 
-def start_operator(restart: bool = False) -> None:
-    if restart:
-        stop_pidfile(PIDS / "operator.pid")
-    if pid_of("operator") and healthy():
-        return
+LEASE_NAMESPACE = "acgs-system"
+
+
+def lease_holder() -> str | None:
+    """Who holds the operator's leader-election Lease (leader.py), if anyone."""
+    out = kubectl("get", "lease", "acgs-operator", "-n", LEASE_NAMESPACE, "-o", "jsonpath={.spec.holderIdentity}",
+                  check=False)
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def spawn_operator(name: str, env: dict[str, str]) -> subprocess.Popen:
+    """An operator process with its own pidfile and log (`localcluster down` stops it)."""
     LOGS.mkdir(parents=True, exist_ok=True)
     PIDS.mkdir(parents=True, exist_ok=True)
-    with open(LOGS / "operator.log", "ab") as out:
-        proc = subprocess.Popen([str(ROOT / ".venv/bin/acgs-operator")], env=operator_env(), stdout=out,
+    with open(LOGS / f"{name}.log", "ab") as out:
+        proc = subprocess.Popen([str(ROOT / ".venv/bin/acgs-operator")], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    (PIDS / "operator.pid").write_text(str(proc.pid))
-    deadline = time.monotonic() + 60
+    (PIDS / f"{name}.pid").write_text(str(proc.pid))
+    return proc
+
+
+# The local operator's leader election. Nothing restarts a local process the way the kubelet
+# restarts a pod, and a leader that cannot renew for the renew deadline exits by design; so locally
+# the deadline outlasts a control-plane restart (~20 s here), and the operator rides it out.
+LOCAL_LEASE = {"ACGS_LEADER_LEASE_SECONDS": "45", "ACGS_LEADER_RENEW_DEADLINE_SECONDS": "40",
+               "ACGS_LEADER_RETRY_SECONDS": "2"}
+
+
+def serving(port: int = WEBHOOK_PORT) -> bool:
+    """The webhook port accepts connections (a new leader restarts its webhook server)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_operator(restart: bool = False) -> None:
+    """The local operator; returns once it is healthy, holds the leader-election Lease and serves
+    its webhook (a predecessor that was killed, not stopped, leaves a Lease that expires first)."""
+    if restart:
+        stop_pidfile(PIDS / "operator.pid")
+    if pid_of("operator") and healthy() and (lease_holder() or "").startswith("local-"):
+        return
+    stop_pidfile(PIDS / "operator.pid")
+    identity = f"local-{os.urandom(4).hex()}"
+    proc = spawn_operator("operator", {**operator_env(), **LOCAL_LEASE, "ACGS_LEADER_IDENTITY": identity})
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"operator exited with {proc.returncode}; see {LOGS / 'operator.log'}")
-        if healthy():
-            log(f"operator running (pid {proc.pid}); log: {LOGS / 'operator.log'}")
+        if healthy() and lease_holder() == identity and serving():
+            log(f"operator running (pid {proc.pid}, leading as {identity}); log: {LOGS / 'operator.log'}")
             return
         time.sleep(0.25)
-    raise SystemExit(f"operator not healthy after 60s; see {LOGS / 'operator.log'}")
+    raise SystemExit(f"operator not healthy and leading after 90s; see {LOGS / 'operator.log'}")
 
 
 def main() -> int:

@@ -172,6 +172,11 @@ NODES = [
          labels={"nvidia.com/gpu.present": "true", "acgs.io/local-runner": "true"},
          taints=[GPU_TAINT, {"key": "acgs.io/local-runner", "value": "true", "effect": "NoSchedule"}]),
 ]
+if REAL_NODE:
+    # The kubelet node (realnode.py) carries the acgs.io/local-runner label instead: the pods the
+    # e2e tests and the demo place "where pods really run" then run as containers from the
+    # product's images, with their securityContext and NetworkPolicies enforced. No pod runner.
+    NODES = [n for n in NODES if n["metadata"]["name"] != LOCAL_NODE]
 
 
 def up() -> None:
@@ -225,7 +230,8 @@ def up() -> None:
     kubectl("apply", "-f", "-", input_=yaml.safe_dump_all(NODES))
     wait_for("nodes Ready", nodes_ready, 60)
     wait_for("the default ServiceAccount", lambda: kubectl("get", "sa", "default", check=False).returncode == 0, 60)
-    start_podrunner()
+    if not REAL_NODE:
+        start_podrunner()
     start_provisioner()
     if REAL_NODE:
         import realnode
@@ -300,6 +306,18 @@ def down(keep_data: bool = False) -> None:
     log("stopped")
 
 
+def restart(component: str) -> float:
+    """Stop one control-plane component (SIGTERM, then SIGKILL) and bring the cluster back up;
+    returns the seconds it was away. For fault tests: etcd or kube-apiserver restarted under a
+    running operator."""
+    if component not in COMPONENTS:
+        raise SystemExit(f"[localcluster] restart {component!r}: expected one of {', '.join(COMPONENTS)}")
+    t0 = time.monotonic()
+    stop_pidfile(PIDS / f"{component}.pid")
+    up()  # starts what is not running; the apiserver reconnects to a restarted etcd by itself
+    return time.monotonic() - t0
+
+
 def status() -> int:
     running = {c: pid_of(c) for c in COMPONENTS}
     for c, pid in running.items():
@@ -310,13 +328,16 @@ def status() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "down", "status", "build"])
+    parser.add_argument("command", choices=["up", "down", "status", "build", "restart"])
+    parser.add_argument("component", nargs="?", help="restart: etcd, kube-apiserver, ...")
     parser.add_argument("--keep-data", action="store_true", help="down: keep etcd's data for the next up")
     args = parser.parse_args()
     if args.command == "up":
         up()
     elif args.command == "down":
         down(args.keep_data)
+    elif args.command == "restart":
+        restart(args.component or "kube-apiserver")
     elif args.command == "build":
         print(binaries())
     else:

@@ -4,7 +4,8 @@
 There is no storage driver here, so a PersistentVolumeClaim would stay Pending and its pods would
 never be scheduled. This watches claims of the default StorageClass `acgs-local` and creates, for
 each, a hostPath PersistentVolume pre-bound to it, backed by the directory the pod runner mounts
-(`.cluster/volumes/pvc/<namespace>/<claim>/`). kube-controller-manager's PV controller does the
+(`.cluster/volumes/pvc/<namespace>/<claim>/`, owned by UID/GID 65532 so the real node's restricted
+pods can write it). kube-controller-manager's PV controller does the
 binding, exactly as with a real provisioner. Reclaim policy Delete: the PV goes with its claim.
 
     python hack/provisioner.py --kubeconfig .cluster/kubeconfig [--state-dir .cluster]
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -24,6 +26,10 @@ from kubernetes.client.exceptions import ApiException
 
 STORAGE_CLASS = "acgs-local"
 PROVISIONER = "acgs.io/local-hostpath"
+# The product's restricted pods run as UID/GID 65532 (builders/common.py). A real kubelet mounts a
+# hostPath as it is (no fsGroup ownership change for hostPath), and creates a subPath directory
+# with the volume root's mode and, through setgid, its group: so the root is 65532's, mode 2775.
+POD_UID = POD_GID = 65532
 log = logging.getLogger("provisioner")
 
 
@@ -38,6 +44,9 @@ def volume_for(pvc: client.V1PersistentVolumeClaim, state_dir: Path) -> client.V
     ns, name = str(pvc.metadata.namespace), str(pvc.metadata.name)
     path = state_dir / "volumes" / "pvc" / ns / name
     path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:  # only root can give the directory away (no kubelet runs otherwise)
+        os.chown(path, POD_UID, POD_GID)
+    path.chmod(0o2775)
     size = (pvc.spec.resources.requests or {}).get("storage", "1Gi") if pvc.spec.resources else "1Gi"
     return client.V1PersistentVolume(
         metadata=client.V1ObjectMeta(name=f"pvc-{pvc.metadata.uid}",

@@ -156,6 +156,8 @@ state = "{NODE / 'containerd/state'}"
         # This machine kind: cgroup v1/v2 hybrid, no systemd, swap allowed, no QoS cgroups.
         "cgroupDriver": "cgroupfs", "failCgroupV1": False, "failSwapOn": False,
         "cgroupsPerQOS": False, "enforceNodeAllocatable": [],
+        # Two shared cores: pods request little CPU (tests/cluster RUNNER_CPU) and are not throttled to it.
+        "cpuCFSQuota": False,
         "containerRuntimeEndpoint": f"unix://{SOCK}",
         "clusterDNS": [dns_service_ip()], "clusterDomain": "cluster.local",
         "podLogsDir": str(NODE / "pod-logs"),
@@ -216,21 +218,36 @@ def build_small_images(bins: Path) -> None:
         podman("build", "-q", "-t", image, str(ctx))
 
 
+ID_LABEL = "acgs.io/podman-image-id"
+
+
+def discard_layers(image: str) -> None:
+    """Once unpacked into snapshots, an image's layer blobs only double its size on disk (5.6 GB
+    for the ML images): dropped, as the CRI's discard_unpacked_layers does for pulled images."""
+    digest = next(f[2] for f in map(str.split, ctr("images", "ls").stdout.splitlines()) if f[0] == image)
+    for layer in json.loads(ctr("content", "get", digest).stdout).get("layers", []):
+        ctr("content", "rm", layer["digest"], check=False)
+
+
 def load_images() -> list[str]:
-    """Imports images from podman's store into containerd's k8s.io namespace (no registry)."""
-    have = set(ctr("images", "ls", "-q").stdout.split())
+    """podman's images into containerd's k8s.io namespace (no registry); a kept one again once rebuilt."""
+    have = {f[0]: dict(kv.split("=", 1) for kv in f[-1].split(",") if "=" in kv).get(ID_LABEL)
+            for f in map(str.split, ctr("images", "ls").stdout.splitlines()[1:])}
     loaded = []
     for image in (PAUSE_IMAGE, COREDNS_IMAGE, BASE_IMAGE, *PRODUCT_IMAGES):
-        if image in have:
-            continue
         if podman("image", "exists", image, check=False).returncode:
             lc.log(f"real node: {image} is not built (hack/build-images.sh); not loaded")
+            continue
+        image_id = podman("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+        if have.get(image) == image_id:
             continue
         t0 = time.monotonic()
         save = subprocess.Popen(["podman", "save", "--format=docker-archive", image],
                                 stdout=subprocess.PIPE, env=PODMAN_ENV)
         ctr("images", "import", "-", stdin=save.stdout)
         save.wait()
+        ctr("images", "label", image, f"{ID_LABEL}={image_id}")
+        discard_layers(image)
         loaded.append(image)
         lc.log(f"real node: loaded {image} into containerd in {time.monotonic() - t0:.0f}s")
     return loaded
@@ -252,7 +269,10 @@ def up() -> None:
     lc.start("kubelet", [str(bins / "kubelet"), f"--config={NODE / 'kubelet.yaml'}",
                          f"--kubeconfig={NODE / 'kubelet.kubeconfig'}", f"--root-dir={NODE / 'kubelet'}",
                          f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}",
-                         "--node-labels=acgs.io/real-node=true,nvidia.com/gpu.present=true", "--v=1"],
+                         # acgs.io/local-runner: where the e2e tests and the demo place the pods
+                         # that must really run (the pod runner's node is not registered then).
+                         "--node-labels=acgs.io/real-node=true,acgs.io/local-runner=true,"
+                         "nvidia.com/gpu.present=true", "--v=1"],
              # Without iptables on its PATH the kubelet leaves the host's iptables tables alone
              # (it would add KUBE-FIREWALL to INPUT/OUTPUT); nothing here uses iptables.
              env={**os.environ, "PATH": "/usr/local/bin:/usr/bin:/bin"})
@@ -368,8 +388,7 @@ def down() -> None:
 
 def status() -> int:
     running = {c: lc.pid_of(c) for c in COMPONENTS}
-    for c, pid in running.items():
-        print(f"{c:<26}{'running pid ' + str(pid) if pid else 'stopped'}")
+    print("\n".join(f"{c:<26}{'running pid ' + str(pid) if pid else 'stopped'}" for c, pid in running.items()))
     return 0 if all(running.values()) else 1
 
 

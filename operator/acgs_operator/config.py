@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_valid
 
 from .api.common import HASH_PATTERN
 from .constants import DEFAULT_CONSTITUTIONAL_HASH
+from .leader import Timing
 from .policy import ImageAllowlist, repository
 
 ENV_PREFIX = env.PREFIX
@@ -31,6 +32,10 @@ class Settings(BaseModel):
     webhook_port: int = Field(default=9443, ge=1, le=65535)
     webhook_cert: Path | None = None
     webhook_key: Path | None = None
+    # Benchmark baseline only (bench/admission.py), unset in the manifests: also serve the same checks
+    # through kopf's webhook inside the operator's event loop, on this port (the setup before the
+    # webhook got its own process, servers/webhook.py).
+    in_loop_webhook_port: int | None = Field(default=None, ge=1, le=65535)
     health_port: int = Field(default=8081, ge=1, le=65535)
     metrics_port: int = Field(default=8082, ge=0, le=65535)
     trainer_image: str = "ghcr.io/acgs/trainer:0.1.0"
@@ -64,6 +69,15 @@ class Settings(BaseModel):
     # admit scrapes from this namespace (empty: from nowhere).
     trainer_metrics_port: int = Field(default=9090, ge=0, le=65535)
     monitoring_namespace: str = Field(default="monitoring", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
+    # High availability: replicas elect a leader on a Lease in operator_namespace (leader.py); only
+    # the leader reconciles (both serve the webhook). Off: this process reconciles at once (one replica only).
+    leader_election: bool = True
+    leader_identity: str | None = Field(
+        default=None, description="This replica's name in the Lease (in a cluster: the pod name); default host-pid.")
+    leader_lease_seconds: float = Field(default=15.0, gt=0, description="A silent leader's Lease expires after this.")
+    leader_renew_deadline_seconds: float = Field(
+        default=10.0, gt=0, description="A leader that cannot renew for this long exits (below the lease time).")
+    leader_retry_seconds: float = Field(default=2.0, gt=0, description="Between Lease attempts and renewals.")
     gpu_node_selector: dict[str, str] = Field(
         default_factory=lambda: {"nvidia.com/gpu.present": "true"},
         description="Node labels added to pods that request GPUs (GPU feature discovery's label).")
@@ -89,6 +103,20 @@ class Settings(BaseModel):
             if problem:
                 raise ValueError(problem)
         return self
+
+    @model_validator(mode="after")
+    def _leader_timing_is_safe(self) -> Settings:
+        self.leader_timing  # noqa: B018  (raises ValueError naming the three settings)
+        return self
+
+    @property
+    def leader_timing(self) -> Timing:
+        try:
+            return Timing(self.leader_lease_seconds, self.leader_renew_deadline_seconds, self.leader_retry_seconds)
+        except ValueError as exc:
+            raise ValueError(f"ACGS_LEADER_LEASE_SECONDS={self.leader_lease_seconds}, ACGS_LEADER_RENEW_DEADLINE_"
+                             f"SECONDS={self.leader_renew_deadline_seconds}, ACGS_LEADER_RETRY_SECONDS="
+                             f"{self.leader_retry_seconds}: {exc}") from None
 
     @property
     def image_allowlist(self) -> ImageAllowlist:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .conditions import ABORTED, ROLLED_BACK
 
+# Recorded in the admission webhook's own process (servers/webhook.py); the operator's /metrics
+# yields this registry's content collected from that process at scrape time.
+ADMISSION_REGISTRY = CollectorRegistry()
 ADMISSION_REQUESTS = Counter(
     "acgs_admission_requests_total", "Admission reviews answered, by kind, operation and result.",
-    ["kind", "operation", "result"],
+    ["kind", "operation", "result"], registry=ADMISSION_REGISTRY,
 )
 ADMISSION_LATENCY = Histogram(
     "acgs_admission_duration_seconds", "Time to validate one admission review, by kind.", ["kind"],
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+    registry=ADMISSION_REGISTRY,
 )
 RECONCILES = Counter(
     "acgs_reconcile_total", "Reconciliations, by kind and outcome.", ["kind", "outcome"],

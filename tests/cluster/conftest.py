@@ -13,6 +13,11 @@ import pytest
 from ..conftest import Cluster, localcluster, wait_until  # noqa: F401  (re-exported for the e2e modules)
 
 LOCAL_NODE = localcluster.LOCAL_NODE
+# The node that carries acgs.io/local-runner: the pod runner's, or with ACGS_REAL_NODE=1 the kubelet's.
+RUNNER_NODE = "acgs-real-0" if localcluster.REAL_NODE else LOCAL_NODE
+# The CPU the e2e pods request: the kubelet node has this machine's cores (2 here), and a rollout
+# runs two server colors beside a verification Job (its kubelet does not throttle to the limit).
+RUNNER_CPU = "250m" if localcluster.REAL_NODE else "1"
 
 # Namespaces from the `namespace` fixture enforce restricted Pod Security, so specs carry the fields
 # it asks for. The runner runs every process as root anyway: nothing here enforces them.
@@ -42,7 +47,12 @@ def apply(cluster: Cluster, *objects: dict[str, Any]) -> None:
 @pytest.fixture(scope="session")
 def podrunner(cluster: Cluster) -> Iterator[Path]:
     """The pod runner of this cluster: `localcluster.up()` starts it; a cluster brought up before the
-    runner existed gets one here (and `localcluster down` stops it by its pidfile)."""
+    runner existed gets one here (and `localcluster down` stops it by its pidfile). With the real
+    node (ACGS_REAL_NODE=1, `make test-realnode-e2e`) there is none: the kubelet node carries the
+    runner's label and runs the same pods as containers from the product's images."""
+    if localcluster.REAL_NODE:
+        yield localcluster.STATE
+        return
     if localcluster.pid_of("podrunner") is None:
         localcluster.start_podrunner()
     log = localcluster.LOGS / "podrunner.log"

@@ -2,6 +2,8 @@
 the model servers run for real on acgs-local-0 (hack/podrunner/) from artifacts the trainer just
 built, the ModelVersions are verified by the operator's own verification Jobs, and the checks and
 the client traffic go to the pods' IPs taken from the Services' EndpointSlices (no kube-proxy here).
+`make test-realnode-e2e` runs the same tests with the servers as containers from the server image on
+the real node (the artifacts are still trained on the host, by the checkout's trainer CLI).
 
 One module, one namespace, one Deployment that follows `stage: production`; the tests run in order
 and each moves it one step (2 shared cores: every server start costs ~10 s).
@@ -24,8 +26,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from ..conftest import ROOT, Cluster
-from .conftest import ON_LOCAL_NODE, apply, pvc, wait_until
+from ..conftest import ROOT, Cluster, localcluster
+from .conftest import ON_LOCAL_NODE, RUNNER_CPU, apply, pvc, wait_until
 from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.ml]
@@ -40,6 +42,16 @@ SCENARIO = {"action": "model_deployment", "actor_role": "admin", "data_sensitivi
             "affects_protected_group": False, "bias_tested": True}
 
 
+def owned_by_pods(path: Path) -> None:
+    """Files made here, as root, handed to the UID the product's pods run as. The trainer writes
+    some files 0600 (the adapter), readable only by the UID that trained: on the real node the
+    verification Jobs and servers run as 65532, as the trainer image does. The pod runner runs
+    everything as root and needs nothing."""
+    if localcluster.REAL_NODE:
+        for item in (path, *path.rglob("*")):
+            os.chown(item, 65532, 65532)
+
+
 def _train(out: Path, seed: int, *extra: str) -> dict[str, Any]:
     """A real, tiny artifact from the trainer's CLI (``extra``: more trainer flags); returns its
     manifest."""
@@ -51,6 +63,7 @@ def _train(out: Path, seed: int, *extra: str) -> dict[str, Any]:
                   "--base-model", "builtin:tiny-llama", "--max-steps", "2", "--seed", str(seed), *extra]):
         proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, f"{args[0]} failed: {proc.stderr[-2000:]}"
+    owned_by_pods(out)
     return json.loads((out / "run/artifact/manifest.json").read_text())
 
 
@@ -184,7 +197,7 @@ def deployment(name: str = NAME, **strategy: Any) -> dict[str, Any]:
             "constitutionalHash": HASH,
             "model": {"selector": {"modelName": MODEL, "stage": "production"}},
             "replicas": 1, "port": PORT, "artifactPvc": "artifacts",
-            "resources": {"cpu": "1", "memory": "2Gi", **ON_LOCAL_NODE},
+            "resources": {"cpu": RUNNER_CPU, "memory": "2Gi", **ON_LOCAL_NODE},
             "strategy": {"blueGreen": {"previewReplicaCount": 1, "scaleDownDelaySeconds": 3,
                                        "postPromotionWindowSeconds": 4, **strategy}},
             # The gate is off here (these tests are about the rollout, not the model); the last
@@ -282,6 +295,7 @@ def test_the_kstatus_library_sees_the_promoted_version_current(env: Env) -> None
 
 def test_corrupted_artifact_is_blocked_while_the_live_color_serves(env: Env) -> None:
     shutil.copytree(env.volume / "runs/a", env.volume / "runs/c")
+    owned_by_pods(env.volume / "runs/c")
     v3 = env.model_version("3.0.0", "c", "staging")  # verified while intact...
     adapter = next((env.volume / "runs/c/run/artifact/adapter").glob("*.safetensors"))
     adapter.write_bytes(adapter.read_bytes()[:-16] + b"\0" * 16)  # ...then the volume rots
@@ -313,6 +327,7 @@ def test_failing_post_promotion_check_rolls_back_by_itself(env: Env) -> None:
     env.kubectl("patch", "deployments.acgs.io", NAME, "--type=merge", "-p",
                 json.dumps({"spec": {"strategy": {"blueGreen": {"postPromotionWindowSeconds": 40}}}}))
     shutil.copytree(env.volume / "runs/b", env.volume / "runs/d")
+    owned_by_pods(env.volume / "runs/d")
     v4 = env.model_version("4.0.0", "d", "production")
     env.wait_status("v4 to be promoted", lambda s: s.get("activeModelVersion") == v4, timeout=150)
     # The new active pod dies inside the post-promotion window.
@@ -324,7 +339,9 @@ def test_failing_post_promotion_check_rolls_back_by_itself(env: Env) -> None:
     assert blocked["status"] == "True" and blocked["reason"] == "PostPromotionCheckFailed"
     assert "rolled back" in blocked["message"]
     # ... and the operator's /metrics counts it, as AcgsAutomaticRollback (manifests/monitoring) expects.
-    with urllib.request.urlopen("http://127.0.0.1:8082/metrics", timeout=5) as resp:
+    import install  # hack/ (on sys.path through tests/conftest.py): the operator's metrics port
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{install.METRICS_PORT}/metrics", timeout=5) as resp:
         scraped = resp.read().decode()
     series = f'acgs_deployment_rollbacks_total{{deployment="{NAME}",namespace="{env.namespace}",trigger="automatic"}}'
     assert f"{series} 1.0" in scraped, [line for line in scraped.splitlines() if "rollbacks" in line]
@@ -365,3 +382,45 @@ def test_metrics_below_the_default_gate_never_start_a_pod(env: Env) -> None:
     assert status.get("activeColor") is None and env.condition(status, "Available")["status"] == "False"
     pods = env.cluster.get_json("pods", "-n", env.namespace, "-l", "acgs.io/owner-name=gated")["items"]
     assert not [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def test_autoscaler_and_disruption_budget_follow_the_active_color(env: Env) -> None:
+    """spec.autoscaling → an autoscaling/v2 HPA on the ACTIVE color's apps/v1 Deployment, retargeted
+    by the switch (with the PDB). The controller-manager's HPA controller runs here and takes the
+    HPA up, but it cannot scale on CPU: this control plane has no metrics-server (the Metrics API,
+    metrics.k8s.io, is not served; kwok and pod-runner pods report no usage), so the controller
+    reports ScalingActive=False/FailedGetResourceMetric - the test checks for exactly that."""
+    v1, v2 = f"{MODEL}-1-0-0", f"{MODEL}-2-0-0"
+    spec = deployment("auto")
+    spec["spec"]["model"] = {"versionRef": v2}
+    spec["spec"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 3, "target": 80}
+    apply(env.cluster, {**spec, "metadata": {"name": "auto", "namespace": env.namespace}})
+    live = env.wait_status("auto to go live", lambda s: s.get("phase") == "Healthy", name="auto")
+    first = live["activeColor"]
+
+    def targets() -> tuple[str, str]:
+        hpa = env.get("hpa", "auto-server")
+        pdb = env.get("pdb", "auto-server")
+        return hpa["spec"]["scaleTargetRef"]["name"], pdb["spec"]["selector"]["matchLabels"]["acgs.io/color"]
+
+    assert targets() == (f"auto-{first}", first)
+    assert env.get("deployment.apps", f"auto-{first}")["spec"]["replicas"] == 1  # minReplicas
+    env.kubectl("patch", "deployments.acgs.io", "auto", "--type=merge", "-p",
+                json.dumps({"spec": {"model": {"versionRef": v1}}}))
+    switched = env.wait_status("the switch", lambda s: s.get("activeModelVersion") == v1
+                               and s.get("phase") == "Healthy", name="auto")
+    second = switched["activeColor"]
+    assert second != first
+    assert wait_until(lambda: targets() == (f"auto-{second}", second) or None, 30, "the HPA to follow the switch")
+    # The HPA controller took it up, and says why it cannot act on CPU here (no Metrics API).
+    hpa = wait_until(lambda: (h := env.get("hpa", "auto-server")).get("status", {}).get("conditions") and h, 60,
+                     "the HPA controller to report")
+    conditions = {c["type"]: c for c in hpa["status"]["conditions"]}
+    assert conditions["AbleToScale"]["status"] == "True"
+    assert conditions["ScalingActive"]["status"] == "False"
+    assert conditions["ScalingActive"]["reason"] == "FailedGetResourceMetric"
+    # Autoscaling removed: the HPA goes, spec.replicas rules again.
+    env.kubectl("patch", "deployments.acgs.io", "auto", "--type=json",
+                "-p", '[{"op":"remove","path":"/spec/autoscaling"}]')
+    wait_until(lambda: env.cluster.kubectl("get", "hpa", "auto-server", "-n", env.namespace).returncode != 0, 30,
+               "the HPA to be removed")

@@ -15,7 +15,7 @@ from acgs_contract.constitution import CONSTITUTIONAL_HASH
 from acgs_trainer.flywheel import collect
 
 from ..trainer.test_flywheel_collect import interactions
-from .conftest import ON_LOCAL_NODE, Cluster, apply, pvc, wait_until
+from .conftest import ON_LOCAL_NODE, RUNNER_NODE, Cluster, apply, pvc, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -85,7 +85,7 @@ def test_collects_counts_into_status_and_runs_on_annotation(operator, podrunner,
     pod_spec = job["spec"]["template"]["spec"]
     assert pod_spec["volumes"][0]["persistentVolumeClaim"] == {"claimName": "interaction-logs", "readOnly": True}
     pods = cluster.get_json("pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job['metadata']['name']}")
-    assert pods["items"][0]["spec"]["nodeName"] == "acgs-local-0"
+    assert pods["items"][0]["spec"]["nodeName"] == RUNNER_NODE
 
     cluster.kubectl("annotate", "fwp", "fw", "-n", namespace, "acgs.io/run-now=first", check=True)
     run = wait_until(lambda: (fwp(cluster, namespace, "fw").get("status") or {}).get("currentRun"), 180,

@@ -27,7 +27,7 @@ import pytest
 from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 from ..conftest import Cluster
-from .conftest import ON_LOCAL_NODE, apply, pvc, wait_until
+from .conftest import ON_LOCAL_NODE, RUNNER_CPU, apply, pvc, wait_until
 from .test_deployment_e2e import VENV_BIN, ActiveServiceClient, _train
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.ml]
@@ -102,7 +102,7 @@ def policy(namespace: str) -> dict[str, Any]:
             "constitutionalHash": HASH, "deploymentRef": NAME, "intervalSeconds": 3600, "autoPromote": True,
             "thresholds": {"minRecords": 30, "evalSize": 8, "valRatio": 0.1}, "maxParallel": 2, "seed": 3,
             "privacyEpsilon": 8, "recordEpsilonLimit": 8,
-            "resources": {"cpu": "1", "memory": "2Gi"},
+            "resources": {"cpu": RUNNER_CPU, "memory": "2Gi"},
             # Latency is measured on a shared machine (other Jobs, other tests): noisy by a factor of 3
             # or more. The prices leave room for that: the base as a 100× dearer hosted model and the
             # in-context prompts at 50× can never pass maxCostRatio 1; the fine-tune at 0.1× passes
@@ -118,7 +118,9 @@ def policy(namespace: str) -> dict[str, Any]:
 
 
 def scrape() -> str:
-    with urllib.request.urlopen("http://127.0.0.1:8082/metrics", timeout=5) as resp:
+    import install  # hack/ (on sys.path through tests/conftest.py): the operator's metrics port
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{install.METRICS_PORT}/metrics", timeout=5) as resp:
         return resp.read().decode()
 
 
@@ -138,7 +140,7 @@ def test_one_turn_from_logged_interactions_to_a_promoted_fine_tune(cluster: Clus
          "spec": {"constitutionalHash": HASH, "model": {"selector": {"modelName": MODEL, "stage": "production"}},
                   "replicas": 1, "port": 18090, "metricsPort": 18091, "artifactPvc": "artifacts",
                   "interactionLogPvc": "interactions", "interactionLogMaxBytes": 4096,
-                  "resources": {"cpu": "1", "memory": "2Gi", **ON_LOCAL_NODE},
+                  "resources": {"cpu": RUNNER_CPU, "memory": "2Gi", **ON_LOCAL_NODE},
                   "strategy": {"blueGreen": {"previewReplicaCount": 1, "scaleDownDelaySeconds": 3,
                                              "postPromotionWindowSeconds": 4}},
                   "promotion": {"minComplianceScore": 0.0, "smokeRequests": 2}}})

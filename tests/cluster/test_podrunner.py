@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from ..conftest import Cluster
+from ..conftest import Cluster, localcluster
 from .conftest import apply, local_pod_spec, wait_until
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.skipif(
+    localcluster.REAL_NODE, reason="the pod runner's own tests: with the real node (ACGS_REAL_NODE=1) none runs")]
 
 
 def job(namespace: str, name: str, pod_spec: dict[str, Any], **spec: Any) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """TrainingJob end to end on the local control plane: the operator runs as a real process, the
 trainer pod runs for real on acgs-local-0 (hack/podrunner/), and the ModelVersion's digest is
-checked against the files the trainer left on the volume.
+checked against the files the trainer left on the volume. `make test-realnode-e2e` runs the same
+tests with the trainer and verification pods as containers from the trainer image on the real node.
 
     .venv/bin/python -m pytest -m cluster tests/cluster/test_trainingjob_e2e.py
 """
@@ -19,14 +20,14 @@ import pytest
 import yaml
 
 from ..conftest import Cluster, localcluster
-from .conftest import apply, pvc, wait_until
+from .conftest import RUNNER_CPU, apply, pvc, wait_until
 from acgs_contract.constitution import CONSTITUTIONAL_HASH
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 HASH = CONSTITUTIONAL_HASH
 ON_LOCAL_RUNNER = {  # GPU fields come from gpus: 1; these put the pod where it really runs
-    "cpu": "1", "memory": "2Gi", "gpus": 1,
+    "cpu": RUNNER_CPU, "memory": "2Gi", "gpus": 1,
     "nodeSelector": {"acgs.io/local-runner": "true"},
     "tolerations": [{"key": "acgs.io/local-runner", "operator": "Exists", "effect": "NoSchedule"}],
 }
@@ -368,3 +369,23 @@ def test_queued_job_is_created_suspended_with_the_kueue_label(cluster, namespace
     assert job["spec"]["suspend"] is True
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     assert pods_of_job(cluster, namespace, "queued-train") == []
+
+
+def test_two_workers_are_one_queued_indexed_job_behind_a_headless_service(cluster, namespace, artifacts):
+    # Queued, so the gang is built but no pod starts: the pod runner runs pods as host processes,
+    # where <job>-0.<service> does not resolve (tests/trainer/test_distributed.py runs the gang).
+    cluster.kubectl("apply", "-f", "-", check=True,
+                    input=training_job(namespace, "gang", queueName="gpu-queue", workers=2))
+    wait_until(lambda: phase_in(cluster, namespace, "gang", "Queued"), 30, "the Queued phase")
+    job = cluster.get_json("job", "gang-train", "-n", namespace)
+    assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["suspend"] is True
+    assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (2, 2)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["subdomain"] == "gang-train"
+    assert "--rdzv-endpoint=gang-train-0.gang-train:29400" in pod["containers"][0]["command"]
+    svc = cluster.get_json("service", "gang-train", "-n", namespace)
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
+    assert svc["metadata"]["ownerReferences"][0]["name"] == "gang"
+    policy = cluster.get_json("networkpolicy", "gang-train", "-n", namespace)
+    peer = [{"podSelector": {"matchLabels": svc["spec"]["selector"]}}]
+    assert {"from": peer, "ports": [{"protocol": "TCP"}]} in policy["spec"]["ingress"]

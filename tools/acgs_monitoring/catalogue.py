@@ -46,9 +46,10 @@ def read(component: str, registry: CollectorRegistry) -> list[Metric]:
 
 
 def operator_metrics() -> list[Metric]:
-    from acgs_operator import metrics as _  # noqa: F401 - registers the operator's metrics on REGISTRY
+    from acgs_operator.metrics import ADMISSION_REGISTRY  # also registers the operator's metrics on REGISTRY
 
-    return read("operator", REGISTRY)
+    # The admission metrics are recorded in the webhook process and exposed on the operator's /metrics.
+    return sorted(read("operator", REGISTRY) + read("operator", ADMISSION_REGISTRY), key=lambda m: m.name)
 
 
 def trainer_metrics() -> list[Metric]:

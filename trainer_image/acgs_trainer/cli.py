@@ -67,6 +67,11 @@ def _result(phase: str, code: int, **fields: Any) -> TrainerResult:
         return TrainerResult.model_validate({**base, **keep})
 
 
+def _is_main_rank() -> bool:
+    """Rank 0 of a torchrun gang (or a plain run) writes the result; the others stay quiet."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get(env.LOG_LEVEL, "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -107,7 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = UNEXPECTED_ERROR
         log.error("unexpected error: %s\n%s", exc, traceback.format_exc())
         result = _result(FAILED, code, message=f"{type(exc).__name__}: {exc}")
-    write_result(result, output, termination_log)
+    if _is_main_rank():
+        write_result(result, output, termination_log)
+    elif code != SUCCESS:
+        # Another rank's failure still reaches its pod's termination message (the operator shows
+        # the failing pod's), never rank 0's result.json.
+        write_result(result, None, termination_log)
     if code == SUCCESS:
         log.info("succeeded: artifact %s digest %s", result.artifact_path, result.digest)
     return code

@@ -20,6 +20,7 @@ from .bases import BaseBuildError, ensure_base
 from .checkpoint import Checkpointer
 from .config import TrainConfig
 from .constitution import Constitution, ConstitutionError, load_constitution
+from .distributed import Gang
 from .dataio import DataReadError, dedupe, file_digest, read_records, records_digest, split
 from .datasets import DATASET_TYPES, generate
 from .evaluate import evaluate_generations, mean_loss
@@ -88,6 +89,18 @@ def _architecture(path: Path) -> str | None:
 
 
 def main(cfg: TrainConfig) -> dict[str, Any]:
+    try:
+        gang = Gang.from_env()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    try:
+        return _run(cfg, gang)
+    finally:
+        gang.stop()
+
+
+def _run(cfg: TrainConfig, gang: Gang) -> dict[str, Any]:
+    """Every rank trains; rank 0 alone scores, saves and reports (distributed.py)."""
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)
     random.seed(cfg.seed)
@@ -98,7 +111,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                                          cfg.constitution_digest)
     except ConstitutionError as exc:
         raise ConfigError(f"--constitution: {exc}") from exc
-    metrics = TrainerMetrics(cfg.metrics_port)
+    metrics = TrainerMetrics(cfg.metrics_port if gang.local_rank == 0 else None)
 
     # data → dedupe → constitutional filter → split
     raw, source_digest = load_data(cfg, constitution)
@@ -117,16 +130,16 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
              duplicates, parts.sizes(), data_digest)
 
     # model: base (+ tokenizer) → LoRA
-    device = torch.device("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available()
-                          else "cpu")
+    device = gang.device(cfg.device in ("auto", "cuda") and torch.cuda.is_available())
     if cfg.device == "cuda" and device.type != "cuda":
         raise ConfigError("--device=cuda: no CUDA device is available")
+    gang.start(device)
     tokenizer, base, base_dir, base_info = prepare_base(cfg, constitution, out / "work")
     total_params, _ = count_parameters(base)
     eval_records = parts.eval[: cfg.eval_max_examples]
     # The base's own score on the same held-out records: what the fine-tune adds is the difference.
-    base_scores = evaluate_generations(base.to(device), tokenizer, eval_records, constitution,
-                                       cfg.eval_batch_size)
+    base_scores = (evaluate_generations(base.to(device), tokenizer, eval_records, constitution,
+                                        cfg.eval_batch_size) if gang.is_main else {})
     base_scores.pop("confusion", None)
     targets = cfg.lora_target_modules or (ALL_LINEAR if is_builtin(cfg.base_model) else None)
     model = apply_lora(base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, targets).to(device)
@@ -142,7 +155,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                       tokenizer, cfg.max_seq_len)
 
     train_data = encode_split(parts.train)
-    progress = ProgressReporter(cfg.progress_url)
+    progress = ProgressReporter(cfg.progress_url if gang.is_main else None)
 
     def on_log(step: int, total: int, loss: float | None, epsilon: float | None) -> None:
         metrics.step.set(step)
@@ -157,7 +170,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         progress.report("Running", step, loss, epsilon, f"step {step}/{total}")
 
     trainer = Trainer(cfg, model, train_data, device, Checkpointer(out / "checkpoints",
-                      cfg.keep_checkpoints), data_digest, on_log)
+                      cfg.keep_checkpoints), data_digest, on_log, gang)
     progress.total_steps = trainer.total
     metrics.epsilon_target.set(cfg.target_epsilon if cfg.dp else 0)
     try:
@@ -174,6 +187,9 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     for seconds in outcome.step_seconds:
         metrics.step_seconds.observe(seconds)
     metrics.examples.inc(outcome.examples)
+    if not gang.is_main:
+        return {"message": f"rank {gang.rank} of {gang.world_size}: trained {outcome.steps} "
+                           "steps on its share; rank 0 writes the artifact", "steps": outcome.steps}
 
     # evaluate on held-out data, from the model's own generations
     scores = evaluate_generations(model, tokenizer, eval_records, constitution, cfg.eval_batch_size)
@@ -213,7 +229,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                  "splitSeed": cfg.data_split_seed, "valRatio": cfg.val_ratio,
                  "evalRatio": cfg.eval_ratio, "filter": counts,
                  "types": dict(sorted(Counter(str(r["type"]) for r in report.kept).items()))},
-        "training": {"steps": outcome.steps, "plannedSteps": outcome.planned_steps,
+        "training": {"steps": outcome.steps, "worldSize": gang.world_size, "plannedSteps": outcome.planned_steps,
                      "resumedFrom": outcome.resumed_from, "batchSize": cfg.batch_size,
                      "gradAccum": cfg.grad_accum, "lr": cfg.lr, "lrSchedule": cfg.lr_schedule,
                      "maxGradNorm": cfg.max_grad_norm, "seed": cfg.seed, "device": device.type,
@@ -230,6 +246,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     message = (f"trained {outcome.steps} steps; compliance {scores['complianceScore']:.3f}, "
                f"accuracy {scores['accuracy']:.3f}" + (f", ε {epsilon:.3f}/{cfg.target_epsilon}"
                                                       if epsilon is not None else ", no DP"))
+    if gang.active:
+        message += f" on {gang.world_size} processes"
     progress.report("Succeeded", outcome.steps, outcome.final_loss, epsilon, message, final=True)
     return {"digest": manifest.digest, "artifactPath": str((out / "artifact").resolve()),
             "metrics": {k: v for k, v in scores.items() if k != "confusion"},

@@ -26,13 +26,14 @@ import copy
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 from opacus.accountants import RDPAccountant
 from opacus.accountants.analysis import rdp as rdp_analysis
 from opacus.accountants.utils import get_noise_multiplier
-from opacus.optimizers import DPOptimizer
+from opacus.optimizers import DistributedDPOptimizer, DPOptimizer
 from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 
 from .exitcodes import PrivacyBudgetExhausted
@@ -166,23 +167,50 @@ class SecretNoiseDPOptimizer(DPOptimizer):
         self.noise_step = 0  # set by the trainer before each step
 
     def add_noise(self) -> None:
-        std = self.noise_multiplier * self.max_grad_norm
-        for index, p in enumerate(self.params):
-            _check_processed_flag(p.summed_grad)
-            unit = self.secret.gaussian(GRADIENT_NOISE, self.noise_step, index,
-                                        tuple(p.summed_grad.shape))
-            noise = torch.from_numpy(unit * np.float32(std)).to(device=p.summed_grad.device,
-                                                    dtype=p.summed_grad.dtype)
-            p.grad = (p.summed_grad + noise).view_as(p)
-            _mark_as_processed(p.summed_grad)
+        _add_secret_noise(self)
+
+
+class SecretNoiseDistributedDPOptimizer(DistributedDPOptimizer):
+    """Opacus' distributed DP optimizer (the noise once, on rank 0; the noised sums of every rank
+    added up) with rank 0's noise from the run's secret randomness. Each rank divides by its share
+    of the expected batch (expected / world size) and the all-reduce averages, so the update is
+    (Σ clipped gradients of the global batch + noise) / the global expected batch: the one-process
+    step, hence the same ε for the same global batch, noise and steps."""
+
+    def __init__(self, *args: object, secret: SecretRandomness, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.secret = secret
+        self.noise_step = 0
+
+    def add_noise(self) -> None:
+        if self.rank == 0:
+            _add_secret_noise(self)
+        else:
+            for p in self.params:
+                p.grad = p.summed_grad.view_as(p)
+
+
+def _add_secret_noise(opt: SecretNoiseDPOptimizer | SecretNoiseDistributedDPOptimizer) -> None:
+    std = opt.noise_multiplier * opt.max_grad_norm
+    for index, p in enumerate(opt.params):
+        _check_processed_flag(p.summed_grad)
+        unit = opt.secret.gaussian(GRADIENT_NOISE, opt.noise_step, index,
+                                   tuple(p.summed_grad.shape))
+        noise = torch.from_numpy(unit * np.float32(std)).to(device=p.summed_grad.device,
+                                                            dtype=p.summed_grad.dtype)
+        p.grad = (p.summed_grad + noise).view_as(p)
+        _mark_as_processed(p.summed_grad)
 
 
 def noised_loss(secret: SecretRandomness, step: int, per_example: torch.Tensor,
-                budget: PrivacyBudget, expected_batch: int) -> float:
+                budget: PrivacyBudget, expected_batch: int,
+                gang_sum: Callable[[float], float] = float) -> float:
     """The step's released loss: (Σ clip(loss_i, 0, B) + N(0, (σ_L·B)²)) / expected batch size.
 
-    The denominator is the public expected batch size, not the (private) sampled one.
+    The denominator is the public expected batch size, not the (private) sampled one. In a gang,
+    ``gang_sum`` adds the ranks' clipped sums, so Σ runs over the global batch and every rank
+    draws the same noise from the shared key: one release, as in one process.
     """
-    clipped = float(torch.nan_to_num(per_example, nan=LOSS_CLIP).clamp(0.0, LOSS_CLIP).sum())
+    clipped = gang_sum(float(torch.nan_to_num(per_example, nan=LOSS_CLIP).clamp(0.0, LOSS_CLIP).sum()))
     unit = float(secret.gaussian(LOSS_NOISE, step, 0, ()))
     return (clipped + unit * budget.loss_noise_multiplier * LOSS_CLIP) / max(1, expected_batch)

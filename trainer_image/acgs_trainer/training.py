@@ -6,10 +6,17 @@ Batches are a pure function of (seed, step) without DP (shuffled epochs, public 
 Poisson batch membership, gradient noise and the released loss's noise are a pure function of
 (the run's secret key, step) (``secret_randomness``; the public seed never touches them). A resumed
 run therefore sees exactly the batches and noise the killed run would have seen.
+
+In a gang (torchrun, ``distributed.Gang``) every rank draws the same global batch and trains on its
+share; gradients are summed over the gang (DDP, or Opacus' distributed DP optimizer with DP), so
+the run takes the steps one process would take with the same global batch: the same sampling rate,
+noise and steps, hence the same ε. Rank 0 alone holds the checkpoints and the secret key and hands
+them to the others when a gang resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -21,8 +28,10 @@ import torch.nn.functional as F
 
 from .checkpoint import Checkpointer
 from .config import TrainConfig
+from .distributed import Gang
 from .exitcodes import ConfigError, PrivacyBudgetExhausted
-from .privacy import PrivacyBudget, SecretNoiseDPOptimizer, calibrate_noise, noised_loss
+from .privacy import (PrivacyBudget, SecretNoiseDistributedDPOptimizer, SecretNoiseDPOptimizer,
+                      calibrate_noise, noised_loss)
 from .secret_randomness import SecretRandomness, new_key
 
 log = logging.getLogger(__name__)
@@ -122,8 +131,10 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, model: Any, data: EncodedData, device: torch.device,
                  checkpointer: Checkpointer, data_digest: str,
-                 on_log: Callable[[int, int, float | None, float | None], None]) -> None:
+                 on_log: Callable[[int, int, float | None, float | None], None],
+                 gang: Gang | None = None) -> None:
         self.cfg, self.model, self.data, self.device = cfg, model, data, device
+        self.gang = gang or Gang()
         self.checkpointer, self.data_digest, self.on_log = checkpointer, data_digest, on_log
         self.total = planned_steps(cfg, len(data))
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -154,27 +165,49 @@ class Trainer:
         # gradients with fp32 weights) makes the DP step ~13 % faster on CPU but applies the 1/n
         # of the mean loss in another order, so weights (and artifact digests) differ from the
         # hooks' in the last bits; the default keeps the hooks (bench/training/PROFILE.md).
-        if self.grad_sample_mode == "ew" and not self.autocast:
+        wrapped: Any = self.model
+        if self.gang.active:
+            from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
+
+            wrapped = DPDDP(self.model)  # rank 0's weights everywhere; the optimizer reduces
+        if self.grad_sample_mode == "ew" and not self.autocast and not self.gang.active:
             from opacus.grad_sample.gsm_exp_weights import GradSampleModuleExpandedWeights
 
             GradSampleModule.validate(self.model, strict=True)  # as the hooks' constructor does
             self.forward_model = GradSampleModuleExpandedWeights(self.model, batch_first=True,
                                                                  loss_reduction="mean")
         else:
-            self.forward_model = GradSampleModule(self.model, batch_first=True,
+            self.forward_model = GradSampleModule(wrapped, batch_first=True,
                                                   loss_reduction="mean")
-        self.optimizer = SecretNoiseDPOptimizer(self.optimizer, noise_multiplier=noise_multiplier,
-                                                max_grad_norm=self.cfg.max_grad_norm,
-                                                expected_batch_size=self.expected_batch,
-                                                loss_reduction="mean", secret=self.secret)
+        if self.gang.active:
+            # Each rank scales by its share of the expected batch; the all-reduce averages (as
+            # Opacus' make_private does for a DPDDP module).
+            self.optimizer = SecretNoiseDistributedDPOptimizer(
+                self.optimizer, noise_multiplier=noise_multiplier,
+                max_grad_norm=self.cfg.max_grad_norm,
+                expected_batch_size=self.expected_batch / self.gang.world_size,
+                loss_reduction="mean", secret=self.secret)
+        else:
+            self.optimizer = SecretNoiseDPOptimizer(
+                self.optimizer, noise_multiplier=noise_multiplier,
+                max_grad_norm=self.cfg.max_grad_norm, expected_batch_size=self.expected_batch,
+                loss_reduction="mean", secret=self.secret)
+
+    def _enable_ddp(self) -> None:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.forward_model = DDP(self.model, device_ids=ids)
 
     def close(self) -> None:
         if self.forward_model is not self.model:
-            self.forward_model.remove_hooks()  # leave a plain peft model for eval and saving
+            if hasattr(self.forward_model, "remove_hooks"):
+                self.forward_model.remove_hooks()  # leave a plain peft model for eval and saving
             self.forward_model = self.model
 
     # -- batches --------------------------------------------------------------------------------
     def _batch_indices(self, step: int) -> torch.Tensor:
+        """The global batch of ``step`` (the same on every rank of a gang)."""
         n = len(self.data)
         if self.secret is not None:
             # Poisson sampling: each example joins with probability q, independently per step.
@@ -190,10 +223,12 @@ class Trainer:
             return sequence_losses(self.forward_model, batch)
 
     def _step_dp(self, step: int, idx: torch.Tensor) -> float:
-        """One DP-SGD step; returns the step's noised loss (the only loss released under DP)."""
+        """One DP-SGD step on this rank's share of the global batch ``idx``; returns the step's
+        noised loss (the only loss released under DP)."""
         opt = self.optimizer
         assert self.secret is not None and self.budget is not None
         opt.noise_step = step
+        idx = self.gang.shard(idx)
         losses = []
         if len(idx) == 0:
             # An empty Poisson batch is still a DP step: the update is pure noise.
@@ -211,18 +246,27 @@ class Trainer:
         opt.step()
         opt.zero_grad()
         per_example = torch.cat(losses) if losses else torch.zeros(0)
-        return noised_loss(self.secret, step, per_example, self.budget, self.expected_batch)
+        return noised_loss(self.secret, step, per_example, self.budget, self.expected_batch,
+                           lambda x: self.gang.sum(x, self.device))
 
     def _step_plain(self, idx: torch.Tensor) -> float:
+        """One step on this rank's share of the global batch ``idx``. In a gang DDP averages the
+        ranks' gradients, so each rank scales its sum by world/|global batch| (a mean over the
+        global batch after averaging), and syncs on its last micro-batch only."""
+        mine = self.gang.shard(idx)
+        chunks = list(mine.split(self.cfg.batch_size)) or [idx[:1]]  # an empty share still syncs
+        world = self.gang.world_size if len(mine) else 0
         total = 0.0
-        for chunk in idx.split(self.cfg.batch_size):
-            per = self._loss(chunk)
-            (per.sum() / len(idx)).backward()
-            total += float(per.detach().sum())
+        for k, chunk in enumerate(chunks):
+            sync = k == len(chunks) - 1 or not self.gang.active
+            with contextlib.nullcontext() if sync else self.forward_model.no_sync():
+                per = self._loss(chunk)
+                (per.sum() * world / len(idx)).backward()
+            total += float(per.detach().sum()) if len(mine) else 0.0
         torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return total / len(idx)
+        return self.gang.sum(total, self.device) / len(idx)
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _state(self, step: int) -> dict[str, Any]:
@@ -244,23 +288,49 @@ class Trainer:
         return int(state["step"])
 
     # -- the loop -------------------------------------------------------------------------------
-    def run(self) -> TrainOutcome:
+    def _resume_point(self) -> tuple[dict[str, Any] | None, bytes | None]:
+        """(the checkpoint to resume from, the run's secret DP key): rank 0's files."""
         cfg = self.cfg
         state = self.checkpointer.load_latest() if cfg.resume else None
         if state is not None and (state["data_digest"] != self.data_digest or state["dp"] != cfg.dp):
             raise ValueError(f"{self.checkpointer.root}: the checkpoint was made with other data "
                              "or --dp setting; use a fresh --output or --no-resume")
-        if cfg.dp:
-            # Resuming with another key would redo released steps with other noise: refuse (a
-            # retry cannot fix it, hence ConfigError: exit 2, not retried).
-            if state is not None and not self.checkpointer.has_secret_key():
-                raise ConfigError(f"--resume: {self.checkpointer.root} holds a checkpoint but not "
-                                  "the run's secret key, so the same noise cannot be redrawn; use "
-                                  "--no-resume or a fresh --output")
+        if not cfg.dp:
+            return state, None
+        # Resuming with another key would redo released steps with other noise: refuse (a retry
+        # cannot fix it, hence ConfigError: exit 2, not retried).
+        if state is not None and not self.checkpointer.has_secret_key():
+            raise ConfigError(f"--resume: {self.checkpointer.root} holds a checkpoint but not "
+                              "the run's secret key, so the same noise cannot be redrawn; use "
+                              "--no-resume or a fresh --output")
+        try:
+            return state, self.checkpointer.secret_key(reuse=cfg.resume)
+        except ValueError as exc:
+            raise ConfigError(f"--resume: {exc}") from exc
+
+    def _shared_resume_point(self) -> tuple[dict[str, Any] | None, bytes | None]:
+        """Rank 0's resume point on every rank; its refusal, if any, raised on every rank (so no
+        rank waits for a peer that has given up). The key crosses only the gang's own links."""
+        found: tuple[str, Any, Any] | None = None
+        if self.gang.is_main:
             try:
-                secret_key = self.checkpointer.secret_key(reuse=cfg.resume)
-            except ValueError as exc:
-                raise ConfigError(f"--resume: {exc}") from exc
+                found = ("ok", *self._resume_point())
+            except (ConfigError, ValueError) as exc:
+                found = (type(exc).__name__, str(exc), None)
+        kind, first, second = self.gang.from_main(found) or ("ok", None, None)
+        if kind == "ConfigError":
+            raise ConfigError(str(first))
+        if kind != "ok":
+            raise ValueError(str(first))
+        return first, second
+
+    def run(self) -> TrainOutcome:
+        cfg = self.cfg
+        state, secret_key = self._shared_resume_point()
+        if not self.gang.all_equal(self.data_digest):
+            raise ConfigError(f"--data={cfg.data}: the ranks of the gang read different data "
+                              "(digests differ); every worker must see the same records")
+        if cfg.dp:
             if state is not None and state["privacy"]:
                 noise = float(state["privacy"]["noise_multiplier"])  # keep the accounting consistent
             else:
@@ -271,6 +341,8 @@ class Trainer:
                      "sampling rate %.5f, %d planned steps, target ε=%s δ=%s", noise,
                      self.budget.accounted_noise if self.budget else noise, self.sample_rate,
                      self.total, cfg.target_epsilon, cfg.target_delta)
+        elif self.gang.active:
+            self._enable_ddp()
         step = 0
         resumed_from = None
         if state is not None:
@@ -301,10 +373,11 @@ class Trainer:
                     outcome.final_loss = mean if mean is not None else outcome.final_loss
                     window = []
                     self.on_log(step, self.total, mean, self.budget.spent() if self.budget else None)
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < self.total:
+                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0
+                        and step < self.total and self.gang.is_main):
                     self.checkpointer.save(step, self._state(step))
         except PrivacyBudgetExhausted:
-            if step > (resumed_from or 0):
+            if step > (resumed_from or 0) and self.gang.is_main:
                 self.checkpointer.save(step, self._state(step))
             raise
         finally:

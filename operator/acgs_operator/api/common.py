@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from enum import Enum
 from typing import Annotated, Any
 
 # Re-exported: the API models take the contract's patterns.
 from acgs_contract.constitution import HASH_PATTERN as HASH_PATTERN
 from acgs_contract.manifest import DIGEST_PATTERN as DIGEST_PATTERN
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 SEMVER_PATTERN = (
@@ -42,6 +43,24 @@ def round_to(value: float | None, places: int = 4) -> float | None:
 
 
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]
+# Kubernetes label syntax: a selector the apiserver would refuse in a child (a NetworkPolicy, a pod's
+# nodeSelector) is refused at admission instead, naming the field (found by tests/chaos/test_fuzz.py).
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LABEL_KEY_PATTERN = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                     r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+
+
+def _label_keys(labels: dict[str, str]) -> dict[str, str]:
+    # Checked here, not in the CRD schema: structural schemas have no propertyNames.
+    for key in labels:
+        if len(key) > 317 or not re.match(LABEL_KEY_PATTERN, key):
+            raise ValueError(f"label key {key!r}: expected [prefix/]name, name of 1-63 alphanumerics, '-', '_' "
+                             "or '.' starting and ending alphanumeric, prefix a DNS subdomain")
+    return labels
+
+
+Labels = Annotated[dict[str, LabelValue], AfterValidator(_label_keys)]
 Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, description="A Kubernetes quantity, e.g. 500m, 4, 16Gi.")]
 
 
@@ -117,5 +136,5 @@ class Resources(ApiModel):
     gpu_resource_name: str = Field(
         default="nvidia.com/gpu", description="Extended resource name of the GPU device plugin."
     )
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods must match.")
+    node_selector: Labels = Field(default_factory=dict, description="Node labels the pods must match.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pods tolerate.")

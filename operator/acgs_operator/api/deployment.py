@@ -6,7 +6,7 @@ from enum import Enum
 
 from pydantic import Field, model_validator
 
-from .common import HASH_PATTERN, ApiModel, ObjectName, Resources, StatusBase
+from .common import HASH_PATTERN, ApiModel, Labels, ObjectName, Resources, StatusBase
 from .modelversion import Stage
 
 
@@ -63,8 +63,8 @@ class PromotionGates(ApiModel):
 
 
 class PeerSelector(ApiModel):
-    pod_selector: dict[str, str] = Field(default_factory=dict, description="Labels of client pods.")
-    namespace_selector: dict[str, str] | None = Field(
+    pod_selector: Labels = Field(default_factory=dict, description="Labels of client pods.")
+    namespace_selector: Labels | None = Field(
         default=None, description="Labels of client namespaces (unset: the Deployment's own namespace)."
     )
 
@@ -78,10 +78,43 @@ class NetworkSpec(ApiModel):
     )
 
 
+class ScalingMetric(str, Enum):
+    CPU = "cpu"  # average CPU utilisation, percent of the pod's CPU request (metrics-server)
+    QUEUE_DEPTH = "queueDepth"  # acgs_server_queue_depth per pod (a custom metrics adapter)
+
+
+class Autoscaling(ApiModel):
+    """An autoscaling/v2 HorizontalPodAutoscaler on the active color (it follows each switch)."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [{
+        "rule": "self.minReplicas <= self.maxReplicas",
+        "message": "autoscaling.minReplicas must be at most autoscaling.maxReplicas"}]}}
+
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest pods of the active color.")
+    max_replicas: int = Field(ge=1, le=1000, description="Most pods of the active color.")
+    metric: ScalingMetric = Field(
+        default=ScalingMetric.CPU,
+        description="cpu (utilisation of the CPU request) or queueDepth (the server's acgs_server_queue_depth, "
+                    "served to the HPA by a custom metrics adapter such as prometheus-adapter).")
+    target: int = Field(
+        ge=1, le=1000,
+        description="cpu: average utilisation in percent of the request; queueDepth: average waiting requests per pod.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"autoscaling.minReplicas {self.min_replicas} is above autoscaling.maxReplicas "
+                             f"{self.max_replicas}; expected minReplicas <= maxReplicas")
+        return self
+
+
 class DeploymentSpec(ApiModel):
     constitutional_hash: str = Field(pattern=HASH_PATTERN, description="Constitution this deployment serves under.")
     model: ModelRef = Field(description="Which ModelVersion to serve.")
-    replicas: int = Field(default=1, ge=0, le=1000, description="Replicas of the active color.")
+    replicas: int = Field(default=1, ge=0, le=1000,
+                          description="Replicas of the active color (ignored when autoscaling is set).")
+    autoscaling: Autoscaling | None = Field(
+        default=None, description="Scale the active color with a HorizontalPodAutoscaler between min and max.")
     image: str | None = Field(default=None, description="Server image; defaults to the operator's configured image.")
     port: int = Field(default=8080, ge=1024, le=65535, description="Container port of the model server.")
     metrics_port: int = Field(

@@ -151,11 +151,20 @@ class TrainingJobSpec(ApiModel):
     privacy: PrivacySpec = Field(default_factory=PrivacySpec, description="Differential privacy.")
     resources: Resources = Field(
         default_factory=lambda: Resources(cpu="4", memory="16Gi", gpus=1),
-        description="Compute for the trainer pod.",
+        description="Compute for each trainer pod; with gpus > 1 torchrun starts one training process per GPU.",
+    )
+    workers: int = Field(
+        default=1, ge=1, le=64,
+        description="Trainer pods. More than 1: an Indexed Job of this many pods behind a headless Service, "
+        "started by torchrun (c10d rendezvous at pod 0) as one data-parallel run; the batch is global and DP "
+        "accounts for it as one process would. Across nodes the output claim must be ReadWriteMany.",
     )
     output: OutputSpec = Field(default_factory=OutputSpec, description="Where the artifact is written.")
     image: str | None = Field(default=None, description="Trainer image; defaults to the operator's configured image.")
-    backoff_limit: int = Field(default=2, ge=0, le=10, description="Retries of retriable pod failures.")
+    backoff_limit: int = Field(
+        default=2, ge=0, le=10,
+        description="Retries of retriable pod failures; with several workers, of the whole gang (the Job's pod "
+        "backoff limit is this times workers: one failed worker fails its peers too).")
     active_deadline_seconds: int = Field(default=86400, ge=60, description="Hard limit on the Job's run time.")
     ttl_seconds_after_finished: int = Field(default=86400, ge=0, description="Keep the finished Job this long.")
     suspend: bool = Field(default=False, description="Create the Job suspended (queued).")

@@ -20,6 +20,8 @@ LABEL_COLOR = "acgs.io/color"
 LABEL_MODEL_VERSION = "acgs.io/model-version"
 ANNOTATION_MODEL_VERSION = "acgs.io/model-version"
 ANNOTATION_DIGEST = "acgs.io/artifact-digest"
+# On the color an HPA targets: lets a later reconcile see an HPA to remove without another API call.
+ANNOTATION_AUTOSCALED = "acgs.io/autoscaled"
 NO_COLOR = "none"  # selector value of the active Service before anything was promoted: no endpoints
 
 ARTIFACT_MOUNT = "/artifacts"
@@ -103,10 +105,18 @@ def _http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
             "failureThreshold": failures}
 
 
+def topology_spread(owner: str, color: str) -> list[dict[str, Any]]:
+    """Spread a color's pods over nodes, then zones: one node or zone lost takes only its share.
+    ScheduleAnyway: a preference, so a one-node cluster (or a GPU pool of one) still schedules."""
+    return [{"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+             "labelSelector": {"matchLabels": color_selector(owner, color)}}
+            for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")]
+
+
 def server_deployment(owner: Owner, spec: DeploymentSpec, color: Color | str, mv_name: str,
                       mv: ModelVersionSpec, replicas: int, image: str,
-                      constitution_digest: str | None = None, model_cache_pvc: str | None = None
-                      ) -> dict[str, Any]:
+                      constitution_digest: str | None = None, model_cache_pvc: str | None = None,
+                      autoscaled: bool = False) -> dict[str, Any]:
     """apps/v1 Deployment of one color serving one ModelVersion (raises UnsupportedArtifact).
 
     The pod mounts only the artifact's own directory of the claim (subPath), read-only: a server
@@ -160,14 +170,18 @@ def server_deployment(owner: Owner, spec: DeploymentSpec, color: Color | str, mv
             *base_volumes,
         ],
     }
+    pod_spec["topologySpreadConstraints"] = topology_spread(owner.name, color)
     if spec.resources.node_selector:
         pod_spec["nodeSelector"] = dict(spec.resources.node_selector)
     if spec.resources.tolerations:
         pod_spec["tolerations"] = [t.to_api() for t in spec.resources.tolerations]
+    metadata = child_metadata(owner, deployment_name(owner.name, color), labels, annotations)
+    if autoscaled:
+        metadata["annotations"] = {**metadata.get("annotations", {}), ANNOTATION_AUTOSCALED: "true"}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": child_metadata(owner, deployment_name(owner.name, color), labels, annotations),
+        "metadata": metadata,
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": color_selector(owner.name, color)},

@@ -1,5 +1,12 @@
 """TrainingJob → its children: trainer config (ConfigMap), progress token (Secret), batch/v1 Job and
-NetworkPolicy. Pure functions: no API calls; the handler applies what these return."""
+NetworkPolicy, and for a gang of workers a headless Service. Pure functions: no API calls; the
+handler applies what these return.
+
+One trainer process per pod is a plain ``acgs-train``. More (``workers`` > 1, or ``gpus`` > 1 in a
+pod) is one torchrun run: an Indexed Job of ``workers`` pods whose hostnames ``<job>-<index>`` are
+resolvable under the headless Service (the pod template's subdomain); every pod starts
+``acgs-torchrun`` (torchrun that keeps the trainer's exit code, for the podFailurePolicy) with c10d
+rendezvous at ``<job>-0.<service>``, ``gpus`` processes per pod (one on CPU): trainergang.py."""
 
 from __future__ import annotations
 
@@ -9,9 +16,11 @@ from typing import Any
 
 from acgs_contract import env, exitcodes
 from acgs_contract.constitution import CONSTITUTION_FILE
+from kubernetes.utils import parse_quantity
 
 from ..api.trainingjob import TrainingJobSpec
 from ..config import Settings
+from . import trainergang as gang
 from .basemodel import HF_CACHE_DIR, HF_CACHE_ENV, base_model_volumes
 from .common import Owner, child_labels, child_metadata, child_name, container_security_context, pod_security_context
 
@@ -38,6 +47,7 @@ ARTIFACT_DIR = "artifact"
 
 # A new pod cannot change these outcomes, so the Job fails at once instead of retrying.
 NON_RETRIABLE_EXIT_CODES = exitcodes.TRAINER_NON_RETRIABLE
+
 
 
 def job_name(owner_name: str) -> str:
@@ -198,6 +208,13 @@ def _env() -> list[dict[str, Any]]:
     ]
 
 
+def _at_most(request: str, limit: str) -> str:
+    """A request the apiserver accepts under `limit` (a request above its limit makes the whole Job
+    invalid: found by the fuzz test with resources.memory 128Mi)."""
+    smaller: bool = parse_quantity(request) <= parse_quantity(limit)  # type: ignore[no-untyped-call]
+    return request if smaller else limit
+
+
 def _generate_container(spec: TrainingJobSpec, image: str, settings: Settings) -> dict[str, Any]:
     gen = spec.data.generate
     assert gen is not None
@@ -208,7 +225,8 @@ def _generate_container(spec: TrainingJobSpec, image: str, settings: Settings) -
                     "--type", str(gen.type), "--size", str(gen.size), "--seed", str(gen.seed),
                     "--out", GENERATED_DATA],
         "env": [*_env(), {"name": env.CONSTITUTION_DIGEST, "value": settings.constitution_content_digest}],
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+        "resources": {"requests": {"cpu": _at_most("100m", spec.resources.cpu),
+                                   "memory": _at_most("256Mi", spec.resources.memory)},
                       "limits": {"cpu": spec.resources.cpu, "memory": spec.resources.memory}},
         "securityContext": container_security_context(),
         "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"},
@@ -225,21 +243,30 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
         job_labels[LABEL_QUEUE] = spec.queue_name
     selector, tolerations = _scheduling(spec, settings)
     volumes, mounts = _volumes(spec, owner, settings)
+    gang_pods = spec.workers > 1
     trainer: dict[str, Any] = {
         "name": CONTAINER, "image": image,
-        "command": ["acgs-train", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
+        "command": gang.command(spec, owner, job_name(owner.name),
+                                ["acgs-train", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"]),
         "env": [*_env(), {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
             "name": secret_name(owner.name), "key": TOKEN_KEY}}},
-                *([{"name": HF_CACHE_ENV, "value": HF_CACHE_DIR}] if settings.model_cache_pvc else [])],
+                *([{"name": HF_CACHE_ENV, "value": HF_CACHE_DIR}] if settings.model_cache_pvc else []),
+                # Peers reach this pod's workers at its IP (no reliance on its own name resolving).
+                *([{"name": gang.POD_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+                  if gang_pods else [])],
         "resources": _resources(spec),
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    ports: list[dict[str, Any]] = []
     if settings.trainer_metrics_port:
         trainer["env"].append({"name": env.METRICS_HOST, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
-        trainer["ports"] = [{"name": METRICS_PORT_NAME, "containerPort": settings.trainer_metrics_port,
-                             "protocol": "TCP"}]
+        ports.append({"name": METRICS_PORT_NAME, "containerPort": settings.trainer_metrics_port, "protocol": "TCP"})
+    if gang_pods:
+        ports.append({"name": gang.RENDEZVOUS_PORT_NAME, "containerPort": gang.RENDEZVOUS_PORT, "protocol": "TCP"})
+    if ports:
+        trainer["ports"] = ports
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",  # required by podFailurePolicy; retries are new pods
         "automountServiceAccountToken": False,
@@ -254,13 +281,22 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
         pod_spec["nodeSelector"] = selector
     if tolerations:
         pod_spec["tolerations"] = tolerations
+    indexed: dict[str, Any] = {}
+    if gang_pods:
+        # Pod i is <job>-i.<service>: index 0's name is the rendezvous endpoint. Kueue admits the
+        # Job as one Workload of `workers` pods (no min-parallelism annotation: all or nothing).
+        pod_spec["subdomain"] = gang.service_name(job_name(owner.name))
+        indexed["completionMode"] = "Indexed"
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": child_metadata(owner, job_name(owner.name), job_labels),
         "spec": {
-            "completions": 1,
-            "parallelism": 1,
-            "backoffLimit": spec.backoff_limit,
+            **indexed,
+            "completions": spec.workers,
+            "parallelism": spec.workers,
+            # One failed worker fails its peers' collectives too: a gang restart costs up to
+            # `workers` pod failures, so the retry budget counts gang restarts.
+            "backoffLimit": spec.backoff_limit * spec.workers,
             "activeDeadlineSeconds": spec.active_deadline_seconds,
             "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
             # Queued jobs start suspended; Kueue (or the user) unsuspends. Created once, never patched.
@@ -275,10 +311,19 @@ def build_job(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[s
     }
 
 
+def build_headless_service(spec: TrainingJobSpec, owner: Owner) -> dict[str, Any]:
+    """The gang's pod DNS names (trainergang.py); only for workers > 1."""
+    name = gang.service_name(job_name(owner.name))
+    return gang.headless_service(child_metadata(owner, name, _labels(spec, owner)),
+                                 gang.peers(owner.name, LABEL_TRAINING_JOB, COMPONENT)[0]["podSelector"]["matchLabels"])
+
+
 def build_network_policy(spec: TrainingJobSpec, owner: Owner, settings: Settings) -> dict[str, Any]:
     """Ingress only from the monitoring namespace to the metrics port; egress only to the cluster
     DNS (kube-dns pods in kube-system: a pod that merely carries the k8s-app=kube-dns label
-    elsewhere is no DNS server) and the operator's progress endpoint."""
+    elsewhere is no DNS server) and the operator's progress endpoint. A gang's pods also reach each
+    other, on any TCP port: the rendezvous is on 29400 but torchrun's worker store and gloo/NCCL
+    connections use ports the processes pick at run time."""
     egress: list[dict[str, Any]] = [{
         "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                 "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
@@ -298,6 +343,10 @@ def build_network_policy(spec: TrainingJobSpec, owner: Owner, settings: Settings
                 "kubernetes.io/metadata.name": settings.monitoring_namespace}}}],
             "ports": [{"protocol": "TCP", "port": settings.trainer_metrics_port}],
         })
+    if spec.workers > 1:
+        peers = gang.peers(owner.name, LABEL_TRAINING_JOB, COMPONENT)
+        egress.append({"to": peers, "ports": [{"protocol": "TCP"}]})
+        ingress.append({"from": peers, "ports": [{"protocol": "TCP"}]})
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": child_metadata(owner, job_name(owner.name), _labels(spec, owner)),

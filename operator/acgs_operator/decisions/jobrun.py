@@ -69,12 +69,15 @@ def parse_message(text: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _newest_first(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
+
+
 def last_termination(pods: list[dict[str, Any]], container: str | None = None,
                      failed_only: bool = False) -> tuple[int, str, dict[str, Any] | None] | None:
     """(exit code, raw message, parsed result) of the newest terminated container: a failing one
     first when `failed_only`, else the named container (or any)."""
-    newest = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
-    for pod in newest:
+    for pod in _newest_first(pods):
         for name, term in _terminated(pod):
             code = int(term.get("exitCode", 0))
             if failed_only and code == 0:
@@ -93,7 +96,9 @@ def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]], container: s
     times: dict[str, Any] = {"start_time": status.get("startTime"), "completion_time": status.get("completionTime"),
              "pods": len(pods)}
     if _job_condition(job, "Complete"):
-        term = last_termination(pods, container)
+        # A gang's pods all succeed, but only rank 0's carries the result (the others write none).
+        term = next((t for t in (last_termination([p], container) for p in _newest_first(pods))
+                     if t and t[2] is not None), None) or last_termination(pods, container)
         code, raw, result = term if term else (0, "", None)
         return Observation(SUCCEEDED, cond.SUCCEEDED, (result or {}).get("message") or "the Job completed",
                            exit_code=code, result=result, **times)

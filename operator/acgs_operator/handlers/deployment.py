@@ -31,6 +31,7 @@ from .. import constitution_check, errors, events, kube, probes, rollout, select
 from ..api.deployment import Color, DeploymentPhase, DeploymentSpec, RolloutState
 from ..api.modelversion import ModelVersionSpec
 from ..builders import deployment as build
+from ..builders import scaling
 from ..builders.common import Owner
 from ..config import Settings
 from ..constants import API_VERSION, GROUP, VERSION
@@ -97,7 +98,7 @@ def _run_checks(decision: rollout.Decision, obs: rollout.Observation, spec: Depl
                                       spec.promotion.smoke_requests, timeout)
     else:
         result = probes.post_promotion(chosen, spec.port, target.digest, spec.constitutional_hash,
-                                       spec.replicas, timeout)
+                                       obs.replicas, timeout)
     if decision.needs == rollout.PRE_CHECKS:
         obs.pre_checks = result
     else:
@@ -114,6 +115,7 @@ def _apply_children(owner: Owner, spec: DeploymentSpec, decision: rollout.Decisi
                     mvs: dict[str, dict[str, Any]], children: dict[str, Any], settings: Settings,
                     logger: kopf.Logger) -> None:
     image = spec.image or settings.server_image
+    active = decision.active_color.value if decision.active_color else None
     for color, plan in decision.plans.items():
         mv = mvs.get(plan.model_version)
         try:
@@ -122,7 +124,8 @@ def _apply_children(owner: Owner, spec: DeploymentSpec, decision: rollout.Decisi
             manifest = build.server_deployment(owner, spec, color, plan.model_version,
                                                ModelVersionSpec.model_validate(mv["spec"]), plan.replicas, image,
                                                constitution_digest=settings.constitution_content_digest,
-                                               model_cache_pvc=settings.model_cache_pvc)
+                                               model_cache_pvc=settings.model_cache_pvc,
+                                               autoscaled=spec.autoscaling is not None and color == active)
         except (ValueError, ValidationError) as error:
             # Cannot rebuild this color's template: leave its pods alone, but honour a scale-down.
             child = children.get(color)
@@ -133,6 +136,16 @@ def _apply_children(owner: Owner, spec: DeploymentSpec, decision: rollout.Decisi
         kube.apply(manifest)
     kube.apply(build.active_service(owner, spec, decision.active_color))
     kube.apply(build.preview_service(owner, spec, decision.preview_color))
+    if active:  # both follow the active color: a switch retargets them with the Service
+        kube.apply(scaling.pod_disruption_budget(owner, spec, active))
+        if spec.autoscaling is not None:
+            kube.apply(scaling.horizontal_pod_autoscaler(owner, spec, active))
+    if spec.autoscaling is None and any(
+            build.ANNOTATION_AUTOSCALED in ((c or {}).get("metadata", {}).get("annotations") or {})
+            for c in children.values()):
+        # autoscaling was removed from the spec: the HPA goes, spec.replicas rules again.
+        kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", owner.namespace,
+                    scaling.autoscaler_name(owner.name))
     key, _, value = settings.operator_pod_label.partition("=")
     kube.apply(build.network_policy(owner, spec, settings.operator_namespace, {key: value}))
 
@@ -205,8 +218,10 @@ def reconcile(namespace: str, name: str, settings: Settings, schedule: Schedule,
                                                         label_selector=_selector(build.server_selector(name)))]
         active = status.get("activeColor")
         colors, children = _observe_colors(name, namespace, active, spec.port, pods, settings.check_timeout_seconds)
+        current = ((children.get(active) or {}).get("spec") or {}).get("replicas") if active else None
         obs = rollout.Observation(
-            now=time.time(), replicas=spec.replicas, strategy=spec.strategy.blue_green, gates=spec.promotion,
+            now=time.time(), replicas=scaling.active_replicas(spec, current), strategy=spec.strategy.blue_green,
+            gates=spec.promotion,
             state=state, active_color=Color(active) if active else None,
             active_model_version=status.get("activeModelVersion"), desired=desired, known=known,
             colors=colors, commands=commands, generation=generation)

@@ -4,7 +4,9 @@ status is; this module observes, calls them and applies."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
 
 import kopf
@@ -26,6 +28,7 @@ from ..metrics import RECONCILES
 from ..servers.progress import progress_token
 
 KIND = "TrainingJob"
+log = logging.getLogger("acgs_operator.trainingjob")
 PLURAL = "trainingjobs"
 ANNOTATION_TJ_UID = "acgs.io/training-job-uid"
 IMAGE_NOT_ALLOWED = "ImageNotAllowed"
@@ -39,6 +42,12 @@ def _parse(tj: dict[str, Any]) -> TrainingJobSpec:
     if not spec.output.pvc:
         raise errors.SpecError(cond.INVALID_SPEC, "spec.output.pvc: required - the artifact must be written to a "
                                "PersistentVolumeClaim so it outlives the pod and the ModelVersion can point at it")
+    hostname = f"{tjb.job_name(tj['metadata']['name'])}-{spec.workers - 1}"
+    if spec.workers > 1 and len(hostname) > 63:
+        raise errors.SpecError(cond.INVALID_SPEC, f"metadata.name {tj['metadata']['name']!r}: too long for "
+                               f"spec.workers={spec.workers}; its pods' hostnames (like {hostname!r}) would "
+                               "exceed 63 characters; expected a name of at most "
+                               f"{63 - len('-train-') - len(str(spec.workers - 1))} characters")
     return spec
 
 
@@ -56,9 +65,12 @@ def apply_children(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings
                    parent_version: str | None) -> dict[str, Any]:
     owner = Owner.of(tj)
     token = progress_token(key, owner.namespace, owner.name, owner.uid)
-    for child in (tjb.build_config_map(spec, owner, settings, parent_version),
-                  tjb.build_progress_secret(spec, owner, token),
-                  tjb.build_network_policy(spec, owner, settings)):
+    children = [tjb.build_config_map(spec, owner, settings, parent_version),
+                tjb.build_progress_secret(spec, owner, token),
+                tjb.build_network_policy(spec, owner, settings)]
+    if spec.workers > 1:
+        children.append(tjb.build_headless_service(spec, owner))  # before the pods need their names
+    for child in children:
         kube.apply(child)
     job = kube.get("batch/v1", "Job", owner.namespace, tjb.job_name(owner.name))
     if job is None:
@@ -68,6 +80,9 @@ def apply_children(tj: dict[str, Any], spec: TrainingJobSpec, settings: Settings
             raise errors.SpecError(IMAGE_NOT_ALLOWED, refused)
         # Created once: Kueue owns suspend/nodeSelector afterwards, and a pod template is immutable.
         job = kube.apply(tjb.build_job(spec, owner, settings))
+        # One line per Job this process created: the HA chaos test reads it to prove no two
+        # replicas created (reconciled) the same TrainingJob's Job.
+        log.info("created Job %s/%s", owner.namespace, job["metadata"]["name"])
         events.post(tj, Event(NORMAL, cond.JOB_CREATED, f"Created Job {job['metadata']['name']}"
                               + (" (suspended)" if job["spec"].get("suspend") else "")))
     elif not owner.owns(job):
@@ -210,22 +225,54 @@ def spec_changed(body: kopf.Body, **_: Any) -> None:
                             "immutable); delete and re-create the TrainingJob to rerun"))
 
 
-def job_event(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
+# kopf never retries an on.event handler, and no later event may come for a finished Job: a failed
+# status write (the apiserver restarting, a conflict, an admission hiccup) would leave the
+# TrainingJob Running until the operator restarts. So the event handlers retry themselves, with
+# backoff, for about 3.5 minutes; each attempt re-reads the TrainingJob and the Job. Later events of
+# the same object wait behind it (kopf serialises an object's events), which is what we want.
+JOB_EVENT_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 30.0, 30.0, 30.0, 30.0, 30.0)
+
+
+async def _retried(sync: Any, meta: dict[str, Any], what: str, logger: kopf.Logger) -> None:
+    for attempt, delay in enumerate((0.0, *JOB_EVENT_RETRY_DELAYS)):
+        await asyncio.sleep(delay)
+        try:
+            # The blocking client, off kopf's event loop (the webhook shares that loop).
+            await asyncio.to_thread(sync, meta, logger)
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure of the write is retried, then logged
+            message = kube.error_message(exc) if isinstance(exc, kube.ApiException) else str(exc)
+            if attempt == len(JOB_EVENT_RETRY_DELAYS):
+                logger.error("status of %s not written after %d attempts: %s", what, attempt + 1, message)
+                return
+            logger.warning("status of %s not written (attempt %d): %s; retrying in %.1fs",
+                           what, attempt + 1, message, JOB_EVENT_RETRY_DELAYS[attempt])
+
+
+async def job_event(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
     if type == "DELETED":
         return  # the TTL controller removed a finished Job; the TrainingJob keeps its final status
-    _sync_owner(dict(body.metadata), logger)
+    meta = dict(body.metadata)
+    ref = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == KIND), None)
+    if ref is not None:
+        await _retried(_sync_owner, meta, f"TrainingJob {ref['name']}", logger)
 
 
-def workload_event(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
+async def workload_event(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
     """A Kueue Workload changed (created, quota reserved or refused, evicted): re-read the
     TrainingJob of its Job, whose status carries Kueue's reason while the Job waits."""
     if type == "DELETED":
         return
-    ref = next((r for r in body.metadata.get("ownerReferences") or []
+    meta = dict(body.metadata)
+    await _retried(_sync_workload_owner, meta, f"the TrainingJob of Workload {meta.get('name')}", logger)
+
+
+def _sync_workload_owner(workload_meta: dict[str, Any], logger: kopf.Logger) -> None:
+    ref = next((r for r in workload_meta.get("ownerReferences") or []
                 if r.get("kind") == "Job" and r.get("apiVersion") == "batch/v1"), None)
     if ref is None:
         return
-    job = kube.get("batch/v1", "Job", body.metadata.namespace, ref["name"])
+    job = kube.get("batch/v1", "Job", workload_meta["namespace"], ref["name"])
     if job is None or job["metadata"]["uid"] != ref["uid"]:
         return
     if (job["metadata"].get("labels") or {}).get(LABEL_OWNER_KIND) != KIND.lower():
@@ -244,7 +291,7 @@ def _sync_owner(job_meta: dict[str, Any], logger: kopf.Logger) -> None:
         sync_status(tj)
     except errors.SpecError as exc:
         logger.error("%s: %s", exc.reason, exc)
-        errors.fail(tj, exc)  # an event handler is not retried: nothing to stop
+        errors.fail(tj, exc)  # the outcome is final: nothing to stop (an event handler)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:
