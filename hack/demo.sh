@@ -28,7 +28,8 @@ k apply -n "$ns" -k "$root/hack/demo"
 
 say "training: LoRA + DP-SGD (ε ≤ 8) on a tiny base pre-trained on public data; progress comes from the trainer itself"
 last=""
-for _ in $(seq 1 600); do
+deadline=$((SECONDS + 1800))  # a loaded 2-core machine trains the sample in ~10 min
+while (( SECONDS < deadline )); do
   phase="$(jp tj/constitutional-ai-v1 '{.status.phase}')"
   line="$(k get tj -n "$ns" constitutional-ai-v1 --no-headers 2>/dev/null || true)"
   [[ "$line" != "$last" ]] && { echo "  $line"; last="$line"; }

@@ -103,12 +103,14 @@ def policy(namespace: str) -> dict[str, Any]:
             "thresholds": {"minRecords": 30, "evalSize": 8, "valRatio": 0.1}, "maxParallel": 2, "seed": 3,
             "privacyEpsilon": 8, "recordEpsilonLimit": 8,
             "resources": {"cpu": RUNNER_CPU, "memory": "2Gi"},
-            # Serving the base as is costs 3× per request, in-context examples make prompts 2× dearer:
-            # both must lose on cost against a fine-tune at 0.5× unless it is 2× slower than production.
-            "candidates": [{"name": "base", "kind": "Base", "baseModel": base, "relativeCost": 3.0},
-                           {"name": "icl", "kind": "InContext", "baseModel": base, "relativeCost": 2.0,
+            # Latency is measured on a shared machine (other Jobs, other tests): noisy by a factor of 3
+            # or more. The prices leave room for that: the base as a 100× dearer hosted model and the
+            # in-context prompts at 50× can never pass maxCostRatio 1; the fine-tune at 0.1× passes
+            # unless it is 10× slower than production.
+            "candidates": [{"name": "base", "kind": "Base", "baseModel": base, "relativeCost": 100.0},
+                           {"name": "icl", "kind": "InContext", "baseModel": base, "relativeCost": 50.0,
                             "inContextExamples": 2},
-                           {"name": "ft", "kind": "FineTune", "baseModel": base, "relativeCost": 0.5, "loraRank": 4,
+                           {"name": "ft", "kind": "FineTune", "baseModel": base, "relativeCost": 0.1, "loraRank": 4,
                             "maxSteps": 3}],
             "acceptance": {"minComplianceScore": 0.0, "minAccuracyRatio": 0.01, "maxCostRatio": 1.0},
         },

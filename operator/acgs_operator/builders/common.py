@@ -68,7 +68,9 @@ def child_labels(owner_kind: str, owner_name: str, constitutional_hash: str, com
         LABEL_HASH: constitutional_hash,
     }
     for key, value in (extra or {}).items():
-        if not key.startswith(GITOPS_LABEL_PREFIXES):
+        # The standard labels win: handlers select children by them (a TrainingJob's own
+        # acgs.io/owner-kind, say, must not relabel its trainer Job).
+        if not key.startswith(GITOPS_LABEL_PREFIXES) and key not in labels:
             labels[key] = value
     return labels
 

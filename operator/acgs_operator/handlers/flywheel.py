@@ -24,7 +24,7 @@ from ..config import Settings
 from ..constants import API_VERSION, GROUP, VERSION
 from ..decisions import flywheel as decide
 from ..decisions import jobrun
-from ..metrics import observe_flywheel_policy, observe_flywheel_records
+from ..metrics import observe_flywheel_budget, observe_flywheel_policy, observe_flywheel_records
 from . import flywheel_run
 
 KIND = "FlywheelPolicy"
@@ -95,6 +95,11 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
         _write_status(policy, decide.blocked(status, "InvalidSpec", errors.describe(exc), meta.get("generation")))
         return
     observe_flywheel_policy(meta["namespace"], meta["name"])
+    # From status, so a restarted operator exports them before the next collection or run.
+    if status.get("recordsUsable") is not None:
+        observe_flywheel_records(meta["namespace"], meta["name"], status["recordsUsable"],
+                                 status.get("recordsExcluded") or {})
+    observe_flywheel_budget(meta["namespace"], meta["name"], status.get("budget"))
     # A run or a promotion that changed status ends this tick: the next one reads the new status.
     if status.get("currentRun") and flywheel_run.advance_run(policy, spec, settings, logger):
         return

@@ -103,6 +103,10 @@ def _start(policy: dict[str, Any], spec: FlywheelPolicySpec, settings: Settings,
         return
     candidate = next((c for c in spec.candidates if c.name == start.candidate), None)
     entry = next(c for c in step.candidates if c["name"] == start.candidate)
+    if candidate is None and start.kind != machine.PRODUCTION_KIND:
+        entry.update(state=machine.FAILED, reasons=[f"candidate {start.candidate} was removed from spec.candidates "
+                                                    "during the run"])
+        return
     try:
         if start.step == machine.TRAIN:
             assert candidate is not None and start.artifact is not None
@@ -159,8 +163,16 @@ def advance_run(policy: dict[str, Any], spec: FlywheelPolicySpec, settings: Sett
         logger.info("flywheel run %s: started %s %s", run["id"], start.step, start.candidate)
     machine.decide_when_finished(step, spec, timefmt.now())  # a child that could not be made fails its candidate
     if step.promote:
-        _promote(owner.namespace, step.promote)  # an error leaves status unwritten: retried next tick
-        observe_flywheel_promotion(owner.namespace, owner.name, "auto")
+        try:
+            _promote(owner.namespace, step.promote)
+            observe_flywheel_promotion(owner.namespace, owner.name, "auto")
+        except kube.ApiException as exc:
+            if exc.status not in (403, 404, 422):
+                raise  # transient: status stays unwritten, the next tick decides and promotes again
+            message = f"promoting ModelVersion {step.promote} failed: {kube.error_message(exc)}"
+            step.run.update(promoted=None, message=message)
+            step.events = [e for e in step.events if e.reason != fd.PROMOTED]
+            step.events.append(events.Event(events.WARNING, fd.PROMOTE_REFUSED, message))
     new: dict[str, Any] = {"candidates": step.candidates, **step.status}
     if step.finished:
         new.update(currentRun=None, lastRunResult=step.run)

@@ -164,3 +164,18 @@ def test_deployment_rotation_size_reaches_the_server_config() -> None:
     assert values[name] == "4096"
     from acgs_server.config import load_config
     assert load_config([], values).interaction_log_max_bytes == 4096
+
+
+def test_a_child_training_job_keeps_its_trainer_job_findable() -> None:
+    """The fine-tune TrainingJob carries the policy's owner labels; its own trainer Job must still be
+    labelled as a TrainingJob's (the TrainingJob handler watches Jobs by those labels)."""
+    from acgs_operator.builders import trainingjob as tjb
+    from acgs_operator.config import Settings
+    from acgs_operator.constants import LABEL_COMPONENT, LABEL_OWNER_KIND
+
+    tj = runb.build_training_job(OWNER, SPEC, RUN, SPEC.candidates[0], "fw-workspace", "cai-1-0-0", "cai",
+                                 "artifacts", SCHED)
+    tj["metadata"]["uid"] = "tj-uid"
+    job = tjb.build_job(TrainingJobSpec.model_validate(tj["spec"]), Owner.of(tj), Settings())
+    labels = job["metadata"]["labels"]
+    assert (labels[LABEL_OWNER_KIND], labels[LABEL_COMPONENT]) == ("trainingjob", tjb.COMPONENT)
