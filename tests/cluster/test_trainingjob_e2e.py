@@ -373,7 +373,8 @@ def test_queued_job_is_created_suspended_with_the_kueue_label(cluster, namespace
 
 def test_two_workers_are_one_queued_indexed_job_behind_a_headless_service(cluster, namespace, artifacts):
     # Queued, so the gang is built but no pod starts: the pod runner runs pods as host processes,
-    # where <job>-0.<service> does not resolve (tests/trainer/test_distributed.py runs the gang).
+    # where <job>-0.<service> does not resolve (tests/trainer/test_distributed.py runs the gang's
+    # processes; tests/realnode/test_gang_e2e.py runs it as pods on the real node, with cluster DNS).
     cluster.kubectl("apply", "-f", "-", check=True,
                     input=training_job(namespace, "gang", queueName="gpu-queue", workers=2))
     wait_until(lambda: phase_in(cluster, namespace, "gang", "Queued"), 30, "the Queued phase")
