@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from acgs_contract import env
@@ -27,7 +28,7 @@ GENERATE = {"type": "constitutional_ai", "size": 60}
 TRAINING = {"maxSteps": 6, "batchSize": 8, "checkpointEvery": 3}
 
 
-def single_process_run(cluster: Cluster, namespace: str, job: str, tmp: Path) -> dict:
+def single_process_run(cluster: Cluster, namespace: str, job: str, tmp: Path) -> dict[str, Any]:
     """The operator's rendered config for `job`, run by one acgs-train process on the host: the
     same data (generated from the same seed), batch, noise calibration and steps."""
     data = cluster.get_json("configmap", training.config_map_name(job), "-n", namespace)["data"]
@@ -37,7 +38,7 @@ def single_process_run(cluster: Cluster, namespace: str, job: str, tmp: Path) ->
     generated = tmp / "generated.jsonl"
     gen_env = child_env(**{env.CONSTITUTION_DIGEST: config["constitutionDigest"]})
     proc = run_cli("acgs-data", "--constitutional-hash", CONSTITUTIONAL_HASH, "--constitution", str(constitution),
-                   "generate", "--type", GENERATE["type"], "--size", str(GENERATE["size"]),
+                   "generate", "--type", str(GENERATE["type"]), "--size", str(GENERATE["size"]),
                    "--seed", _generate_seed(cluster, namespace, job),
                    "--out", str(generated), env=gen_env)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -96,6 +97,7 @@ def test_two_workers_rendezvous_by_name_and_train_one_dp_run(
 
     # The artifact's exact figure; the status shows it rounded up.
     epsilon = manifest["privacy"]["epsilonSpent"]
-    assert 0 < epsilon <= done["status"]["progress"]["epsilon"] + 1e-9 <= 8 + 1e-9, (epsilon, done["status"]["progress"])
+    shown = done["status"]["progress"]["epsilon"]
+    assert 0 < epsilon <= shown + 1e-9 and shown <= 8, (epsilon, shown)
     alone = single_process_run(cluster, ns, "gang", tmp_path)
     assert alone["epsilon"] == epsilon, (alone, manifest["privacy"])
