@@ -9,6 +9,7 @@ Needs `make images`, then `make test-realnode-e2e PYTEST_ARGS="-k gang"`."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,10 @@ from tests.realnode.conftest import apply
 from tests.realnode.test_product_e2e import on_real_node, product_images  # noqa: F401 (fixture)
 from tests.trainer.conftest import child_env, read_result, run_cli
 
-pytestmark = [pytest.mark.cluster, pytest.mark.realnode, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.realnode, pytest.mark.slow,
+              # Decided before the `operator` fixture could start the default cluster (port 6443).
+              pytest.mark.skipif(os.environ.get("ACGS_REAL_NODE") != "1",
+                                 reason="needs the real node: `make test-realnode-e2e` (see README)")]
 GENERATE = {"type": "constitutional_ai", "size": 60}
 TRAINING = {"maxSteps": 6, "batchSize": 8, "checkpointEvery": 3}
 
