@@ -1,5 +1,5 @@
 -- Shared by every kind's health check; `make crds` puts it in place of the line `-- @common`
--- (Argo CD runs each script alone). GOAL_PHASE: the kind's goal phase, set before that line.
+-- (Argo CD runs each script alone). GOAL_PHASE: the kind's goal phase, set before that line; it ends with `phase` set and Stalled reported Degraded, and the kind's script goes on from there.
 local function condition(type_)
   if obj.status.conditions == nil then return nil end
   for _, c in ipairs(obj.status.conditions) do
@@ -22,5 +22,12 @@ end
 if obj.status.observedGeneration ~= nil and obj.metadata.generation ~= nil
     and obj.status.observedGeneration < obj.metadata.generation then
   hs.message = "Waiting for the operator to observe the latest spec"
+  return hs
+end
+local phase = obj.status.phase
+hs.message = obj.status.message or phase
+-- The same states kstatus reads: Stalled (a permanent failure), Ready (the goal), else in progress.
+if is_true("Stalled") then
+  hs.status = "Degraded"
   return hs
 end
