@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 
@@ -16,3 +16,14 @@ class WireModel(BaseModel):
     def to_wire(self, exclude_none: bool = False) -> dict[str, Any]:
         """The JSON object as it travels (camelCase keys)."""
         return self.model_dump(by_alias=True, mode="json", exclude_none=exclude_none)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any] | None) -> Self | None:
+        """``data`` (say, a parsed termination message) as this model; None when there is none or it
+        is not one (a crash leaves a log tail where a result would be)."""
+        if not data:
+            return None
+        try:
+            return cls.model_validate(data)
+        except ValidationError:
+            return None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from ._model import WireModel
 
@@ -136,25 +136,16 @@ class EvalResult(WireModel):
     model: str | None = Field(default=None, description="What was evaluated: a base spec or an artifact digest.")
 
 
-def _parse(model: type[WireModel], data: dict[str, Any] | None) -> Any:
-    if not data:
-        return None
-    try:
-        return model.model_validate(data)
-    except ValidationError:
-        return None
-
-
 def parse_collect_result(data: dict[str, Any] | None) -> CollectResult | None:
     """The collector's result from its parsed termination message; None when it is not one."""
-    return _parse(CollectResult, data)  # type: ignore[no-any-return]
+    return CollectResult.from_wire(data)
 
 
 def parse_prepare_result(data: dict[str, Any] | None) -> PrepareResult | None:
     """The prepare step's result from its parsed termination message; None when it is not one."""
-    return _parse(PrepareResult, data)  # type: ignore[no-any-return]
+    return PrepareResult.from_wire(data)
 
 
 def parse_eval_result(data: dict[str, Any] | None) -> EvalResult | None:
     """An eval step's result from its parsed termination message; None when it is not one."""
-    return _parse(EvalResult, data)  # type: ignore[no-any-return]
+    return EvalResult.from_wire(data)

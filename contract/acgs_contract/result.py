@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict
 
 from ._model import WireModel
 
@@ -87,20 +87,11 @@ def termination_message(result: WireModel | dict[str, Any]) -> str:
     return text
 
 
-def _parse(model: type[WireModel], data: dict[str, Any] | None) -> Any:
-    if not data:
-        return None
-    try:
-        return model.model_validate(data)
-    except ValidationError:
-        return None
-
-
 def parse_trainer_result(data: dict[str, Any] | None) -> TrainerResult | None:
     """A trainer's result from its parsed termination message; None when there is none or it is not
     one (a crash leaves a log tail there instead)."""
-    return _parse(TrainerResult, data)  # type: ignore[no-any-return]
+    return TrainerResult.from_wire(data)
 
 
 def parse_verify_result(data: dict[str, Any] | None) -> VerifyResult | None:
-    return _parse(VerifyResult, data)  # type: ignore[no-any-return]
+    return VerifyResult.from_wire(data)
