@@ -47,11 +47,16 @@ def _metric(spec: DeploymentSpec) -> dict[str, Any]:
         "type": "Utilization", "averageUtilization": scaling.target}}}
 
 
+def _active_color(owner: Owner, spec: DeploymentSpec, active: Color | str) -> tuple[str, dict[str, str]]:
+    """The active color's name and the labels of a child that follows it."""
+    color = str(getattr(active, "value", active))
+    return color, child_labels(KIND, owner.name, spec.constitutional_hash, COMPONENT, {LABEL_COLOR: color})
+
+
 def horizontal_pod_autoscaler(owner: Owner, spec: DeploymentSpec, active: Color | str) -> dict[str, Any]:
     """autoscaling/v2 HPA of the active color (call only when spec.autoscaling is set)."""
     assert spec.autoscaling is not None, "horizontal_pod_autoscaler needs spec.autoscaling"
-    color = str(getattr(active, "value", active))
-    labels = child_labels(KIND, owner.name, spec.constitutional_hash, COMPONENT, {LABEL_COLOR: color})
+    color, labels = _active_color(owner, spec, active)
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -73,8 +78,7 @@ def pod_disruption_budget(owner: Owner, spec: DeploymentSpec, active: Color | st
     """At most one serving pod of the active color evicted at a time (a drain, an upgrade). maxUnavailable,
     not minAvailable: a single-replica Deployment can still be drained. Pods that are not ready may
     always be evicted, so a crash-looping pod never blocks a node drain."""
-    color = str(getattr(active, "value", active))
-    labels = child_labels(KIND, owner.name, spec.constitutional_hash, COMPONENT, {LABEL_COLOR: color})
+    color, labels = _active_color(owner, spec, active)
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
